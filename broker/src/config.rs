@@ -1,0 +1,80 @@
+//! The broker's settings: one struct, used as the `broker` binary's flags and built directly
+//! by tests and loadgen.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Limits and addresses of one broker.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on (HOST:PORT; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:4243", env = "HUBBUB_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Largest frame a client may send, in bytes (K, M, G suffixes are powers of 1024).
+    /// A longer one gets an ERROR and the connection is closed.
+    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    pub max_frame: usize,
+
+    /// Output a client may have waiting (in bytes; K, M, G suffixes) before it counts as a
+    /// slow consumer and is disconnected, so that it cannot slow others or grow the broker.
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    pub max_pending: usize,
+
+    /// Most simultaneous client connections; one more gets an ERROR and is closed.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_connections: usize,
+
+    /// How often to log a line of counters (e.g. 10s; 0 turns it off).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub stats_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:4243".parse().expect("valid address"),
+            max_frame: 1 << 20,
+            max_pending: 8 << 20,
+            max_connections: 1_000_000,
+            stats_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Parses `1048576`, `64K`, `1M`, `2G` (binary multiples; a trailing `B` or `iB` is allowed).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 1048576, 64K or 1M)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("lots").is_err());
+    }
+}

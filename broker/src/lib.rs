@@ -1,0 +1,28 @@
+//! hubbub: a fast publish/subscribe broker speaking newline-delimited JSON over TCP, with its
+//! client library and the small programs to try it by hand.
+//!
+//! # Layout
+//! - [`protocol`]: pure parsing and encoding of every frame (no I/O).
+//! - [`frame`]: newline framing with a maximum frame length (no I/O).
+//! - [`registry`]: channel → subscribers; a publish walks only its channel's subscribers.
+//! - [`outbox`]: each connection's bounded output queue and its slow-consumer policy.
+//! - `connection`: one task per client; the only code that touches a client socket.
+//! - [`server`]: the accept loop (with back-off), counters, shutdown by token.
+//! - [`client`]: the async client that the tools and loadgen build on.
+//! - [`tools`]: `client`, `publisher` and `chat`, as library functions the binaries call.
+
+pub mod client;
+pub mod config;
+mod connection;
+pub mod frame;
+pub mod outbox;
+pub mod protocol;
+pub mod registry;
+pub mod server;
+pub mod stats;
+pub mod tools;
+
+pub use client::Client;
+pub use config::Config;
+pub use server::{run, start, Broker, RunningBroker};
+pub use stats::{Stats, StatsSnapshot};

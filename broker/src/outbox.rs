@@ -1,0 +1,160 @@
+//! A connection's pending output: a queue bounded in bytes.
+//!
+//! Publishers on any task push shared frames in; the connection's own task takes everything
+//! queued at once and writes it in one `writev`. Memory per connection is bounded by the
+//! slow-consumer limit, and an idle outbox holds no buffer.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Queued,
+    /// This push took the connection past its limit: it is now a slow consumer.
+    Overflowed,
+    /// The connection had already overflowed or closed; the frame was dropped.
+    Closed,
+}
+
+/// The bounded output queue of one connection.
+///
+/// Overflow policy: when a push would take the bytes pending (queued plus taken but not yet
+/// written) past `limit`, the outbox drops everything queued, refuses all further frames, and
+/// wakes its connection, which then disconnects the client as a slow consumer. The publisher
+/// and the other subscribers are never held up by it.
+#[derive(Debug)]
+pub struct Outbox {
+    limit: usize,
+    state: Mutex<State>,
+    ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Bytes>,
+    pending: usize,
+    closed: bool,
+    overflowed: bool,
+}
+
+/// The frames [`Outbox::take`] moved out, or why there are none.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Frames,
+    /// The limit was passed; the connection must be dropped as a slow consumer.
+    Overflowed,
+}
+
+impl Outbox {
+    /// An empty outbox that lets at most `limit` bytes wait for the socket.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+        }
+    }
+
+    /// Queues a frame and wakes the connection if it was idle.
+    pub fn push(&self, frame: Bytes) -> Push {
+        let mut state = self.state.lock().expect("outbox lock");
+        if state.closed {
+            return Push::Closed;
+        }
+        if state.pending + frame.len() > self.limit {
+            state.closed = true;
+            state.overflowed = true;
+            state.queue = VecDeque::new();
+            drop(state);
+            self.ready.notify_one();
+            return Push::Overflowed;
+        }
+        state.pending += frame.len();
+        let was_empty = state.queue.is_empty();
+        state.queue.push_back(frame);
+        drop(state);
+        // The connection drains the whole queue when it wakes, so one wake-up per burst is enough.
+        if was_empty {
+            self.ready.notify_one();
+        }
+        Push::Queued
+    }
+
+    /// Waits until something was pushed (or the outbox overflowed) since the last [`take`].
+    ///
+    /// [`take`]: Outbox::take
+    pub async fn ready(&self) {
+        self.ready.notified().await
+    }
+
+    /// Moves every queued frame to the back of `into`.
+    pub fn take(&self, into: &mut VecDeque<Bytes>) -> Taken {
+        let mut state = self.state.lock().expect("outbox lock");
+        if state.overflowed {
+            return Taken::Overflowed;
+        }
+        if into.is_empty() {
+            std::mem::swap(into, &mut state.queue);
+        } else {
+            into.append(&mut state.queue);
+        }
+        Taken::Frames
+    }
+
+    /// Records that `n` taken bytes reached the socket.
+    pub fn written(&self, n: usize) {
+        let mut state = self.state.lock().expect("outbox lock");
+        state.pending = state.pending.saturating_sub(n);
+        if state.pending == 0 && state.queue.capacity() > 64 {
+            // A burst is over: give the memory back rather than hold it while idle.
+            state.queue = VecDeque::new();
+        }
+    }
+
+    /// Refuses further frames (the connection is going away).
+    pub fn close(&self) {
+        let mut state = self.state.lock().expect("outbox lock");
+        state.closed = true;
+        state.queue = VecDeque::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_in_order_until_the_limit_then_refuses_everything() {
+        let outbox = Outbox::new(10);
+        assert_eq!(outbox.push(Bytes::from_static(b"1234")), Push::Queued);
+        assert_eq!(outbox.push(Bytes::from_static(b"5678")), Push::Queued);
+        let mut got = VecDeque::new();
+        assert_eq!(outbox.take(&mut got), Taken::Frames);
+        assert_eq!(got, [&b"1234"[..], &b"5678"[..]]);
+        // Taken but unwritten bytes still count against the limit.
+        assert_eq!(outbox.push(Bytes::from_static(b"abc")), Push::Overflowed);
+        assert_eq!(outbox.push(Bytes::from_static(b"a")), Push::Closed);
+        assert_eq!(outbox.take(&mut got), Taken::Overflowed);
+    }
+
+    #[test]
+    fn written_bytes_free_room() {
+        let outbox = Outbox::new(10);
+        assert_eq!(outbox.push(Bytes::from_static(b"12345678")), Push::Queued);
+        let mut got = VecDeque::new();
+        outbox.take(&mut got);
+        outbox.written(8);
+        assert_eq!(outbox.push(Bytes::from_static(b"12345678")), Push::Queued);
+    }
+
+    #[test]
+    fn a_closed_outbox_drops_frames() {
+        let outbox = Outbox::new(10);
+        outbox.close();
+        assert_eq!(outbox.push(Bytes::from_static(b"x")), Push::Closed);
+    }
+}

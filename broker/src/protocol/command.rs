@@ -1,0 +1,255 @@
+//! Client → broker commands.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+/// One parsed command. Borrows from the frame, so parsing a PUBLISH copies nothing: the
+/// `message` is relayed byte for byte as the publisher encoded it (protocol rule 6).
+#[derive(Debug)]
+pub enum Command<'a> {
+    Subscribe {
+        channel: Cow<'a, str>,
+    },
+    Unsubscribe {
+        channel: Cow<'a, str>,
+    },
+    Publish {
+        channel: Cow<'a, str>,
+        message: &'a RawValue,
+    },
+    /// Extension: replies `{"type":"PONG"}`; lets a client measure round trips.
+    Ping,
+    /// Extension: replies with the broker's counters (`{"type":"STATS",...}`).
+    Stats,
+}
+
+impl PartialEq for Command<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        use Command::*;
+        match (self, other) {
+            (Subscribe { channel: a }, Subscribe { channel: b }) => a == b,
+            (Unsubscribe { channel: a }, Unsubscribe { channel: b }) => a == b,
+            (
+                Publish {
+                    channel: a,
+                    message: m,
+                },
+                Publish {
+                    channel: b,
+                    message: n,
+                },
+            ) => a == b && m.get() == n.get(),
+            (Ping, Ping) | (Stats, Stats) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Why a frame was refused. The `Display` text is what the broker sends back in
+/// `{"type":"ERROR","message":...}`, so it says what was wrong in words a client author can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProtocolError {
+    #[error("frame is not valid UTF-8")]
+    NotUtf8,
+    #[error("frame is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("frame must be a JSON object")]
+    NotObject,
+    #[error("missing \"command\"")]
+    MissingCommand,
+    #[error("\"command\" must be a string")]
+    CommandNotString,
+    #[error("unknown command {0:?}")]
+    UnknownCommand(String),
+    #[error("{0}: missing \"args\"")]
+    MissingArgs(&'static str),
+    #[error("{0}: \"args\" must be an object")]
+    ArgsNotObject(&'static str),
+    #[error("{0}: missing \"args.channel\"")]
+    MissingChannel(&'static str),
+    #[error("{0}: \"args.channel\" must be a string")]
+    ChannelNotString(&'static str),
+    #[error("PUBLISH: missing \"args.message\"")]
+    MissingMessage,
+}
+
+/// The outer object. Fields are kept raw so that a wrong type gets its own error message
+/// instead of serde's generic one. Unknown keys are ignored (room for extensions).
+#[derive(Deserialize)]
+struct RawFrame<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    command: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    args: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawArgs<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    message: Option<&'a RawValue>,
+}
+
+/// A JSON string, borrowed when it has no escapes.
+#[derive(Deserialize)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// Marks a key as present even when its value is `null` (`"message": null` is a valid message;
+/// a missing `message` is not).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+fn is_object(raw: &str) -> bool {
+    raw.trim_start().starts_with('{')
+}
+
+fn as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<Str>(raw.get()).ok().map(|s| s.0)
+}
+
+/// Parses one frame (a line without its line ending).
+pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
+    let text = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
+    // serde would also accept an array for a struct; the protocol wants an object.
+    let frame: RawFrame = match serde_json::from_str(text) {
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return Err(ProtocolError::InvalidJson(e.to_string()))
+        }
+        _ if !is_object(text) => return Err(ProtocolError::NotObject),
+        Ok(frame) => frame,
+        // An object serde still refused, e.g. with a duplicate key.
+        Err(e) => return Err(ProtocolError::InvalidJson(e.to_string())),
+    };
+    let name = frame.command.ok_or(ProtocolError::MissingCommand)?;
+    let name = as_str(name).ok_or(ProtocolError::CommandNotString)?;
+    let verb: &'static str = ["SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "PING", "STATS"]
+        .into_iter()
+        .find(|v| v.eq_ignore_ascii_case(&name))
+        .ok_or_else(|| ProtocolError::UnknownCommand(name.into_owned()))?;
+    match verb {
+        "PING" => return Ok(Command::Ping),
+        "STATS" => return Ok(Command::Stats),
+        _ => {}
+    }
+    let args = frame.args.ok_or(ProtocolError::MissingArgs(verb))?;
+    if !is_object(args.get()) {
+        return Err(ProtocolError::ArgsNotObject(verb));
+    }
+    let args: RawArgs =
+        serde_json::from_str(args.get()).map_err(|e| ProtocolError::InvalidJson(e.to_string()))?;
+    let channel = args.channel.ok_or(ProtocolError::MissingChannel(verb))?;
+    let channel = as_str(channel).ok_or(ProtocolError::ChannelNotString(verb))?;
+    Ok(match verb {
+        "SUBSCRIBE" => Command::Subscribe { channel },
+        "UNSUBSCRIBE" => Command::Unsubscribe { channel },
+        _ => Command::Publish {
+            channel,
+            message: args.message.ok_or(ProtocolError::MissingMessage)?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Command<'_> {
+        parse_command(line.as_bytes()).unwrap()
+    }
+
+    fn err(line: &[u8]) -> String {
+        parse_command(line).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_the_three_commands() {
+        assert_eq!(
+            ok(r#"{"command":"SUBSCRIBE","args":{"channel":"foo"}}"#),
+            Command::Subscribe {
+                channel: "foo".into()
+            }
+        );
+        assert_eq!(
+            ok(r#"{"args": {"channel": "foo"}, "command": "UNSUBSCRIBE"}"#),
+            Command::Unsubscribe {
+                channel: "foo".into()
+            }
+        );
+        match ok(r#"{"command":"PUBLISH","args":{"channel":"foo","message":{"a": [1, 2]}}}"#) {
+            Command::Publish { channel, message } => {
+                assert_eq!(channel, "foo");
+                assert_eq!(message.get(), r#"{"a": [1, 2]}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn commands_are_case_insensitive_and_extra_keys_ignored() {
+        assert_eq!(
+            ok(r#"{"command":"subScribe","args":{"channel":"x","extra":1},"id":7}"#),
+            Command::Subscribe {
+                channel: "x".into()
+            }
+        );
+        assert_eq!(ok(r#"{"command":"ping"}"#), Command::Ping);
+        assert_eq!(ok(r#"{"command":"STATS"}"#), Command::Stats);
+    }
+
+    #[test]
+    fn escaped_channel_names_are_unescaped() {
+        assert_eq!(
+            ok(r#"{"command":"SUBSCRIBE","args":{"channel":"a\"b\u00e9"}}"#),
+            Command::Subscribe {
+                channel: "a\"bé".into()
+            }
+        );
+    }
+
+    #[test]
+    fn null_and_scalar_messages_are_messages() {
+        for m in ["null", "0", "\"s\"", "[]", "true"] {
+            let line = format!(r#"{{"command":"PUBLISH","args":{{"channel":"c","message":{m}}}}}"#);
+            match parse_command(line.as_bytes()).unwrap() {
+                Command::Publish { message, .. } => assert_eq!(message.get(), m),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_bad_input_has_its_own_error() {
+        assert_eq!(err(b"\xff\xfe"), "frame is not valid UTF-8");
+        assert!(err(b"{nope").starts_with("frame is not valid JSON"));
+        assert_eq!(err(b"[1,2]"), "frame must be a JSON object");
+        assert_eq!(err(b"\"str\""), "frame must be a JSON object");
+        assert_eq!(err(b"{}"), "missing \"command\"");
+        assert_eq!(err(br#"{"command":5}"#), "\"command\" must be a string");
+        assert_eq!(err(br#"{"command":"FLY"}"#), "unknown command \"FLY\"");
+        assert_eq!(
+            err(br#"{"command":"SUBSCRIBE"}"#),
+            "SUBSCRIBE: missing \"args\""
+        );
+        assert_eq!(
+            err(br#"{"command":"SUBSCRIBE","args":"foo"}"#),
+            "SUBSCRIBE: \"args\" must be an object"
+        );
+        assert_eq!(
+            err(br#"{"command":"UNSUBSCRIBE","args":{}}"#),
+            "UNSUBSCRIBE: missing \"args.channel\""
+        );
+        assert_eq!(
+            err(br#"{"command":"PUBLISH","args":{"channel":["x"],"message":1}}"#),
+            "PUBLISH: \"args.channel\" must be a string"
+        );
+        assert_eq!(
+            err(br#"{"command":"PUBLISH","args":{"channel":"x"}}"#),
+            "PUBLISH: missing \"args.message\""
+        );
+    }
+}

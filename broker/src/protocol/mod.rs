@@ -1,0 +1,16 @@
+//! The wire protocol (see `PROTOCOL.md` at the repository root), as pure functions over bytes.
+//!
+//! - [`command`]: parsing what clients send ([`parse_command`]), with an exact error for every
+//!   row of the bad-input table.
+//! - [`encode`]: the bytes the broker sends. A MESSAGE is encoded once per publish and shared
+//!   by every subscriber.
+//! - [`event`]: parsing what the broker sends, for the client library and loadgen.
+//!
+//! Nothing here touches a socket, so every rule is unit-testable.
+
+pub mod command;
+pub mod encode;
+pub mod event;
+
+pub use command::{parse_command, Command, ProtocolError};
+pub use event::{parse_event, Event};

@@ -1,0 +1,198 @@
+//! The accept loop, the broker's shared state, and its lifecycle.
+//!
+//! [`Broker::run`] serves a listener until its shutdown token is cancelled; [`start`] does the
+//! same on a background task and hands back the address and counters, which is how tests and
+//! loadgen embed a broker.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::connection;
+use crate::protocol::encode;
+use crate::registry::Registry;
+use crate::stats::{self, Stats};
+
+/// First and longest pause after a failed `accept`. Failures such as EMFILE persist until a
+/// client leaves, so retrying at once would spin a core; backing off keeps the broker serving
+/// the clients it has.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
+/// How long shutdown waits for connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) registry: Registry,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// A broker: its settings, subscriptions and counters.
+pub struct Broker {
+    shared: Arc<Shared>,
+    next_id: AtomicU64,
+}
+
+impl Broker {
+    pub fn new(config: Config) -> Self {
+        let stats = Arc::new(Stats::default());
+        Self {
+            shared: Arc::new(Shared {
+                registry: Registry::new(stats.clone()),
+                stats,
+                config,
+            }),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// Serves `listener` until `shutdown` is cancelled, then closes every connection.
+    pub async fn run(&self, listener: TcpListener, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "hubbub listening on {addr}");
+        }
+        let interval = self.shared.config.stats_interval;
+        if !interval.is_zero() {
+            tracker.spawn(log_stats(self.stats(), interval, shutdown.clone()));
+        }
+        let mut backoff = ACCEPT_BACKOFF.0;
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff = ACCEPT_BACKOFF.0;
+                    self.admit(stream, peer, &tracker, &shutdown);
+                }
+                Err(e) => {
+                    stats::add(&self.shared.stats.accept_errors, 1);
+                    warn!(error = %e, retry_in = ?backoff, "accept failed; backing off");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                }
+            }
+        }
+        drop(listener);
+        tracker.close();
+        let open = self.shared.stats.connections_current.load(Relaxed);
+        info!(open, "shutting down");
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("connections still open after {SHUTDOWN_GRACE:?}; leaving them");
+        }
+    }
+
+    fn admit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
+        let stats = &self.shared.stats;
+        if stats.connections_current.load(Relaxed) >= self.shared.config.max_connections as u64 {
+            stats::add(&stats.connections_rejected, 1);
+            debug!(%peer, "connection refused: --max-connections reached");
+            let _ = stream.try_write(&encode::error("too many connections"));
+            return;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(%peer, error = %e, "could not set TCP_NODELAY");
+        }
+        stats::add(&stats.connections_current, 1);
+        stats::add(&stats.connections_total, 1);
+        let id = self.next_id.fetch_add(1, Relaxed);
+        debug!(conn = id, %peer, "connected");
+        tracker.spawn(connection::serve(
+            stream,
+            id,
+            self.shared.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+async fn log_stats(stats: Arc<Stats>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let s = stats.snapshot();
+        info!(
+            connections = s.connections_current,
+            channels = s.channels,
+            subscriptions = s.subscriptions,
+            messages_in = s.messages_in,
+            messages_out = s.messages_out,
+            bytes_in = s.bytes_in,
+            bytes_out = s.bytes_out,
+            slow_consumers = s.slow_consumers,
+            protocol_errors = s.protocol_errors,
+            accept_errors = s.accept_errors,
+            "stats"
+        );
+    }
+}
+
+/// Serves `listener` with `config` until `shutdown` is cancelled.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+    Broker::new(config).run(listener, shutdown).await
+}
+
+/// A broker running on a background task.
+pub struct RunningBroker {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RunningBroker {
+    /// Shuts the broker down and waits until it has closed every connection.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `config.listen` (port 0 picks a free port) and serves it on a background task.
+pub async fn start(config: Config) -> io::Result<RunningBroker> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let broker = Broker::new(config);
+    let stats = broker.stats();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move { broker.run(listener, token).await });
+    Ok(RunningBroker {
+        addr,
+        stats,
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,102 @@
+//! The broker's counters, readable from outside through the STATS extension and a periodic
+//! log line.
+//!
+//! Plain relaxed atomics: a counter is bumped once per publish (not once per delivery) so the
+//! fan-out loop pays nothing for them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// Live counters, shared by every connection.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    pub connections_current: AtomicU64,
+    pub connections_total: AtomicU64,
+    /// Connections refused because `--max-connections` was reached.
+    pub connections_rejected: AtomicU64,
+    /// Channels with at least one subscriber.
+    pub channels: AtomicU64,
+    /// (connection, channel) pairs.
+    pub subscriptions: AtomicU64,
+    /// PUBLISH commands received.
+    pub messages_in: AtomicU64,
+    /// MESSAGE frames queued for subscribers (one publish to 100 subscribers counts 100).
+    pub messages_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    /// Failed `accept` calls (out of file descriptors, for one).
+    pub accept_errors: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            connections_current: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_rejected: AtomicU64::new(0),
+            channels: AtomicU64::new(0),
+            subscriptions: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A point-in-time copy of [`Stats`]; this is the body of the STATS reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    pub uptime_ms: u64,
+    pub connections_current: u64,
+    pub connections_total: u64,
+    pub connections_rejected: u64,
+    pub channels: u64,
+    pub subscriptions: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub slow_consumers: u64,
+    pub protocol_errors: u64,
+    pub accept_errors: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            connections_current: self.connections_current.load(Relaxed),
+            connections_total: self.connections_total.load(Relaxed),
+            connections_rejected: self.connections_rejected.load(Relaxed),
+            channels: self.channels.load(Relaxed),
+            subscriptions: self.subscriptions.load(Relaxed),
+            messages_in: self.messages_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            slow_consumers: self.slow_consumers.load(Relaxed),
+            protocol_errors: self.protocol_errors.load(Relaxed),
+            accept_errors: self.accept_errors.load(Relaxed),
+        }
+    }
+}
+
+/// Adds `n` to a counter.
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Relaxed);
+}
+
+/// Subtracts `n` from a gauge.
+pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+    counter.fetch_sub(n, Relaxed);
+}

@@ -1,0 +1,34 @@
+//! The `broker` program.
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// hubbub's publish/subscribe broker: newline-delimited JSON over TCP.
+#[derive(Debug, Parser)]
+#[command(name = "broker", version, about)]
+pub struct Opts {
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Raises the open-files limit, binds, and serves until SIGINT or SIGTERM.
+pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    super::init_logging("info");
+    // Every client is a file descriptor: the soft limit (often 1024) would cap the broker long
+    // before memory or CPU do, so take everything the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => info!(open_files = n, "open-files limit raised to the hard limit"),
+        Err(e) => warn!(error = %e, "could not raise the open-files limit"),
+    }
+    let listen = opts.config.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let shutdown = super::shutdown_on_signal();
+    crate::server::run(opts.config, listener, shutdown).await;
+    Ok(())
+}
