@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
+use crate::protocol::encode::{self, Ack};
 use crate::protocol::event::{parse_event, EventError};
 use crate::protocol::Event;
 
@@ -67,10 +68,7 @@ impl Client {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         Self {
-            sender: Sender {
-                stream: write,
-                buf: Vec::new(),
-            },
+            sender: Sender { stream: write },
             receiver: Receiver {
                 stream: read,
                 buf: Vec::new(),
@@ -132,62 +130,26 @@ impl Client {
 /// The sending half: every method writes one frame.
 pub struct Sender {
     stream: OwnedWriteHalf,
-    buf: Vec<u8>,
-}
-
-#[derive(Serialize)]
-struct Frame<'a, M: ?Sized> {
-    command: &'static str,
-    args: Args<'a, M>,
-}
-
-#[derive(Serialize)]
-struct Args<'a, M: ?Sized> {
-    channel: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a M>,
 }
 
 impl Sender {
-    async fn command<M: Serialize + ?Sized>(
-        &mut self,
-        command: &'static str,
-        channel: &str,
-        message: Option<&M>,
-    ) -> io::Result<()> {
-        self.buf.clear();
-        serde_json::to_writer(
-            &mut self.buf,
-            &Frame {
-                command,
-                args: Args { channel, message },
-            },
-        )
-        .map_err(io::Error::other)?;
-        self.buf.push(b'\n');
-        self.stream.write_all(&self.buf).await
-    }
-
     pub async fn subscribe(&mut self, channel: &str) -> io::Result<()> {
-        self.command::<()>("SUBSCRIBE", channel, None).await
+        self.send_raw(&encode::subscribe_command(Ack::Subscribe, channel)).await
     }
 
     pub async fn unsubscribe(&mut self, channel: &str) -> io::Result<()> {
-        self.command::<()>("UNSUBSCRIBE", channel, None).await
+        self.send_raw(&encode::subscribe_command(Ack::Unsubscribe, channel)).await
     }
 
     /// Publishes any serialisable value as the message.
-    pub async fn publish<T: Serialize + ?Sized>(
-        &mut self,
-        channel: &str,
-        message: &T,
-    ) -> io::Result<()> {
-        self.command("PUBLISH", channel, Some(message)).await
+    pub async fn publish<T: Serialize + ?Sized>(&mut self, channel: &str, message: &T) -> io::Result<()> {
+        let raw = serde_json::to_string(message).map_err(io::Error::other)?;
+        self.send_raw(&encode::publish_command(channel, &raw)).await
     }
 
     /// Publishes a message that is already JSON, byte for byte.
     pub async fn publish_raw(&mut self, channel: &str, message: &RawValue) -> io::Result<()> {
-        self.command("PUBLISH", channel, Some(message)).await
+        self.send_raw(&encode::publish_command(channel, message.get())).await
     }
 
     /// Writes bytes as they are (for tests of malformed input, and for extensions).

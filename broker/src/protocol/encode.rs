@@ -82,6 +82,29 @@ pub fn stats<T: Serialize>(stats: &T) -> Bytes {
     Bytes::from(buf)
 }
 
+/// Client side: `{"command":"SUBSCRIBE","args":{"channel":"foo"}}` and its UNSUBSCRIBE twin.
+pub fn subscribe_command(kind: Ack, channel: &str) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(48 + channel.len());
+    buf.extend_from_slice(match kind {
+        Ack::Subscribe => br#"{"command":"SUBSCRIBE","args":{"channel":"#.as_slice(),
+        Ack::Unsubscribe => br#"{"command":"UNSUBSCRIBE","args":{"channel":"#.as_slice(),
+    });
+    push_json_str(&mut buf, channel);
+    buf.extend_from_slice(b"}}\n");
+    buf
+}
+
+/// Client side: a PUBLISH of `raw_message`, which must already be one JSON value.
+pub fn publish_command(channel: &str, raw_message: &str) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(48 + channel.len() + raw_message.len());
+    buf.extend_from_slice(br#"{"command":"PUBLISH","args":{"channel":"#);
+    push_json_str(&mut buf, channel);
+    buf.extend_from_slice(br#","message":"#);
+    buf.extend_from_slice(raw_message.as_bytes());
+    buf.extend_from_slice(b"}}\n");
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +119,29 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
         assert_eq!(v["message"]["x"], 1);
+    }
+
+    #[test]
+    fn client_commands_parse_back() {
+        use crate::protocol::{parse_command, Command};
+        let sub = subscribe_command(Ack::Subscribe, "a\"b");
+        assert_eq!(
+            parse_command(sub.trim_ascii_end()).unwrap(),
+            Command::Subscribe { channel: "a\"b".into() }
+        );
+        let unsub = subscribe_command(Ack::Unsubscribe, "x");
+        assert_eq!(
+            parse_command(unsub.trim_ascii_end()).unwrap(),
+            Command::Unsubscribe { channel: "x".into() }
+        );
+        let publish = publish_command("x", r#"{"k": [1]}"#);
+        match parse_command(publish.trim_ascii_end()).unwrap() {
+            Command::Publish { channel, message } => {
+                assert_eq!(channel, "x");
+                assert_eq!(message.get(), r#"{"k": [1]}"#);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
