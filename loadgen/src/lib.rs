@@ -9,6 +9,7 @@
 
 pub mod embedded;
 pub mod fanout;
+pub mod model;
 pub mod wire;
 
 use clap::{Parser, Subcommand};

@@ -1,0 +1,177 @@
+//! The data a run produces: what each step measured, the once-a-second samples, the limits
+//! read at start, and the verdict. Plain data, so the engine, the report writers and the
+//! diagnosis can be written and tested apart.
+
+use serde::{Deserialize, Serialize};
+
+/// Connect and I/O errors, counted by kind, the way a user would act on them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    /// ECONNREFUSED: nothing listening, or the listen backlog overflowed.
+    pub refused: u64,
+    /// No answer in time (a full accept queue drops SYNs silently).
+    pub timeout: u64,
+    /// EMFILE / ENFILE: out of file descriptors (on loadgen's side).
+    pub emfile: u64,
+    /// EADDRNOTAVAIL: out of ephemeral ports for this source address.
+    pub eaddrnotavail: u64,
+    /// ECONNRESET / EPIPE.
+    pub reset: u64,
+    /// The broker closed the connection (EOF), or answered with an ERROR instead of an ack.
+    pub closed: u64,
+    pub other: u64,
+}
+
+impl ErrorCounts {
+    pub fn total(&self) -> u64 {
+        self.refused
+            + self.timeout
+            + self.emfile
+            + self.eaddrnotavail
+            + self.reset
+            + self.closed
+            + self.other
+    }
+
+    pub fn add(&mut self, o: &ErrorCounts) {
+        self.refused += o.refused;
+        self.timeout += o.timeout;
+        self.emfile += o.emfile;
+        self.eaddrnotavail += o.eaddrnotavail;
+        self.reset += o.reset;
+        self.closed += o.closed;
+        self.other += o.other;
+    }
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+/// One step of a ramp: new clients connected, then traffic held for a while.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub step: usize,
+    /// Clients the plan asked for at this step (subscribers, cumulative).
+    pub target_clients: u64,
+    /// Subscribers actually connected and acknowledged at the end of the step.
+    pub clients: u64,
+    /// New connections per second during this step's connect phase.
+    pub connect_rate: f64,
+    /// Connect-and-acknowledge latency of this step's new clients.
+    pub connect_p50_us: u64,
+    pub connect_p99_us: u64,
+    /// Errors while connecting (and subscribers lost during the hold).
+    pub errors: ErrorCounts,
+    /// Messages published during the hold.
+    pub published: u64,
+    /// Deliveries expected: each publish times the subscribers of its channel.
+    pub expected: u64,
+    /// Deliveries received.
+    pub delivered: u64,
+    /// expected − delivered.
+    pub lost: u64,
+    /// Deliveries that arrived later than the latency objective.
+    pub late: u64,
+    /// Delivery latency, measured from each message's intended send time.
+    pub latency: Percentiles,
+    /// Averages over the step's samples.
+    pub broker_cpu_pct: f64,
+    pub broker_rss_bytes: u64,
+    pub loadgen_cpu_pct: f64,
+    pub loadgen_rss_bytes: u64,
+    /// Whether every broker process was still running at the end of the step.
+    pub broker_alive: bool,
+}
+
+/// One once-a-second sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub t_secs: f64,
+    pub step: usize,
+    pub clients: u64,
+    /// Deliveries received in the last second.
+    pub delivered_per_sec: u64,
+    /// CPU of the broker process(es), in % of one core (200 = two cores busy).
+    pub broker_cpu_pct: f64,
+    pub broker_rss_bytes: u64,
+    /// CPU and RSS of loadgen and its workers together.
+    pub loadgen_cpu_pct: f64,
+    pub loadgen_rss_bytes: u64,
+    pub host_mem_used_bytes: u64,
+    pub host_mem_total_bytes: u64,
+}
+
+/// The limits that decide how many clients fit, read at start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub loadgen_nofile_soft: u64,
+    pub loadgen_nofile_hard: u64,
+    /// Of the broker process, when loadgen knows its pid.
+    pub broker_nofile_soft: Option<u64>,
+    pub broker_nofile_hard: Option<u64>,
+    /// net.ipv4.ip_local_port_range.
+    pub ephemeral_ports: (u32, u32),
+    /// net.core.somaxconn.
+    pub somaxconn: Option<u64>,
+    /// fs.file-max.
+    pub file_max: Option<u64>,
+    pub mem_total_bytes: u64,
+    pub cores: usize,
+    /// Loopback source addresses loadgen spreads connections over.
+    pub source_addresses: usize,
+}
+
+/// Which limit stopped the ramp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// Nothing failed: the ramp reached `--max-clients`.
+    MaxClients,
+    /// The broker ran out of file descriptors (its open-files limit).
+    BrokerOpenFiles,
+    /// loadgen ran out of file descriptors.
+    LoadgenOpenFiles,
+    /// Source ports ran out (EADDRNOTAVAIL).
+    EphemeralPorts,
+    /// The broker's CPU was saturated.
+    BrokerCpu,
+    /// Host or broker memory ran short.
+    Memory,
+    /// Deliveries were later than the objective.
+    LatencyObjective,
+    /// Deliveries went missing without another explanation.
+    MessageLoss,
+    /// The broker process exited.
+    BrokerGone,
+    /// loadgen itself was saturated, so the result says nothing about the broker.
+    LoadgenCpu,
+    /// Connections failed for a reason none of the above explains.
+    ConnectErrors,
+}
+
+/// The verdict, with the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BindingLimit {
+    pub kind: LimitKind,
+    pub evidence: String,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The largest client count at which every delivery arrived within the objective.
+    pub clients_held: u64,
+    pub binding_limit: BindingLimit,
+    pub limits: Limits,
+    pub command_line: String,
+    pub slo_p99_us: u64,
+    pub steps: Vec<StepResult>,
+}
