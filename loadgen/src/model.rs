@@ -88,6 +88,10 @@ pub struct StepResult {
     pub loadgen_rss_bytes: u64,
     /// Whether every broker process was still running at the end of the step.
     pub broker_alive: bool,
+    /// From the broker's STATS, when it is hubbub: failed accepts (EMFILE) and slow-consumer
+    /// disconnects during this step.
+    pub broker_accept_errors: u64,
+    pub broker_slow_consumers: u64,
 }
 
 /// One once-a-second sample.
