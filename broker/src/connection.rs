@@ -190,6 +190,10 @@ impl Connection {
                     _ = outbox.ready(), if !want_write => Wake::Queued,
                     r = stream.writable(), if want_write => Wake::Writable(r),
                     r = stream.readable() => Wake::Readable(r),
+                    // While the socket is full the outbox must still be watched: it may
+                    // overflow, and a client that never reads would otherwise never be
+                    // dropped. Polled last so that it cannot starve the socket.
+                    _ = outbox.ready(), if want_write => Wake::Queued,
                 }
             };
             match wake {
@@ -209,7 +213,10 @@ impl Connection {
                     if self.session.outbox.take(&mut self.writing) == Taken::Overflowed {
                         return Ok(Close::SlowConsumer);
                     }
-                    self.flush()?;
+                    if !want_write {
+                        // Otherwise the socket is full: `writable` will say when to go on.
+                        self.flush()?;
+                    }
                 }
                 Wake::Writable(r) => {
                     r?;
