@@ -134,22 +134,29 @@ pub struct Sender {
 
 impl Sender {
     pub async fn subscribe(&mut self, channel: &str) -> io::Result<()> {
-        self.send_raw(&encode::subscribe_command(Ack::Subscribe, channel)).await
+        self.send_raw(&encode::subscribe_command(Ack::Subscribe, channel))
+            .await
     }
 
     pub async fn unsubscribe(&mut self, channel: &str) -> io::Result<()> {
-        self.send_raw(&encode::subscribe_command(Ack::Unsubscribe, channel)).await
+        self.send_raw(&encode::subscribe_command(Ack::Unsubscribe, channel))
+            .await
     }
 
     /// Publishes any serialisable value as the message.
-    pub async fn publish<T: Serialize + ?Sized>(&mut self, channel: &str, message: &T) -> io::Result<()> {
+    pub async fn publish<T: Serialize + ?Sized>(
+        &mut self,
+        channel: &str,
+        message: &T,
+    ) -> io::Result<()> {
         let raw = serde_json::to_string(message).map_err(io::Error::other)?;
         self.send_raw(&encode::publish_command(channel, &raw)).await
     }
 
     /// Publishes a message that is already JSON, byte for byte.
     pub async fn publish_raw(&mut self, channel: &str, message: &RawValue) -> io::Result<()> {
-        self.send_raw(&encode::publish_command(channel, message.get())).await
+        self.send_raw(&encode::publish_command(channel, message.get()))
+            .await
     }
 
     /// Writes bytes as they are (for tests of malformed input, and for extensions).

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,6 +28,10 @@ use crate::stats::{self, Stats};
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
 /// How long shutdown waits for connections to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Connections the kernel may hold for `accept` (it caps this at `net.core.somaxconn`).
+/// `TcpListener::bind` uses 128, and a burst of clients past that loses SYNs, which the
+/// clients retry only after a second.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -180,9 +184,21 @@ impl RunningBroker {
     }
 }
 
+/// Binds `addr` (port 0 picks a free port) with a listen backlog sized for bursts of clients.
+/// Call it inside a tokio runtime, as the listener registers with its reactor.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds `config.listen` (port 0 picks a free port) and serves it on a background task.
 pub async fn start(config: Config) -> io::Result<RunningBroker> {
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = bind(config.listen)?;
     let addr = listener.local_addr()?;
     let broker = Broker::new(config);
     let stats = broker.stats();

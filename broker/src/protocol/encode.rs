@@ -127,12 +127,16 @@ mod tests {
         let sub = subscribe_command(Ack::Subscribe, "a\"b");
         assert_eq!(
             parse_command(sub.trim_ascii_end()).unwrap(),
-            Command::Subscribe { channel: "a\"b".into() }
+            Command::Subscribe {
+                channel: "a\"b".into()
+            }
         );
         let unsub = subscribe_command(Ack::Unsubscribe, "x");
         assert_eq!(
             parse_command(unsub.trim_ascii_end()).unwrap(),
-            Command::Unsubscribe { channel: "x".into() }
+            Command::Unsubscribe {
+                channel: "x".into()
+            }
         );
         let publish = publish_command("x", r#"{"k": [1]}"#);
         match parse_command(publish.trim_ascii_end()).unwrap() {

@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -25,9 +24,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         Err(e) => warn!(error = %e, "could not raise the open-files limit"),
     }
     let listen = opts.config.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener =
+        crate::server::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let shutdown = super::shutdown_on_signal();
     crate::server::run(opts.config, listener, shutdown).await;
     Ok(())

@@ -1,10 +1,10 @@
 //! The `chat` program: listen on channels and publish what is typed, both at once.
 
 use std::collections::BTreeSet;
+use std::io::BufRead;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::client::{Client, Sender};
@@ -90,12 +90,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         current = Some(channel.clone());
     }
 
-    // Reading stdin is its own task, so typing never blocks listening.
+    // Reading stdin is its own thread, so typing never blocks listening. A plain thread, not
+    // `tokio::io::stdin`: that one reads on the runtime's blocking pool, which the runtime
+    // waits for on exit, so `/quit` (or Ctrl-C) would hang until the next line was typed.
     let (typed_tx, mut typed) = mpsc::channel::<String>(TYPED_LINES);
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if typed_tx.send(line).await.is_err() {
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if typed_tx.blocking_send(line).is_err() {
                 break;
             }
         }
