@@ -225,15 +225,31 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts `broker --listen 127.0.0.1:0 <args>` and waits for its "listening on" line.
     pub fn spawn(args: &[&str]) -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
+        Self::spawn_with_nofile(args, None)
+    }
+
+    /// Like [`BrokerProcess::spawn`], with the broker's open-files limit (soft and hard) set
+    /// to `nofile`, so that it cannot raise it and runs out of descriptors early.
+    pub fn spawn_with_nofile(args: &[&str], nofile: Option<u64>) -> BrokerProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_broker"));
+        command
             .args(["--listen", "127.0.0.1:0", "--stats-interval", "0"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the broker binary");
+            .stderr(Stdio::piped());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    rlimit::setrlimit(rlimit::Resource::NOFILE, n, n)?;
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn the broker binary");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
@@ -264,6 +280,23 @@ impl BrokerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (up to the timeout) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the broker") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Resident memory of the broker process, in bytes.

@@ -1,0 +1,87 @@
+//! The broker at its limits: out of file descriptors, at --max-connections, and asked to stop.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{error, BrokerProcess, Raw};
+use serde_json::json;
+use tokio::net::TcpStream;
+
+/// With 64 descriptors the broker runs out after a few dozen clients. `accept` then fails
+/// with EMFILE: the broker must back off (not spin), log it, keep serving the clients it has,
+/// and accept again once descriptors are free.
+#[tokio::test]
+async fn accept_errors_are_backed_off_and_never_fatal() {
+    let broker = BrokerProcess::spawn_with_nofile(&[], Some(64));
+    let mut first = Raw::connect(broker.addr).await;
+    first.subscribe("x", 1).await;
+
+    // More connections than the broker has descriptors; the kernel completes them all.
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(broker.addr).await.unwrap());
+    }
+    broker.wait_for_log("accept failed").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Still serving the clients it has.
+    first.publish("x", &json!("still here")).await;
+    first
+        .expect(common::message("x", json!("still here")))
+        .await;
+    let stats = first.stats().await;
+    let errors = stats["accept_errors"].as_u64().unwrap();
+    // Backing off from 5 ms doubling to 1 s allows about ten failures in these ~2 s; a broker
+    // that spun on EMFILE would count hundreds of thousands.
+    assert!((1..=30).contains(&errors), "accept_errors = {errors}");
+
+    // Descriptors come free: the broker accepts again.
+    drop(idle);
+    let mut late = Raw::connect(broker.addr).await;
+    late.subscribe("x", 1).await;
+    first.publish("x", &json!("welcome")).await;
+    late.expect(common::message("x", json!("welcome"))).await;
+}
+
+#[tokio::test]
+async fn max_connections_refuses_with_an_error() {
+    let broker = common::broker_with(hubbub::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_connections: 2,
+        ..Default::default()
+    })
+    .await;
+    let mut a = Raw::connect(broker.addr).await;
+    let b = Raw::connect(broker.addr).await;
+    a.ping().await;
+    let mut refused = Raw::connect(broker.addr).await;
+    refused.expect(error("too many connections")).await;
+    refused.expect_closed().await;
+
+    drop(b);
+    // Poll on `a`: a connection of its own would be over the limit.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.stats().await["connections_current"] != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b's departure never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut c = Raw::connect(broker.addr).await;
+    c.subscribe("y", 1).await;
+    let stats = a.stats().await;
+    assert_eq!(stats["connections_rejected"], 1);
+}
+
+#[tokio::test]
+async fn sigterm_closes_clients_and_exits_cleanly() {
+    let mut broker = BrokerProcess::spawn(&[]);
+    let mut client = Raw::connect(broker.addr).await;
+    client.subscribe("x", 1).await;
+    let status = broker.terminate();
+    assert!(status.success(), "exit status {status}");
+    client.expect_closed().await;
+    broker.wait_for_log("shutting down").await;
+}
