@@ -23,9 +23,14 @@ pub struct EmbeddedBroker {
 impl EmbeddedBroker {
     /// Starts a broker on a free loopback port, with `extra` broker flags.
     pub async fn start(extra: &[String]) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find loadgen's own executable")?;
-        let mut child = Command::new(exe)
-            .args(["broker", "--listen", "127.0.0.1:0", "--stats-interval", "0s"])
+        let mut child = Command::new(crate::workers::self_exe()?)
+            .args([
+                "broker",
+                "--listen",
+                "127.0.0.1:0",
+                "--stats-interval",
+                "0s",
+            ])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -58,7 +63,10 @@ impl EmbeddedBroker {
         // tokio's `kill` is SIGKILL; ask for the graceful shutdown first.
         let pid = nix::unistd::Pid::from_raw(self.pid as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
             self.child.kill().await?;
         }
         Ok(())

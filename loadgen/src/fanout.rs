@@ -63,13 +63,20 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(EmbeddedBroker::start(&[]).await?),
     };
-    let addr = opts.target.or(embedded.as_ref().map(|b| b.addr)).expect("an address");
+    let addr = opts
+        .target
+        .or(embedded.as_ref().map(|b| b.addr))
+        .expect("an address");
     println!(
         "fan-out: {} publishes of {} B to {} subscribers, broker {addr}{}",
         opts.publishes,
         opts.size,
         opts.subscribers,
-        if embedded.is_some() { " (started by loadgen)" } else { "" }
+        if embedded.is_some() {
+            " (started by loadgen)"
+        } else {
+            ""
+        }
     );
     let mut runs = Vec::new();
     for i in 0..opts.repeat {
@@ -111,7 +118,13 @@ pub async fn measure(addr: SocketAddr, opts: &Opts, channel: &str) -> anyhow::Re
             }
         }));
     }
-    let slowest = || counts.iter().map(|c| c.load(Relaxed)).min().unwrap_or(u64::MAX);
+    let slowest = || {
+        counts
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .min()
+            .unwrap_or(u64::MAX)
+    };
 
     let mut publisher = wire::connect(addr).await.context("publisher connect")?;
     let one = wire::publish_of_size(channel, opts.size);
@@ -123,7 +136,9 @@ pub async fn measure(addr: SocketAddr, opts: &Opts, channel: &str) -> anyhow::Re
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         let n = BATCH.min(opts.publishes - sent);
-        publisher.write_all(&batch[..one.len() * n as usize]).await?;
+        publisher
+            .write_all(&batch[..one.len() * n as usize])
+            .await?;
         sent += n;
     }
     let deadline = Instant::now() + DRAIN_TIMEOUT;
@@ -142,5 +157,8 @@ pub async fn measure(addr: SocketAddr, opts: &Opts, channel: &str) -> anyhow::Re
         reader.abort();
     }
     let deliveries = counts.iter().map(|c| c.load(Relaxed)).sum();
-    Ok(Run { deliveries, elapsed })
+    Ok(Run {
+        deliveries,
+        elapsed,
+    })
 }

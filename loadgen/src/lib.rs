@@ -7,10 +7,22 @@
 //!   the broker delivers them).
 //! - [`wire`]: lean protocol I/O for simulated clients.
 
+pub mod control;
+pub mod diagnose;
 pub mod embedded;
 pub mod fanout;
+pub mod latency;
 pub mod model;
+pub mod plan;
+pub mod progress;
+pub mod publish;
+pub mod ramp;
+pub mod report;
+pub mod sample;
+pub mod stats_probe;
 pub mod wire;
+pub mod worker;
+pub mod workers;
 
 use clap::{Parser, Subcommand};
 
@@ -24,18 +36,34 @@ pub struct Opts {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Ramp subscribers step by step until the broker no longer keeps up, and say why.
+    Ramp(ramp::Opts),
     /// Publish a burst to many subscribers of one channel and report deliveries per second.
     Fanout(fanout::Opts),
     /// Run the hubbub broker in this process (how loadgen starts its embedded broker).
     #[command(hide = true)]
     Broker(hubbub::tools::broker::Opts),
+    /// Hold subscribers for a coordinating loadgen (driven through stdin and stdout).
+    #[command(hide = true)]
+    Worker {
+        /// Open-files soft limit for this worker.
+        #[arg(long)]
+        max_files: Option<u64>,
+    },
 }
 
 /// Runs one loadgen command to completion.
 pub fn run(opts: Opts) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Command::Worker { max_files } = opts.command {
+        return worker::run(max_files);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match opts.command {
         Command::Fanout(o) => runtime.block_on(fanout::run(o)),
+        Command::Ramp(o) => runtime.block_on(ramp::run(o)),
         Command::Broker(o) => runtime.block_on(hubbub::tools::broker::run(o)),
+        Command::Worker { .. } => unreachable!("handled above"),
     }
 }

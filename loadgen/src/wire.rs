@@ -61,7 +61,9 @@ mod tests {
     fn payload_has_the_requested_size() {
         let frame = publish_of_size("c", 64);
         match hubbub::protocol::parse_command(frame.trim_ascii_end()).unwrap() {
-            hubbub::protocol::Command::Publish { message, .. } => assert_eq!(message.get().len(), 64),
+            hubbub::protocol::Command::Publish { message, .. } => {
+                assert_eq!(message.get().len(), 64)
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(count_frames(b"a\nb\nc"), 2);

@@ -1,0 +1,315 @@
+//! Reads a finished ramp and says which limit stopped it, with the numbers behind the verdict.
+//!
+//! Pure functions over [`crate::model`] data, so every verdict can be tested with made-up steps.
+//! The first failing step decides: by then the broker no longer keeps up, and what broke
+//! first is what to fix first. Causes are checked from the most specific (the broker exited,
+//! a named errno, a limit read at start) to the least (late or lost deliveries, errors in
+//! general), because a specific cause also produces the general symptoms: a broker out of
+//! descriptors makes clients time out, and a saturated CPU makes deliveries late.
+
+use crate::model::{BindingLimit, ErrorCounts, LimitKind, Limits, Sample, StepResult};
+
+/// Host memory use, as a fraction of the total, at which memory counts as the limit.
+const MEMORY_FULL: f64 = 0.95;
+/// CPU use, in % of one core per core, at which a core counts as saturated.
+const CPU_SATURATED_PCT_PER_CORE: f64 = 90.0;
+/// The broker needs a few descriptors of its own (listener, log, epoll, links), so errors that
+/// start this close to its open-files limit mean the limit was hit: ~2%, at least 64.
+const BROKER_NOFILE_MARGIN_MIN: u64 = 64;
+
+/// Why this step shows the broker no longer keeps up, or `None` if it passed.
+///
+/// A broker that exited explains everything else, so it is reported first.
+pub fn step_failed(step: &StepResult, slo_p99_us: u64) -> Option<&'static str> {
+    if !step.broker_alive {
+        Some("broker gone")
+    } else if step.errors.total() > 0 {
+        Some("connect errors")
+    } else if step.lost > 0 {
+        Some("lost deliveries")
+    } else if step.latency.p99_us > slo_p99_us {
+        Some("late deliveries")
+    } else {
+        None
+    }
+}
+
+/// Whether every delivery of this step arrived within the objective, to every subscriber that
+/// was connected: those clients were held, even if more failed to connect.
+pub fn deliveries_held(step: &StepResult, slo_p99_us: u64) -> bool {
+    step.broker_alive && step.lost == 0 && step.latency.p99_us <= slo_p99_us
+}
+
+/// Returns the clients held (the largest `clients` of a step whose connected subscribers all
+/// got every delivery within the objective, 0 if none did) and the limit that stopped the
+/// ramp, decided from the first failing step.
+pub fn diagnose(
+    steps: &[StepResult],
+    samples: &[Sample],
+    limits: &Limits,
+    slo_p99_us: u64,
+    max_clients: u64,
+) -> (u64, BindingLimit) {
+    let clients_held = steps
+        .iter()
+        .filter(|s| deliveries_held(s, slo_p99_us))
+        .map(|s| s.clients)
+        .max()
+        .unwrap_or(0);
+    let binding = match steps.iter().find(|s| step_failed(s, slo_p99_us).is_some()) {
+        Some(step) => {
+            let step_samples: Vec<&Sample> =
+                samples.iter().filter(|s| s.step == step.step).collect();
+            classify(step, &step_samples, limits, slo_p99_us)
+        }
+        None => no_failure(steps, max_clients),
+    };
+    (clients_held, binding)
+}
+
+/// The verdict when no step failed: the ramp ran out of plan, not the broker out of room.
+fn no_failure(steps: &[StepResult], max_clients: u64) -> BindingLimit {
+    let evidence = match steps.last() {
+        None => "No step ran, so nothing was measured.".to_string(),
+        Some(last) if last.clients >= max_clients => format!(
+            "Every step passed, up to {} clients at step {}, which reached --max-clients {}.",
+            last.clients, last.step, max_clients
+        ),
+        Some(last) => format!(
+            "Every step passed; the plan ended at {} clients (step {}), below --max-clients {}.",
+            last.clients, last.step, max_clients
+        ),
+    };
+    BindingLimit {
+        kind: LimitKind::MaxClients,
+        evidence,
+    }
+}
+
+/// Picks the most specific explanation for a failing step.
+fn classify(step: &StepResult, samples: &[&Sample], limits: &Limits, slo: u64) -> BindingLimit {
+    let at = format!(
+        "At step {} ({} clients connected of {} planned)",
+        step.step, step.clients, step.target_clients
+    );
+    let errs = errors_by_kind(&step.errors);
+    let cores = limits.cores.max(1) as f64;
+    let cpu_capacity = CPU_SATURATED_PCT_PER_CORE * cores;
+    let cpu_total = step.broker_cpu_pct + step.loadgen_cpu_pct;
+    let host_saturated = cpu_total >= cpu_capacity;
+    let cpu_line = format!(
+        "broker CPU {:.0}%, loadgen CPU {:.0}% of {:.0}% ({} cores)",
+        step.broker_cpu_pct,
+        step.loadgen_cpu_pct,
+        cores * 100.0,
+        limits.cores.max(1)
+    );
+
+    let (kind, evidence) = if !step.broker_alive {
+        (
+            LimitKind::BrokerGone,
+            format!("{at} the broker process was no longer running; connect errors: {errs}; broker RSS was {}.", mib(step.broker_rss_bytes)),
+        )
+    } else if step.errors.emfile > 0 {
+        (
+            LimitKind::LoadgenOpenFiles,
+            format!(
+                "{at} {} connects failed with EMFILE/ENFILE: loadgen's open-files limit is {} soft / {} hard, and every client holds one descriptor in loadgen.",
+                step.errors.emfile, limits.loadgen_nofile_soft, limits.loadgen_nofile_hard
+            ),
+        )
+    } else if step.errors.eaddrnotavail > 0 {
+        let (lo, hi) = limits.ephemeral_ports;
+        let ports = u64::from(hi.saturating_sub(lo)) + 1;
+        let addrs = limits.source_addresses.max(1) as u64;
+        (
+            LimitKind::EphemeralPorts,
+            format!(
+                "{at} {} connects failed with EADDRNOTAVAIL: the ephemeral port range {lo}–{hi} gives {ports} ports × {addrs} source address(es) = {} connections to one broker address.",
+                step.errors.eaddrnotavail,
+                ports * addrs
+            ),
+        )
+    } else if let Some(evidence) = broker_open_files(step, limits, &at, &errs) {
+        (LimitKind::BrokerOpenFiles, evidence)
+    } else if let Some(evidence) = memory_full(step, samples, &at) {
+        (LimitKind::Memory, evidence)
+    } else if host_saturated && step.loadgen_cpu_pct > step.broker_cpu_pct {
+        (
+            LimitKind::LoadgenCpu,
+            format!(
+                "{at} the host's CPU was saturated ({cpu_line}) and loadgen used more than the broker: this result is bounded by the load generator, not the broker. Give loadgen its own cores or its own machine and rerun."
+            ),
+        )
+    } else if step.broker_cpu_pct >= cpu_capacity || host_saturated {
+        (
+            LimitKind::BrokerCpu,
+            format!(
+                "{at} the broker was out of CPU ({cpu_line}); delivery p99 {} against an objective of {}.",
+                ms(step.latency.p99_us),
+                ms(slo)
+            ),
+        )
+    } else if step.latency.p99_us > slo {
+        (
+            LimitKind::LatencyObjective,
+            format!(
+                "{at} delivery p99 was {} against an objective of {} ({} of {} deliveries late); {cpu_line}.",
+                ms(step.latency.p99_us),
+                ms(slo),
+                step.late,
+                step.delivered
+            ),
+        )
+    } else if step.lost > 0 {
+        (
+            LimitKind::MessageLoss,
+            format!(
+                "{at} {} of {} expected deliveries were lost ({:.2}%); the broker cut off {} slow consumers.",
+                step.lost,
+                step.expected,
+                percent(step.lost, step.expected),
+                step.broker_slow_consumers
+            ),
+        )
+    } else {
+        (
+            LimitKind::ConnectErrors,
+            format!("{at} {} connects failed: {errs}.", step.errors.total()),
+        )
+    };
+    BindingLimit { kind, evidence }
+}
+
+/// The broker ran out of descriptors if it said so (failed accepts), or if connects start
+/// failing the way a broker that cannot accept makes them fail, right at its limit.
+fn broker_open_files(step: &StepResult, limits: &Limits, at: &str, errs: &str) -> Option<String> {
+    let limit_text = match (limits.broker_nofile_soft, limits.broker_nofile_hard) {
+        (Some(soft), Some(hard)) => format!("{soft} soft / {hard} hard"),
+        (Some(soft), None) => format!("{soft} soft"),
+        _ => "unknown (loadgen could not read it)".to_string(),
+    };
+    if step.broker_accept_errors > 0 {
+        return Some(format!(
+            "{at} the broker failed {} accepts for lack of descriptors; its open-files limit is {limit_text}; connect errors: {errs}.",
+            step.broker_accept_errors
+        ));
+    }
+    let soft = limits.broker_nofile_soft?;
+    let margin = (soft / 50).max(BROKER_NOFILE_MARGIN_MIN);
+    let e = &step.errors;
+    let accept_like = e.timeout + e.refused + e.closed;
+    (accept_like > 0 && step.clients.saturating_add(margin) >= soft).then(|| {
+        format!(
+            "{at} connects failed ({errs}) just under the broker's open-files limit of {limit_text}: the broker needs a few descriptors of its own, so {} clients is all it can hold.",
+            step.clients
+        )
+    })
+}
+
+/// Host memory from the step's samples; without samples, what the broker and loadgen held.
+fn memory_full(step: &StepResult, samples: &[&Sample], at: &str) -> Option<String> {
+    let fullest = samples
+        .iter()
+        .filter(|s| s.host_mem_total_bytes > 0)
+        .max_by(|a, b| mem_fraction(a).total_cmp(&mem_fraction(b)))?;
+    (mem_fraction(fullest) >= MEMORY_FULL).then(|| {
+        format!(
+            "{at} host memory reached {:.0}% ({} used of {}); broker RSS {}, loadgen RSS {}.",
+            mem_fraction(fullest) * 100.0,
+            mib(fullest.host_mem_used_bytes),
+            mib(fullest.host_mem_total_bytes),
+            mib(step.broker_rss_bytes),
+            mib(step.loadgen_rss_bytes)
+        )
+    })
+}
+
+fn mem_fraction(s: &Sample) -> f64 {
+    s.host_mem_used_bytes as f64 / s.host_mem_total_bytes as f64
+}
+
+/// A short human description of a limit, worded to follow "the ramp stopped because".
+pub fn describe(kind: LimitKind) -> &'static str {
+    match kind {
+        LimitKind::MaxClients => "it reached its client cap (--max-clients)",
+        LimitKind::BrokerOpenFiles => "the broker ran out of open files",
+        LimitKind::LoadgenOpenFiles => "loadgen ran out of open files",
+        LimitKind::EphemeralPorts => "loadgen ran out of source ports",
+        LimitKind::BrokerCpu => "the broker ran out of CPU",
+        LimitKind::Memory => "memory ran short",
+        LimitKind::LatencyObjective => "deliveries missed the latency objective",
+        LimitKind::MessageLoss => "deliveries were lost",
+        LimitKind::BrokerGone => "the broker exited",
+        LimitKind::LoadgenCpu => "loadgen ran out of CPU (a limit of the test, not the broker)",
+        LimitKind::ConnectErrors => "connections failed",
+    }
+}
+
+/// What to change to get further than this limit.
+pub fn advice(kind: LimitKind) -> &'static str {
+    match kind {
+        LimitKind::MaxClients => "Nothing broke yet: raise --max-clients to find the real limit (check that loadgen's open-files limit and source ports cover the higher count).",
+        LimitKind::BrokerOpenFiles => "Raise the broker's open-files limit (`ulimit -n` up to the hard limit; raise the hard limit as root, e.g. LimitNOFILE= in its systemd unit or /etc/security/limits.conf), or spread clients over more brokers in a hub.",
+        LimitKind::LoadgenOpenFiles => "Raise loadgen's open-files limit before running (`ulimit -n $(ulimit -Hn)`; raise the hard limit as root), or split the clients over several loadgen processes.",
+        LimitKind::EphemeralPorts => "Give loadgen more loopback source addresses (127.0.0.2, 127.0.0.3, …: each adds a full port range), or widen the range: `sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`.",
+        LimitKind::BrokerCpu => "Give the broker more cores (or a machine of its own, so loadgen does not share them), or spread clients over more brokers in a hub; a profile (`perf record`) at this load shows where the CPU goes.",
+        LimitKind::Memory => "Add memory or use less per client: divide broker RSS by clients to see the cost of one, look at per-connection buffers, and run loadgen on another machine so the two do not share memory.",
+        LimitKind::LatencyObjective => "The broker keeps every client but delivers late: look at broker CPU and slow consumers, give it more cores, lower the publish rate, or loosen the objective if it is stricter than users need.",
+        LimitKind::MessageLoss => "Deliveries went missing: check the broker's slow-consumer disconnects (raise its pending-bytes limit, or have subscribers read faster) and its log.",
+        LimitKind::BrokerGone => "The broker exited: read its log and stderr, check for the OOM killer (`dmesg | grep -i oom`), fix the crash and rerun.",
+        LimitKind::LoadgenCpu => "The load generator was the bottleneck: give loadgen its own cores (`taskset`) or its own machine, then rerun; until then the result says nothing about the broker.",
+        LimitKind::ConnectErrors => "Read the errors by kind: refused means a full listen backlog (raise net.core.somaxconn and the broker's backlog), timeouts a full accept queue or a stalled broker; check the broker's log.",
+    }
+}
+
+/// Non-zero error counts by kind, e.g. "120 timeout, 3 refused", or "none".
+pub fn errors_by_kind(e: &ErrorCounts) -> String {
+    let kinds = [
+        (e.refused, "refused"),
+        (e.timeout, "timeout"),
+        (e.emfile, "EMFILE"),
+        (e.eaddrnotavail, "EADDRNOTAVAIL"),
+        (e.reset, "reset"),
+        (e.closed, "closed by broker"),
+        (e.other, "other"),
+    ];
+    let parts: Vec<String> = kinds
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, name)| format!("{n} {name}"))
+        .collect();
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Microseconds as milliseconds, e.g. "12.3 ms".
+pub(crate) fn ms(us: u64) -> String {
+    let v = us as f64 / 1000.0;
+    if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else if v >= 1.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.3} ms")
+    }
+}
+
+/// Bytes as MiB, e.g. "512 MiB".
+pub(crate) fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! `steps.csv` and `samples.csv`.
+//!
+//! Steps go through [`StepRow`], a flat row with the error kinds in their own columns and
+//! sizes in MiB, because nested fields do not map to CSV columns and bytes are unreadable in a
+//! spreadsheet. Samples are already flat and are written as they are, losslessly.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::ReportError;
+use crate::model::{Sample, StepResult};
+
+/// One row of `steps.csv`; the field order is the column order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRow {
+    pub step: usize,
+    pub target_clients: u64,
+    pub clients: u64,
+    /// New connections per second, to 0.1.
+    pub connect_rate: f64,
+    pub connect_p50_us: u64,
+    pub connect_p99_us: u64,
+    pub err_refused: u64,
+    pub err_timeout: u64,
+    pub err_emfile: u64,
+    pub err_eaddrnotavail: u64,
+    pub err_reset: u64,
+    pub err_closed: u64,
+    pub err_other: u64,
+    pub published: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub lat_p50_us: u64,
+    pub lat_p90_us: u64,
+    pub lat_p99_us: u64,
+    pub lat_p999_us: u64,
+    pub lat_max_us: u64,
+    /// % of one core, to 0.1.
+    pub broker_cpu_pct: f64,
+    /// MiB (2^20 bytes), to 0.01.
+    pub broker_rss_mb: f64,
+    pub loadgen_cpu_pct: f64,
+    pub loadgen_rss_mb: f64,
+    pub broker_alive: bool,
+    pub broker_accept_errors: u64,
+    pub broker_slow_consumers: u64,
+}
+
+impl From<&StepResult> for StepRow {
+    fn from(s: &StepResult) -> Self {
+        StepRow {
+            step: s.step,
+            target_clients: s.target_clients,
+            clients: s.clients,
+            connect_rate: round_to(s.connect_rate, 10.0),
+            connect_p50_us: s.connect_p50_us,
+            connect_p99_us: s.connect_p99_us,
+            err_refused: s.errors.refused,
+            err_timeout: s.errors.timeout,
+            err_emfile: s.errors.emfile,
+            err_eaddrnotavail: s.errors.eaddrnotavail,
+            err_reset: s.errors.reset,
+            err_closed: s.errors.closed,
+            err_other: s.errors.other,
+            published: s.published,
+            expected: s.expected,
+            delivered: s.delivered,
+            lost: s.lost,
+            late: s.late,
+            lat_p50_us: s.latency.p50_us,
+            lat_p90_us: s.latency.p90_us,
+            lat_p99_us: s.latency.p99_us,
+            lat_p999_us: s.latency.p999_us,
+            lat_max_us: s.latency.max_us,
+            broker_cpu_pct: round_to(s.broker_cpu_pct, 10.0),
+            broker_rss_mb: round_to(to_mib(s.broker_rss_bytes), 100.0),
+            loadgen_cpu_pct: round_to(s.loadgen_cpu_pct, 10.0),
+            loadgen_rss_mb: round_to(to_mib(s.loadgen_rss_bytes), 100.0),
+            broker_alive: s.broker_alive,
+            broker_accept_errors: s.broker_accept_errors,
+            broker_slow_consumers: s.broker_slow_consumers,
+        }
+    }
+}
+
+/// Writes `steps.csv`: a header, then one [`StepRow`] per step.
+pub fn write_steps_csv(path: &Path, steps: &[StepResult]) -> Result<(), ReportError> {
+    write_rows(path, steps.iter().map(StepRow::from))
+}
+
+/// Writes `samples.csv`: a header named after [`Sample`]'s fields, then one row per sample.
+pub fn write_samples_csv(path: &Path, samples: &[Sample]) -> Result<(), ReportError> {
+    write_rows(path, samples.iter())
+}
+
+fn write_rows<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> Result<(), ReportError> {
+    let csv_err = |source| ReportError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut w = ::csv::Writer::from_path(path).map_err(csv_err)?;
+    for row in rows {
+        w.serialize(row).map_err(csv_err)?;
+    }
+    w.flush().map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub(crate) fn to_mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn round_to(v: f64, per_unit: f64) -> f64 {
+    (v * per_unit).round() / per_unit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ErrorCounts, Percentiles};
+
+    fn step(i: usize) -> StepResult {
+        StepResult {
+            step: i,
+            target_clients: 1_000 * (i as u64 + 1),
+            clients: 990 * (i as u64 + 1),
+            connect_rate: 1234.56,
+            connect_p50_us: 310,
+            connect_p99_us: 4_200,
+            errors: ErrorCounts {
+                refused: 1,
+                timeout: 2,
+                emfile: 3,
+                eaddrnotavail: 4,
+                reset: 5,
+                closed: 6,
+                other: 7,
+            },
+            published: 500,
+            expected: 50_000,
+            delivered: 49_990,
+            lost: 10,
+            late: 11,
+            latency: Percentiles {
+                p50_us: 900,
+                p90_us: 2_100,
+                p99_us: 7_700,
+                p999_us: 15_000,
+                max_us: 42_000,
+            },
+            broker_cpu_pct: 87.349,
+            broker_rss_bytes: 300 * 1024 * 1024 + 5_000,
+            loadgen_cpu_pct: 45.05,
+            loadgen_rss_bytes: 64 * 1024 * 1024,
+            broker_alive: i == 0,
+            broker_accept_errors: 12,
+            broker_slow_consumers: 13,
+        }
+    }
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("loadgen-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn steps_round_trip_with_the_documented_columns() {
+        let path = temp_path("steps.csv");
+        let steps = [step(0), step(1)];
+        write_steps_csv(&path, &steps).unwrap();
+
+        let mut r = ::csv::Reader::from_path(&path).unwrap();
+        let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            header.join(","),
+            "step,target_clients,clients,connect_rate,connect_p50_us,connect_p99_us,\
+             err_refused,err_timeout,err_emfile,err_eaddrnotavail,err_reset,err_closed,err_other,\
+             published,expected,delivered,lost,late,\
+             lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,\
+             broker_cpu_pct,broker_rss_mb,loadgen_cpu_pct,loadgen_rss_mb,\
+             broker_alive,broker_accept_errors,broker_slow_consumers"
+        );
+        let rows: Vec<StepRow> = r.deserialize().map(Result::unwrap).collect();
+        assert_eq!(rows, steps.iter().map(StepRow::from).collect::<Vec<_>>());
+        assert_eq!(rows[0].connect_rate, 1234.6);
+        assert_eq!(rows[0].broker_cpu_pct, 87.3);
+        assert_eq!(rows[0].broker_rss_mb, 300.0);
+        assert_eq!(rows[0].loadgen_rss_mb, 64.0);
+        assert_eq!(rows[1].clients, 1_980);
+        assert!(rows[0].broker_alive && !rows[1].broker_alive);
+        assert_eq!((rows[1].err_emfile, rows[1].err_other), (3, 7));
+    }
+
+    #[test]
+    fn samples_round_trip_exactly() {
+        let path = temp_path("samples.csv");
+        let samples = vec![
+            Sample {
+                t_secs: 0.5,
+                step: 0,
+                clients: 100,
+                delivered_per_sec: 12_345,
+                broker_cpu_pct: 33.333_333,
+                broker_rss_bytes: 123_456_789,
+                loadgen_cpu_pct: 12.5,
+                loadgen_rss_bytes: 98_765_432,
+                host_mem_used_bytes: 5_000_000_000,
+                host_mem_total_bytes: 25_000_000_000,
+            },
+            Sample {
+                t_secs: 1.5,
+                step: 1,
+                ..Default::default()
+            },
+        ];
+        write_samples_csv(&path, &samples).unwrap();
+        let back: Vec<Sample> = ::csv::Reader::from_path(&path)
+            .unwrap()
+            .deserialize()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(back, samples);
+    }
+
+    #[test]
+    fn unwritable_path_names_the_file() {
+        let err = write_steps_csv(Path::new("/nonexistent-dir/steps.csv"), &[step(0)]).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent-dir/steps.csv"),
+            "{err}"
+        );
+    }
+}

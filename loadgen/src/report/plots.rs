@@ -1,0 +1,289 @@
+//! PNG charts of a ramp, each against the number of connected clients, so a reader sees at
+//! what load each quantity bends.
+//!
+//! Text is drawn by plotters' pure-Rust `ab_glyph` renderer with DejaVu Sans embedded in the
+//! binary (`assets/DejaVuSans.ttf`): the charts render the same on a bare container with no
+//! fontconfig, FreeType or fonts installed, where the usual system-font lookup draws nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+use self::draw::*;
+use super::csv::to_mib;
+use super::ReportError;
+use crate::model::{Sample, StepResult};
+
+mod draw;
+
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+const SINGLE: (u32, u32) = (1000, 600);
+const DOUBLE: (u32, u32) = (1000, 850);
+
+// Tableau 10: distinct for most colour-blind readers, and familiar.
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const GREEN: RGBColor = RGBColor(44, 160, 44);
+const RED: RGBColor = RGBColor(214, 39, 40);
+const PURPLE: RGBColor = RGBColor(148, 103, 189);
+const GREY: RGBColor = RGBColor(110, 110, 110);
+
+/// Draws one chart into the file at the path.
+type ChartFn<'a> = &'a dyn Fn(&Path) -> Plot;
+
+/// Draws `latency.png`, `throughput.png`, `broker.png` and `connect.png` into `dir` and
+/// returns their paths; draws nothing for a run with no steps.
+///
+/// `hold_secs` is how long each step held its traffic, to turn delivery counts into rates.
+pub fn plot_all(
+    dir: &Path,
+    steps: &[StepResult],
+    samples: &[Sample],
+    slo_p99_us: u64,
+    hold_secs: f64,
+) -> Result<Vec<PathBuf>, ReportError> {
+    if steps.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !(hold_secs > 0.0 && hold_secs.is_finite()) {
+        return Err(ReportError::BadHold(hold_secs));
+    }
+    if !font_registered() {
+        return Err(ReportError::Plot {
+            path: dir.join("latency.png"),
+            message: "the embedded font could not be loaded".into(),
+        });
+    }
+    let charts: [(&str, ChartFn); 4] = [
+        ("latency.png", &|p| latency(p, steps, slo_p99_us)),
+        ("throughput.png", &|p| throughput(p, steps, hold_secs)),
+        ("broker.png", &|p| resources(p, steps, samples)),
+        ("connect.png", &|p| connect(p, steps)),
+    ];
+    let mut written = Vec::new();
+    for (name, draw) in charts {
+        let path = dir.join(name);
+        draw(&path).map_err(|e| ReportError::Plot {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Registers the embedded font as plotters' "sans-serif", once per process.
+fn font_registered() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| register_font("sans-serif", FontStyle::Normal, FONT).is_ok())
+}
+
+fn latency(path: &Path, steps: &[StepResult], slo_us: u64) -> Plot {
+    let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let series = [
+        StepSeries {
+            name: "p50",
+            color: BLUE,
+            value: |s| ms(s.latency.p50_us),
+        },
+        StepSeries {
+            name: "p90",
+            color: GREEN,
+            value: |s| ms(s.latency.p90_us),
+        },
+        StepSeries {
+            name: "p99",
+            color: ORANGE,
+            value: |s| ms(s.latency.p99_us),
+        },
+        StepSeries {
+            name: "p99.9",
+            color: PURPLE,
+            value: |s| ms(s.latency.p999_us),
+        },
+    ];
+    let slo = ms(slo_us);
+    let values = steps
+        .iter()
+        .flat_map(|st| series.iter().map(|s| (s.value)(st)));
+    let frame = Frame {
+        title: "Delivery latency vs clients",
+        title_px: TITLE_PX,
+        y_desc: "delivery latency (ms, log scale)",
+    };
+    let x_max = clients_max(steps);
+    let mut chart = log_chart(&root, &frame, x_max, log_bounds(values.chain([slo])))?;
+    step_lines(&mut chart, steps, &series)?;
+    chart
+        .draw_series(dashed(vec![(0.0, slo), (x_max, slo)], RED))?
+        .label(format!("objective: p99 ≤ {} ms", number(slo)))
+        .legend(|(x, y)| legend_dashed(x, y, RED));
+    legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+fn throughput(path: &Path, steps: &[StepResult], hold_secs: f64) -> Plot {
+    let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let rate = |n: u64| n as f64 / hold_secs;
+    let y_max = steps
+        .iter()
+        .map(|s| rate(s.delivered).max(rate(s.expected)))
+        .fold(1.0, f64::max);
+    let y_desc = format!("messages per second (mean over the {hold_secs:.0} s hold)");
+    let frame = Frame {
+        title: "Deliveries per second vs clients",
+        title_px: TITLE_PX,
+        y_desc: &y_desc,
+    };
+    let mut chart = linear_chart(&root, &frame, clients_max(steps), y_max * HEADROOM, |v| {
+        count(*v)
+    })?;
+    let points = |f: fn(&StepResult) -> u64| -> Vec<(f64, f64)> {
+        steps
+            .iter()
+            .map(|s| (s.clients as f64, rate(f(s))))
+            .collect()
+    };
+    // Expected goes on top, dashed: where nothing is lost the two coincide, and the dashes
+    // show through the delivered line instead of hiding under it.
+    chart
+        .draw_series(line(points(|s| s.delivered), BLUE))?
+        .label("delivered")
+        .legend(|(x, y)| legend_line(x, y, BLUE));
+    chart
+        .draw_series(dashed(points(|s| s.expected), GREY))?
+        .label("expected (publishes × subscribers)")
+        .legend(|(x, y)| legend_dashed(x, y, GREY));
+    legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+fn resources(path: &Path, steps: &[StepResult], samples: &[Sample]) -> Plot {
+    let root = BitMapBackend::new(path, DOUBLE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.margin(10, 0, 0, 0).titled(
+        "Broker and loadgen resources vs clients",
+        ("sans-serif", TITLE_PX),
+    )?;
+    let (top, bottom) = root.split_vertically(50.percent());
+    let x_max =
+        clients_max(steps).max(samples.iter().map(|s| s.clients as f64).fold(0.0, f64::max));
+    let panels = [
+        (
+            &top,
+            Frame {
+                title: "Memory (resident set size): lines are step means, dots per-second samples",
+                title_px: PANEL_TITLE_PX,
+                y_desc: "RSS (MiB)",
+            },
+            [
+                ResourceSeries {
+                    name: "broker RSS",
+                    color: BLUE,
+                    step: |s| to_mib(s.broker_rss_bytes),
+                    sample: |s| to_mib(s.broker_rss_bytes),
+                },
+                ResourceSeries {
+                    name: "loadgen RSS",
+                    color: ORANGE,
+                    step: |s| to_mib(s.loadgen_rss_bytes),
+                    sample: |s| to_mib(s.loadgen_rss_bytes),
+                },
+            ],
+        ),
+        (
+            &bottom,
+            Frame {
+                title: "CPU (100% = one core busy): lines are step means, dots per-second samples",
+                title_px: PANEL_TITLE_PX,
+                y_desc: "CPU (% of one core)",
+            },
+            [
+                ResourceSeries {
+                    name: "broker CPU",
+                    color: BLUE,
+                    step: |s| s.broker_cpu_pct,
+                    sample: |s| s.broker_cpu_pct,
+                },
+                ResourceSeries {
+                    name: "loadgen CPU",
+                    color: ORANGE,
+                    step: |s| s.loadgen_cpu_pct,
+                    sample: |s| s.loadgen_cpu_pct,
+                },
+            ],
+        ),
+    ];
+    for (area, frame, series) in panels {
+        let y_max = series
+            .iter()
+            .flat_map(|r| {
+                let by_step = steps.iter().map(r.step);
+                by_step.chain(samples.iter().map(r.sample))
+            })
+            .fold(10.0, f64::max);
+        let mut chart = linear_chart(area, &frame, x_max, y_max * HEADROOM, |v| number(*v))?;
+        resource_lines(&mut chart, steps, samples, &series)?;
+        legend(&mut chart)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn connect(path: &Path, steps: &[StepResult]) -> Plot {
+    let root = BitMapBackend::new(path, DOUBLE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root
+        .margin(10, 0, 0, 0)
+        .titled("Connecting new clients, per step", ("sans-serif", TITLE_PX))?;
+    let (top, bottom) = root.split_vertically(50.percent());
+    let x_max = clients_max(steps);
+
+    let series = [
+        StepSeries {
+            name: "p50",
+            color: BLUE,
+            value: |s| ms(s.connect_p50_us),
+        },
+        StepSeries {
+            name: "p99",
+            color: ORANGE,
+            value: |s| ms(s.connect_p99_us),
+        },
+    ];
+    let values = steps
+        .iter()
+        .flat_map(|st| series.iter().map(|s| (s.value)(st)));
+    let frame = Frame {
+        title: "Connect + subscribe latency of the step's new clients",
+        title_px: PANEL_TITLE_PX,
+        y_desc: "latency (ms, log scale)",
+    };
+    let mut chart = log_chart(&top, &frame, x_max, log_bounds(values))?;
+    step_lines(&mut chart, steps, &series)?;
+    legend(&mut chart)?;
+
+    // One series, named by the panel title: no legend, so no headroom either.
+    let rate_max = steps.iter().map(|s| s.connect_rate).fold(1.0, f64::max) * 1.1;
+    let frame = Frame {
+        title: "Connect rate during the step's connect phase",
+        title_px: PANEL_TITLE_PX,
+        y_desc: "new connections per second",
+    };
+    let mut chart = linear_chart(&bottom, &frame, x_max, rate_max, |v| count(*v))?;
+    chart.draw_series(line(
+        steps.iter().map(|s| (s.clients as f64, s.connect_rate)),
+        GREEN,
+    ))?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

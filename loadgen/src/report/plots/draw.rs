@@ -1,0 +1,262 @@
+//! The look shared by every chart: frames, axes, lines, legends and number formats, so the
+//! four charts read alike and each chart function only says what it plots.
+
+use std::error::Error;
+
+use plotters::coord::combinators::{BindKeyPoints, IntoLogRange, LogCoord, WithKeyPoints};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+
+use crate::model::{Sample, StepResult};
+
+pub(super) type Plot = Result<(), Box<dyn Error>>;
+pub(super) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+/// A chart drawn through a borrowed area (`'b`) of a bitmap that borrows its path (`'a`).
+type Chart<'b, 'a, Y> = ChartContext<'b, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>;
+pub(super) type Linear<'b, 'a> = Chart<'b, 'a, RangedCoordf64>;
+pub(super) type Log<'b, 'a> = Chart<'b, 'a, WithKeyPoints<LogCoord<f64>>>;
+
+pub(super) const TITLE_PX: u32 = 26;
+pub(super) const PANEL_TITLE_PX: u32 = 20;
+const LABEL_PX: u32 = 16;
+const DESC_PX: u32 = 18;
+
+/// Linear charts reach this multiple of their largest value, and log charts keep the top 30%
+/// of their decades free, so the legend in the upper left never covers data.
+pub(super) const HEADROOM: f64 = 1.4;
+const LOG_DATA_SHARE: f64 = 0.7;
+
+/// A chart's title and y axis; the x axis is always connected clients.
+pub(super) struct Frame<'t> {
+    pub title: &'t str,
+    /// Whole-image charts get a larger title than the panels of a two-panel image.
+    pub title_px: u32,
+    pub y_desc: &'t str,
+}
+
+/// One quantity per step, drawn as a line against clients.
+pub(super) struct StepSeries {
+    pub name: &'static str,
+    pub color: RGBColor,
+    pub value: fn(&StepResult) -> f64,
+}
+
+/// A resource measured per step (the line) and per second (faint dots behind it).
+pub(super) struct ResourceSeries {
+    pub name: &'static str,
+    pub color: RGBColor,
+    pub step: fn(&StepResult) -> f64,
+    pub sample: fn(&Sample) -> f64,
+}
+
+pub(super) fn linear_chart<'b, 'a>(
+    area: &'b Area<'a>,
+    frame: &Frame,
+    x_max: f64,
+    y_max: f64,
+    y_fmt: fn(&f64) -> String,
+) -> Result<Linear<'b, 'a>, Box<dyn Error>> {
+    let mut chart = builder(area, frame).build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("connected clients")
+        .y_desc(frame.y_desc)
+        .x_label_formatter(&|v| count(*v))
+        .y_label_formatter(&y_fmt)
+        .label_style(("sans-serif", LABEL_PX))
+        .axis_desc_style(("sans-serif", DESC_PX))
+        .draw()?;
+    Ok(chart)
+}
+
+/// A chart with a log y axis, for latencies that span several orders of magnitude.
+pub(super) fn log_chart<'b, 'a>(
+    area: &'b Area<'a>,
+    frame: &Frame,
+    x_max: f64,
+    (lo, hi): (f64, f64),
+) -> Result<Log<'b, 'a>, Box<dyn Error>> {
+    let mut chart = builder(area, frame).build_cartesian_2d(0f64..x_max, log_axis(lo, hi))?;
+    chart
+        .configure_mesh()
+        .x_desc("connected clients")
+        .y_desc(frame.y_desc)
+        .x_label_formatter(&|v| count(*v))
+        .y_label_formatter(&|v| number(*v))
+        .label_style(("sans-serif", LABEL_PX))
+        .axis_desc_style(("sans-serif", DESC_PX))
+        .draw()?;
+    Ok(chart)
+}
+
+fn builder<'b, 'a>(
+    area: &'b Area<'a>,
+    frame: &Frame,
+) -> ChartBuilder<'b, 'static, BitMapBackend<'a>> {
+    let mut b = ChartBuilder::on(area);
+    b.caption(frame.title, ("sans-serif", frame.title_px))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80);
+    b
+}
+
+/// One line per series, with its legend entry.
+pub(super) fn step_lines<Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'_, '_, Y>,
+    steps: &[StepResult],
+    series: &[StepSeries],
+) -> Plot {
+    for s in series {
+        let color = s.color;
+        chart
+            .draw_series(line(
+                steps.iter().map(|st| (st.clients as f64, (s.value)(st))),
+                color,
+            ))?
+            .label(s.name)
+            .legend(move |(x, y)| legend_line(x, y, color));
+    }
+    Ok(())
+}
+
+/// Each resource as faint per-second dots with the step means drawn over them as a line.
+pub(super) fn resource_lines(
+    chart: &mut Linear,
+    steps: &[StepResult],
+    samples: &[Sample],
+    series: &[ResourceSeries],
+) -> Plot {
+    for s in series {
+        let dot = s.color.mix(0.25).filled();
+        chart.draw_series(
+            samples
+                .iter()
+                .map(|sa| Circle::new((sa.clients as f64, (s.sample)(sa)), 2, dot)),
+        )?;
+    }
+    let lines: Vec<StepSeries> = series
+        .iter()
+        .map(|s| StepSeries {
+            name: s.name,
+            color: s.color,
+            value: s.step,
+        })
+        .collect();
+    step_lines(chart, steps, &lines)
+}
+
+pub(super) fn legend<'b, 'a: 'b, Y: Ranged>(chart: &mut Chart<'b, 'a, Y>) -> Plot {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .margin(12)
+        .label_font(("sans-serif", LABEL_PX))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()?;
+    Ok(())
+}
+
+pub(super) fn line<DB: DrawingBackend>(
+    points: impl IntoIterator<Item = (f64, f64)>,
+    color: RGBColor,
+) -> LineSeries<DB, (f64, f64)> {
+    LineSeries::new(points, color.stroke_width(3)).point_size(4)
+}
+
+pub(super) fn dashed(
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+) -> DashedLineSeries<std::vec::IntoIter<(f64, f64)>, u32> {
+    DashedLineSeries::new(points, 12, 8, color.stroke_width(2))
+}
+
+pub(super) fn legend_line(x: i32, y: i32, color: RGBColor) -> PathElement<(i32, i32)> {
+    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+}
+
+pub(super) fn legend_dashed(
+    x: i32,
+    y: i32,
+    color: RGBColor,
+) -> DashedPathElement<std::vec::IntoIter<(i32, i32)>, u32> {
+    DashedPathElement::new(vec![(x, y), (x + 24, y)], 7, 4, color.stroke_width(2))
+}
+
+/// The x range: clients from 0 to a little past the largest count.
+pub(super) fn clients_max(steps: &[StepResult]) -> f64 {
+    steps.iter().map(|s| s.clients as f64).fold(10.0, f64::max) * 1.05
+}
+
+/// A log-scale range around the values, widened a bit below and by [`LOG_DATA_SHARE`] above;
+/// values ≤ 0 are skipped because they have no place on a log axis.
+pub(super) fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| *v > 0.0)
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return (0.01, 10.0);
+    }
+    let (lo, hi) = (lo / 1.6, (hi * 1.6).max(lo * 10.0));
+    (lo, (lo.ln() + (hi / lo).ln() / LOG_DATA_SHARE).exp())
+}
+
+/// A log axis labelled at 1-2-5 steps (1-3 past three decades, powers of ten past five),
+/// with a grid line at every integer multiple of a power of ten: plotters' own log axis labels
+/// only powers of ten, which leaves a typical 0.3–300 ms range with three labels and the
+/// bottom of the chart unlabelled.
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let decades = (lo.log10().floor() as i32)..=(hi.log10().ceil() as i32);
+    let steps: &[f64] = match decades.clone().count() - 1 {
+        0..=3 => &[1.0, 2.0, 5.0],
+        4..=5 => &[1.0, 3.0],
+        _ => &[1.0],
+    };
+    let in_range = |v: &f64| (lo..=hi).contains(v);
+    let ticks = decades
+        .clone()
+        .flat_map(|d| steps.iter().map(move |m| m * 10f64.powi(d)))
+        .filter(in_range);
+    let grid = decades
+        .flat_map(|d| (1..10).map(move |m| f64::from(m) * 10f64.powi(d)))
+        .filter(in_range);
+    LogCoord::from(IntoLogRange::log_scale(lo..hi))
+        .with_key_points(ticks.collect())
+        .with_light_points(grid)
+}
+
+/// Microseconds to milliseconds, floored at 1 µs so a log axis can show it.
+pub(super) fn ms(us: u64) -> f64 {
+    us.max(1) as f64 / 1000.0
+}
+
+/// A count for an axis: 950, 1.5k, 20k, 1.2M.
+pub(super) fn count(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{}M", number(v / 1e6))
+    } else if a >= 1e3 {
+        format!("{}k", number(v / 1e3))
+    } else {
+        number(v)
+    }
+}
+
+/// A number with at most three significant decimals and no trailing zeros.
+pub(super) fn number(v: f64) -> String {
+    let s = if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}

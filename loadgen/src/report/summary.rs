@@ -1,0 +1,229 @@
+//! `summary.json` for tools and `summary.md` for a person.
+//!
+//! The markdown leads with the answer (clients held, and why the ramp stopped, with the
+//! numbers), then the limits read at start, the steps, and what to change to go further: the
+//! order in which someone reading it decides what to do next.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::ReportError;
+use crate::diagnose::{advice, describe, ms};
+use crate::model::{Limits, StepResult, Summary};
+
+use super::csv::to_mib;
+
+/// Writes `summary.json` (pretty) and `summary.md` into `dir`.
+pub fn write_summary(dir: &Path, summary: &Summary) -> Result<(), ReportError> {
+    let json = serde_json::to_string_pretty(summary)?;
+    write_file(&dir.join("summary.json"), &json)?;
+    write_file(&dir.join("summary.md"), &summary_markdown(summary))
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
+    std::fs::write(path, text).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The text of `summary.md`.
+pub fn summary_markdown(s: &Summary) -> String {
+    let kind = s.binding_limit.kind;
+    let mut md = String::new();
+    md.push_str("# hubbub load test\n\n");
+    let _ = writeln!(
+        md,
+        "**hubbub held {} simultaneous clients**; the ramp stopped because {}: {}\n",
+        s.clients_held,
+        describe(kind),
+        s.binding_limit.evidence
+    );
+    let _ = writeln!(
+        md,
+        "Clients held: the most subscribers connected at once while every one of them received \
+         every message with a delivery p99 within the objective of {}. The ramp goes on while \
+         a step also has no connect errors and the broker is still running.\n",
+        ms(s.slo_p99_us)
+    );
+    md.push_str("## To go further\n\n");
+    let _ = writeln!(md, "{}\n", advice(kind));
+    md.push_str("## Limits read at start\n\n");
+    md.push_str(&limits_table_markdown(&s.limits));
+    md.push_str("\n## Steps\n\n");
+    md.push_str(&steps_table_markdown(&s.steps));
+    if !s.command_line.is_empty() {
+        let _ = writeln!(md, "\n## Command\n\n```\n{}\n```", s.command_line);
+    }
+    md
+}
+
+/// The steps as a markdown table, one row per step.
+pub fn steps_table_markdown(steps: &[StepResult]) -> String {
+    let mut md = String::from(
+        "| step | clients | connect errors | connect p99 (ms) | delivered / expected | \
+         latency p50 (ms) | latency p99 (ms) | broker CPU % | broker RSS (MiB) | loadgen CPU % |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for s in steps {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} / {} | {} | {} | {:.0} | {:.0} | {:.0} |",
+            s.step,
+            s.clients,
+            s.errors.total(),
+            ms_number(s.connect_p99_us),
+            s.delivered,
+            s.expected,
+            ms_number(s.latency.p50_us),
+            ms_number(s.latency.p99_us),
+            s.broker_cpu_pct,
+            to_mib(s.broker_rss_bytes),
+            s.loadgen_cpu_pct,
+        );
+    }
+    md
+}
+
+/// The limits as a two-column markdown table.
+fn limits_table_markdown(l: &Limits) -> String {
+    let or_unknown = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
+    let (lo, hi) = l.ephemeral_ports;
+    let ports = u64::from(hi.saturating_sub(lo)) + 1;
+    let rows = [
+        (
+            "loadgen open files (soft / hard)",
+            format!("{} / {}", l.loadgen_nofile_soft, l.loadgen_nofile_hard),
+        ),
+        (
+            "broker open files (soft / hard)",
+            format!(
+                "{} / {}",
+                or_unknown(l.broker_nofile_soft),
+                or_unknown(l.broker_nofile_hard)
+            ),
+        ),
+        (
+            "ephemeral ports (ip_local_port_range)",
+            format!("{lo}–{hi} ({ports} ports)"),
+        ),
+        ("loopback source addresses", l.source_addresses.to_string()),
+        ("net.core.somaxconn", or_unknown(l.somaxconn)),
+        ("fs.file-max", or_unknown(l.file_max)),
+        (
+            "memory",
+            format!("{:.1} GiB", to_mib(l.mem_total_bytes) / 1024.0),
+        ),
+        ("cores", l.cores.to_string()),
+    ];
+    let mut md = String::from("| limit | value |\n|---|---:|\n");
+    for (name, value) in rows {
+        let _ = writeln!(md, "| {name} | {value} |");
+    }
+    md
+}
+
+/// Microseconds as a bare millisecond number with sensible precision for a table cell.
+fn ms_number(us: u64) -> String {
+    ms(us).trim_end_matches(" ms").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BindingLimit, LimitKind, Percentiles};
+
+    fn summary() -> Summary {
+        let step = |i: usize, clients: u64, p99_us: u64| StepResult {
+            step: i,
+            target_clients: clients,
+            clients,
+            connect_p99_us: 2_500,
+            expected: clients * 10,
+            delivered: clients * 10,
+            latency: Percentiles {
+                p50_us: 1_200,
+                p99_us,
+                ..Default::default()
+            },
+            broker_cpu_pct: 55.4,
+            broker_rss_bytes: 512 * 1024 * 1024,
+            loadgen_cpu_pct: 20.0,
+            broker_alive: true,
+            ..Default::default()
+        };
+        Summary {
+            clients_held: 20_000,
+            binding_limit: BindingLimit {
+                kind: LimitKind::LatencyObjective,
+                evidence: "At step 2 (30000 clients connected of 30000 planned) delivery p99 \
+                           was 72.5 ms against an objective of 50.0 ms."
+                    .into(),
+            },
+            limits: Limits {
+                loadgen_nofile_soft: 1_048_576,
+                loadgen_nofile_hard: 1_048_576,
+                broker_nofile_soft: Some(65_536),
+                broker_nofile_hard: None,
+                ephemeral_ports: (32_768, 60_999),
+                somaxconn: Some(4_096),
+                file_max: None,
+                mem_total_bytes: 24 * 1024 * 1024 * 1024,
+                cores: 2,
+                source_addresses: 4,
+            },
+            command_line: "loadgen ramp --max-clients 100000".into(),
+            slo_p99_us: 50_000,
+            steps: vec![
+                step(0, 10_000, 8_000),
+                step(1, 20_000, 20_000),
+                step(2, 30_000, 72_500),
+            ],
+        }
+    }
+
+    #[test]
+    fn markdown_leads_with_the_verdict() {
+        let md = summary_markdown(&summary());
+        let verdict = "**hubbub held 20000 simultaneous clients**; the ramp stopped because \
+                       deliveries missed the latency objective: At step 2 (30000 clients";
+        assert!(md.contains(verdict), "{md}");
+        assert!(md.find(verdict) < md.find("## Steps"));
+        assert!(md.contains(advice(LimitKind::LatencyObjective)));
+        assert!(
+            md.contains("| broker open files (soft / hard) | 65536 / unknown |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ephemeral ports (ip_local_port_range) | 32768–60999 (28232 ports) |")
+        );
+        assert!(md.contains("| memory | 24.0 GiB |"));
+        assert!(md.contains("loadgen ramp --max-clients 100000"));
+        assert!(md.contains(&steps_table_markdown(&summary().steps)));
+    }
+
+    #[test]
+    fn steps_table_has_a_row_per_step() {
+        let table = steps_table_markdown(&summary().steps);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2 + 3);
+        assert!(lines[0].starts_with("| step | clients |"));
+        assert_eq!(
+            lines[4],
+            "| 2 | 30000 | 0 | 2.5 | 300000 / 300000 | 1.2 | 72.5 | 55 | 512 | 20 |"
+        );
+    }
+
+    #[test]
+    fn writes_json_and_markdown() {
+        let dir = std::env::temp_dir().join(format!("loadgen-summary-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_summary(&dir, &summary()).unwrap();
+        let json = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+        let back: Summary = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, summary());
+        assert!(json.contains("\"kind\": \"latency_objective\""), "{json}");
+        let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+        assert_eq!(md, summary_markdown(&summary()));
+    }
+}

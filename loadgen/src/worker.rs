@@ -1,0 +1,264 @@
+//! A worker process: holds simulated subscribers for the coordinator.
+//!
+//! One process can hold only as many sockets as its open-files hard limit allows, so a large
+//! ramp runs several workers. Each is single-threaded (a current-thread runtime): its
+//! subscribers record into one histogram with no locks, and parallelism comes from running
+//! several workers. It obeys [`ToWorker`] lines on stdin and exits when stdin closes, so a
+//! worker never outlives its coordinator.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::control::{new_histogram, FromWorker, HistData, ToWorker};
+use crate::model::ErrorCounts;
+use crate::{latency, wire};
+
+/// What all of this worker's subscribers record into.
+struct Tally {
+    delivered: Cell<u64>,
+    delivered_total: Cell<u64>,
+    late: Cell<u64>,
+    slo_us: Cell<u64>,
+    latency: RefCell<Histogram<u64>>,
+    /// Connections lost after they were established.
+    lost: RefCell<ErrorCounts>,
+    clients: Cell<u64>,
+}
+
+/// Runs the worker until told to exit or its stdin closes.
+///
+/// `max_files` sets the worker's own open-files soft limit: the coordinator sizes each worker
+/// to hold `--per-process` clients, and a worker that was handed more than that fails loudly
+/// with EMFILE instead of quietly exceeding the split it was given.
+pub fn run(max_files: Option<u64>) -> anyhow::Result<()> {
+    match max_files {
+        Some(n) => {
+            let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+            rlimit::setrlimit(rlimit::Resource::NOFILE, n.min(hard), hard)?;
+        }
+        None => {
+            let _ = rlimit::increase_nofile_limit(u64::MAX);
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, serve());
+    // The stdin reader sits in the blocking pool; do not wait for it on the way out.
+    runtime.shutdown_background();
+    result
+}
+
+fn send(msg: &FromWorker) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer(&mut out, msg)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let tally = Rc::new(Tally {
+        delivered: Cell::new(0),
+        delivered_total: Cell::new(0),
+        late: Cell::new(0),
+        slo_us: Cell::new(u64::MAX),
+        latency: RefCell::new(new_histogram()),
+        lost: RefCell::new(ErrorCounts::default()),
+        clients: Cell::new(0),
+    });
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line?,
+            _ = tick.tick() => {
+                send(&FromWorker::Progress {
+                    delivered_total: tally.delivered_total.get(),
+                    clients: tally.clients.get(),
+                })?;
+                continue;
+            }
+        };
+        let Some(line) = line else { return Ok(()) };
+        match serde_json::from_str::<ToWorker>(&line)? {
+            ToWorker::Exit => return Ok(()),
+            ToWorker::Report => {
+                let mut hist = tally.latency.borrow_mut();
+                send(&FromWorker::Report {
+                    delivered: tally.delivered.replace(0),
+                    late: tally.late.replace(0),
+                    latency_hist: HistData::from_histogram(&hist),
+                    errors: std::mem::take(&mut *tally.lost.borrow_mut()),
+                    clients: tally.clients.get(),
+                })?;
+                hist.reset();
+            }
+            connect @ ToWorker::Connect { .. } => send(&connect_many(connect, &tally).await)?,
+        }
+    }
+}
+
+async fn connect_many(op: ToWorker, tally: &Rc<Tally>) -> FromWorker {
+    let ToWorker::Connect {
+        first_index,
+        count,
+        targets,
+        sources,
+        channels,
+        timeout_ms,
+        concurrency,
+        slo_us,
+    } = op
+    else {
+        unreachable!("called with a Connect")
+    };
+    tally.slo_us.set(slo_us);
+    let started = Instant::now();
+    let permits = Rc::new(Semaphore::new(concurrency.max(1)));
+    let timeout = Duration::from_millis(timeout_ms);
+    let mut tasks = JoinSet::new();
+    for n in first_index..first_index + count {
+        let target = targets[(n % targets.len() as u64) as usize];
+        let source = sources[((n / targets.len() as u64) % sources.len() as u64) as usize];
+        let channel = n % channels;
+        let (permits, tally) = (permits.clone(), tally.clone());
+        tasks.spawn_local(async move {
+            let _permit = permits.acquire().await.expect("semaphore open");
+            let t0 = Instant::now();
+            let result = tokio::time::timeout(timeout, open(target, source, channel)).await;
+            let took_us = t0.elapsed().as_micros() as u64;
+            match result {
+                Ok(Ok((stream, early))) => {
+                    tally.clients.set(tally.clients.get() + 1);
+                    tokio::task::spawn_local(subscriber(stream, early, tally));
+                    Ok((channel, took_us))
+                }
+                Ok(Err(e)) => Err(Some(e)),
+                Err(_) => Err(None),
+            }
+        });
+    }
+    let mut errors = ErrorCounts::default();
+    let mut hist = new_histogram();
+    let mut per_channel = std::collections::BTreeMap::new();
+    let mut ok = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done.expect("connect task does not panic") {
+            Ok((channel, took_us)) => {
+                ok += 1;
+                hist.saturating_record(took_us.max(1));
+                *per_channel.entry(channel).or_insert(0) += 1;
+            }
+            Err(Some(e)) => classify(&e, &mut errors),
+            Err(None) => errors.timeout += 1,
+        }
+    }
+    FromWorker::Connected {
+        ok,
+        per_channel: per_channel.into_iter().collect(),
+        errors,
+        connect_hist: HistData::from_histogram(&hist),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// Counts an I/O error under the kind a user would act on.
+pub fn classify(e: &io::Error, errors: &mut ErrorCounts) {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => errors.refused += 1,
+        Some(libc::EMFILE | libc::ENFILE) => errors.emfile += 1,
+        Some(libc::EADDRNOTAVAIL) => errors.eaddrnotavail += 1,
+        Some(libc::ECONNRESET | libc::EPIPE) => errors.reset += 1,
+        Some(libc::ETIMEDOUT) => errors.timeout += 1,
+        _ if e.kind() == io::ErrorKind::UnexpectedEof => errors.closed += 1,
+        _ if e.kind() == io::ErrorKind::Other => errors.closed += 1,
+        _ => errors.other += 1,
+    }
+}
+
+/// Connects from `source` and subscribes; returns the stream and any bytes after the ack.
+async fn open(
+    target: SocketAddr,
+    source: IpAddr,
+    channel: u64,
+) -> io::Result<(TcpStream, Vec<u8>)> {
+    let socket = match target {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if source.is_ipv4() == target.is_ipv4() {
+        defer_port_choice(&socket);
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    let mut stream = socket.connect(target).await?;
+    stream.set_nodelay(true)?;
+    let early = wire::subscribe(&mut stream, &format!("ch-{channel}")).await?;
+    Ok((stream, early))
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: binding a source address normally reserves a port at `bind`,
+/// before the destination is known, which limits each source address to one connection per
+/// port across *all* destinations. Deferring the choice to `connect` lets the kernel reuse a
+/// port for different destinations (more brokers, more ports per source address).
+fn defer_port_choice(socket: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Reads one subscriber's messages until the connection ends, timing each delivery.
+async fn subscriber(mut stream: TcpStream, early: Vec<u8>, tally: Rc<Tally>) {
+    let mut buf = early;
+    let mut start = tally_frames(&buf, &tally);
+    let lost = loop {
+        buf.drain(..start);
+        buf.reserve(4096);
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => break io::Error::from(io::ErrorKind::UnexpectedEof),
+            Ok(_) => start = tally_frames(&buf, &tally),
+            Err(e) => break e,
+        }
+    };
+    tally.clients.set(tally.clients.get() - 1);
+    classify(&lost, &mut tally.lost.borrow_mut());
+}
+
+/// Records every complete frame in `buf`; returns where the unfinished one starts.
+fn tally_frames(buf: &[u8], tally: &Tally) -> usize {
+    let now = latency::now_ns();
+    let mut start = 0;
+    let mut hist = tally.latency.borrow_mut();
+    for end in memchr::memchr_iter(b'\n', buf) {
+        if let Some(sent) = latency::sent_ns(&buf[start..end]) {
+            let us = now.saturating_sub(sent) / 1000;
+            hist.saturating_record(us.max(1));
+            if us > tally.slo_us.get() {
+                tally.late.set(tally.late.get() + 1);
+            }
+            tally.delivered.set(tally.delivered.get() + 1);
+            tally.delivered_total.set(tally.delivered_total.get() + 1);
+        }
+        start = end + 1;
+    }
+    start
+}

@@ -1,0 +1,188 @@
+//! loadgen run as a user runs it: the real binary, real brokers on loopback, and the files it
+//! writes read back.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn loadgen(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .env("LOADGEN_EXE", env!("CARGO_BIN_EXE_loadgen"))
+        .output()
+        .expect("loadgen runs");
+    if !out.status.success() {
+        panic!(
+            "loadgen {args:?} failed\n--- stdout\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+fn summary(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadgen-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A small ramp against the broker loadgen starts itself, split over four worker processes
+/// (each held to its share by its own open-files limit) and two source addresses.
+#[test]
+fn small_ramp_writes_a_consistent_report() {
+    let dir = tempdir("ramp");
+    let out = loadgen(&[
+        "ramp",
+        "--max-clients",
+        "2000",
+        "--step",
+        "500",
+        "--hold",
+        "1s",
+        "--rate",
+        "400",
+        "--channels",
+        "20",
+        "--publishers",
+        "2",
+        "--slo-p99",
+        "2s",
+        "--per-process",
+        "600",
+        "--sources",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("held 2000 clients"), "{stdout}");
+
+    for file in ["steps.csv", "samples.csv", "summary.json", "summary.md"] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let pngs = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count();
+    assert!(pngs >= 4, "only {pngs} plots");
+
+    let s = summary(&dir);
+    assert_eq!(s["binding_limit"]["kind"], "max_clients");
+    assert_eq!(u(&s["clients_held"]), 2000);
+    let steps = s["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    for (i, step) in steps.iter().enumerate() {
+        let target = 500 * (i as u64 + 1);
+        assert_eq!(u(&step["target_clients"]), target);
+        assert_eq!(
+            u(&step["clients"]),
+            target,
+            "step {i}: every subscriber connected"
+        );
+        let errors: u64 = step["errors"].as_object().unwrap().values().map(u).sum();
+        assert_eq!(errors, 0, "step {i}: no errors (worker split held)");
+        // 400 msg/s for 1 s, spread evenly over 20 channels of target/20 subscribers each.
+        assert_eq!(u(&step["published"]), 400);
+        assert_eq!(u(&step["expected"]), 400 * target / 20);
+        let (expected, delivered) = (u(&step["expected"]), u(&step["delivered"]));
+        assert!(delivered <= expected);
+        assert_eq!(u(&step["lost"]), expected - delivered);
+        assert!(step["broker_alive"].as_bool().unwrap());
+    }
+
+    let mut csv = csv_rows(&dir.join("steps.csv"));
+    let header = csv.remove(0);
+    assert_eq!(csv.len(), 4);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for (row, step) in csv.iter().zip(steps) {
+        assert_eq!(
+            row[col("clients")].parse::<u64>().unwrap(),
+            u(&step["clients"])
+        );
+        assert_eq!(
+            row[col("delivered")].parse::<u64>().unwrap(),
+            u(&step["delivered"])
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// Against a broker that accepts only 300 connections, the ramp stops at the step that
+/// crosses it and reports the refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_when_the_broker_refuses_clients() {
+    let broker = hubbub::start(hubbub::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_connections: 300,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempdir("refuse");
+    let (target, out_dir) = (broker.addr.to_string(), dir.to_str().unwrap().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        loadgen(&[
+            "ramp",
+            "--target",
+            &target,
+            "--max-clients",
+            "600",
+            "--step",
+            "200",
+            "--hold",
+            "500ms",
+            "--rate",
+            "200",
+            "--channels",
+            "10",
+            "--publishers",
+            "1",
+            "--slo-p99",
+            "2s",
+            "--out",
+            &out_dir,
+        ])
+    })
+    .await
+    .unwrap();
+    let s = summary(&dir);
+    let steps = s["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{}", String::from_utf8_lossy(&out.stdout));
+    // 300 connections: 1 publisher, 1 stats probe, 298 subscribers, each of which still got
+    // every message: the broker held 298 and refused the rest.
+    assert_eq!(u(&steps[1]["clients"]), 298);
+    assert_eq!(u(&steps[1]["lost"]), 0);
+    assert_eq!(u(&s["clients_held"]), 298);
+    // Refused with an ERROR and a close; depending on timing the client sees the ERROR, the
+    // EOF, or a reset (the broker closed with the client's SUBSCRIBE unread).
+    let e = &steps[1]["errors"];
+    assert_eq!(u(&e["closed"]) + u(&e["reset"]), 102, "{e}");
+    assert_ne!(s["binding_limit"]["kind"], "max_clients");
+    broker.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
