@@ -12,14 +12,17 @@ pub mod diagnose;
 pub mod embedded;
 pub mod fanout;
 pub mod latency;
+pub mod latency_run;
 pub mod model;
 pub mod plan;
 pub mod progress;
 pub mod publish;
 pub mod ramp;
 pub mod report;
+pub mod rig;
 pub mod sample;
 pub mod stats_probe;
+pub mod throughput;
 pub mod wire;
 pub mod worker;
 pub mod workers;
@@ -38,6 +41,10 @@ pub struct Opts {
 pub enum Command {
     /// Ramp subscribers step by step until the broker no longer keeps up, and say why.
     Ramp(ramp::Opts),
+    /// Find the highest message rate the broker sustains for a fixed set of clients.
+    Throughput(throughput::Opts),
+    /// Delivery latency percentiles at one fixed rate.
+    Latency(latency_run::Opts),
     /// Publish a burst to many subscribers of one channel and report deliveries per second.
     Fanout(fanout::Opts),
     /// Run the hubbub broker in this process (how loadgen starts its embedded broker).
@@ -63,6 +70,8 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     match opts.command {
         Command::Fanout(o) => runtime.block_on(fanout::run(o)),
         Command::Ramp(o) => runtime.block_on(ramp::run(o)),
+        Command::Throughput(o) => runtime.block_on(throughput::run(o)),
+        Command::Latency(o) => runtime.block_on(latency_run::run(o)),
         Command::Broker(o) => runtime.block_on(hubbub::tools::broker::run(o)),
         Command::Worker { .. } => unreachable!("handled above"),
     }

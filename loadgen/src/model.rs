@@ -69,6 +69,10 @@ pub struct StepResult {
     pub connect_p99_us: u64,
     /// Errors while connecting (and subscribers lost during the hold).
     pub errors: ErrorCounts,
+    /// Messages per second the publishers were asked to send during the hold.
+    pub offered_rate: f64,
+    /// How long the traffic was held, in seconds.
+    pub hold_secs: f64,
     /// Messages published during the hold.
     pub published: u64,
     /// Deliveries expected: each publish times the subscribers of its channel.
@@ -177,5 +181,29 @@ pub struct Summary {
     pub limits: Limits,
     pub command_line: String,
     pub slo_p99_us: u64,
+    pub steps: Vec<StepResult>,
+}
+
+/// `summary.json` of a fixed-size run (`loadgen throughput` or `loadgen latency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// `throughput` or `latency`.
+    pub kind: String,
+    pub subscribers: u64,
+    pub publishers: usize,
+    pub channels: u64,
+    pub size: usize,
+    /// throughput: the highest offered rate at which every delivery arrived within the
+    /// objective; latency: the rate held.
+    pub rate: f64,
+    /// Deliveries per second at that rate.
+    pub deliveries_per_sec: f64,
+    /// Delivery latency at that rate.
+    pub latency: Percentiles,
+    /// Why the search stopped, if the broker fell behind.
+    pub stopped_because: Option<String>,
+    pub slo_p99_us: u64,
+    pub limits: Limits,
+    pub command_line: String,
     pub steps: Vec<StepResult>,
 }

@@ -186,3 +186,77 @@ async fn stops_when_the_broker_refuses_clients() {
     broker.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `throughput` raises the rate by --factor up to --max-rate; with a lenient objective every
+/// stage passes and the answer is the highest rate offered.
+#[test]
+fn throughput_search_reports_every_stage() {
+    let dir = tempdir("throughput");
+    loadgen(&[
+        "throughput",
+        "--subscribers",
+        "10",
+        "--start-rate",
+        "250",
+        "--factor",
+        "2",
+        "--max-rate",
+        "1000",
+        "--hold",
+        "500ms",
+        "--slo-p99",
+        "2s",
+        "--publishers",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let s = summary(&dir);
+    assert_eq!(s["kind"], "throughput");
+    let stages = s["steps"].as_array().unwrap();
+    let rates: Vec<f64> = stages
+        .iter()
+        .map(|st| st["offered_rate"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates, [250.0, 500.0, 1000.0]);
+    assert_eq!(s["rate"].as_f64(), Some(1000.0));
+    for st in stages {
+        // One channel, ten subscribers: every publish is ten deliveries.
+        assert_eq!(u(&st["expected"]), 10 * u(&st["published"]));
+        assert_eq!(u(&st["delivered"]), u(&st["expected"]));
+    }
+    assert!(dir.join("throughput.png").is_file() && dir.join("steps.csv").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `latency` holds one rate and reports its percentiles, in order.
+#[test]
+fn latency_run_reports_ordered_percentiles() {
+    let dir = tempdir("latency");
+    loadgen(&[
+        "latency",
+        "--subscribers",
+        "20",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--slo-p99",
+        "2s",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let s = summary(&dir);
+    assert_eq!(s["kind"], "latency");
+    let step = &s["steps"][0];
+    assert_eq!(u(&step["published"]), 200);
+    assert_eq!(u(&step["delivered"]), 200 * 20);
+    let l = &s["latency"];
+    let order = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"].map(|k| u(&l[k]));
+    assert!(
+        order.windows(2).all(|w| w[0] <= w[1]) && order[0] > 0,
+        "{l}"
+    );
+    assert!(dir.join("latency.png").is_file() && dir.join("summary.md").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}

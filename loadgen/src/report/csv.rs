@@ -28,6 +28,9 @@ pub struct StepRow {
     pub err_reset: u64,
     pub err_closed: u64,
     pub err_other: u64,
+    /// Messages per second asked of the publishers, and for how long.
+    pub offered_rate: f64,
+    pub hold_secs: f64,
     pub published: u64,
     pub expected: u64,
     pub delivered: u64,
@@ -58,6 +61,8 @@ impl From<&StepResult> for StepRow {
             connect_rate: round_to(s.connect_rate, 10.0),
             connect_p50_us: s.connect_p50_us,
             connect_p99_us: s.connect_p99_us,
+            offered_rate: round_to(s.offered_rate, 10.0),
+            hold_secs: round_to(s.hold_secs, 1000.0),
             err_refused: s.errors.refused,
             err_timeout: s.errors.timeout,
             err_emfile: s.errors.emfile,
@@ -141,6 +146,8 @@ mod tests {
                 closed: 6,
                 other: 7,
             },
+            offered_rate: 100.0,
+            hold_secs: 5.0,
             published: 500,
             expected: 50_000,
             delivered: 49_990,
@@ -181,7 +188,7 @@ mod tests {
             header.join(","),
             "step,target_clients,clients,connect_rate,connect_p50_us,connect_p99_us,\
              err_refused,err_timeout,err_emfile,err_eaddrnotavail,err_reset,err_closed,err_other,\
-             published,expected,delivered,lost,late,\
+             offered_rate,hold_secs,published,expected,delivered,lost,late,\
              lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,\
              broker_cpu_pct,broker_rss_mb,loadgen_cpu_pct,loadgen_rss_mb,\
              broker_alive,broker_accept_errors,broker_slow_consumers"

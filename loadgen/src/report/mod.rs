@@ -14,10 +14,12 @@
 
 pub mod csv;
 pub mod plots;
+pub mod run;
 pub mod summary;
 
 pub use self::csv::{write_samples_csv, write_steps_csv, StepRow};
-pub use self::plots::plot_all;
+pub use self::plots::{plot_all, plot_spectrum, XAxis};
+pub use self::run::{headline, run_markdown, write_run};
 pub use self::summary::{steps_table_markdown, summary_markdown, write_summary};
 
 use std::path::PathBuf;
@@ -37,6 +39,4 @@ pub enum ReportError {
     /// plotters' errors carry the backend's error type; kept as text so callers need not.
     #[error("drawing {path}: {message}")]
     Plot { path: PathBuf, message: String },
-    #[error("cannot plot throughput: hold duration must be positive, got {0} s")]
-    BadHold(f64),
 }

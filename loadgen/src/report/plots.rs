@@ -11,12 +11,16 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
+pub use self::draw::XAxis;
 use self::draw::*;
 use super::csv::to_mib;
 use super::ReportError;
 use crate::model::{Sample, StepResult};
 
 mod draw;
+mod spectrum;
+
+pub use self::spectrum::plot_spectrum;
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const SINGLE: (u32, u32) = (1000, 600);
@@ -33,22 +37,18 @@ const GREY: RGBColor = RGBColor(110, 110, 110);
 /// Draws one chart into the file at the path.
 type ChartFn<'a> = &'a dyn Fn(&Path) -> Plot;
 
-/// Draws `latency.png`, `throughput.png`, `broker.png` and `connect.png` into `dir` and
-/// returns their paths; draws nothing for a run with no steps.
-///
-/// `hold_secs` is how long each step held its traffic, to turn delivery counts into rates.
+/// Draws `latency.png`, `throughput.png`, `broker.png` and (against clients) `connect.png`
+/// into `dir` with `x` on the x axis, and returns their paths; draws nothing for a run with
+/// no steps.
 pub fn plot_all(
     dir: &Path,
     steps: &[StepResult],
     samples: &[Sample],
     slo_p99_us: u64,
-    hold_secs: f64,
+    x: XAxis,
 ) -> Result<Vec<PathBuf>, ReportError> {
     if steps.is_empty() {
         return Ok(Vec::new());
-    }
-    if !(hold_secs > 0.0 && hold_secs.is_finite()) {
-        return Err(ReportError::BadHold(hold_secs));
     }
     if !font_registered() {
         return Err(ReportError::Plot {
@@ -57,12 +57,16 @@ pub fn plot_all(
         });
     }
     let charts: [(&str, ChartFn); 4] = [
-        ("latency.png", &|p| latency(p, steps, slo_p99_us)),
-        ("throughput.png", &|p| throughput(p, steps, hold_secs)),
-        ("broker.png", &|p| resources(p, steps, samples)),
+        ("latency.png", &|p| latency(p, x, steps, slo_p99_us)),
+        ("throughput.png", &|p| throughput(p, x, steps)),
+        ("broker.png", &|p| resources(p, x, steps, samples)),
         ("connect.png", &|p| connect(p, steps)),
     ];
     let mut written = Vec::new();
+    // Connecting happens once per step of a ramp; other runs connect once, before measuring.
+    let charts = charts
+        .into_iter()
+        .filter(|(name, _)| x == XAxis::Clients || *name != "connect.png");
     for (name, draw) in charts {
         let path = dir.join(name);
         draw(&path).map_err(|e| ReportError::Plot {
@@ -80,7 +84,7 @@ fn font_registered() -> bool {
     *OK.get_or_init(|| register_font("sans-serif", FontStyle::Normal, FONT).is_ok())
 }
 
-fn latency(path: &Path, steps: &[StepResult], slo_us: u64) -> Plot {
+fn latency(path: &Path, x: XAxis, steps: &[StepResult], slo_us: u64) -> Plot {
     let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
     root.fill(&WHITE)?;
     let series = [
@@ -109,14 +113,16 @@ fn latency(path: &Path, steps: &[StepResult], slo_us: u64) -> Plot {
     let values = steps
         .iter()
         .flat_map(|st| series.iter().map(|s| (s.value)(st)));
+    let title = format!("Delivery latency vs {}", x.noun());
     let frame = Frame {
-        title: "Delivery latency vs clients",
+        title: &title,
+        x,
         title_px: TITLE_PX,
         y_desc: "delivery latency (ms, log scale)",
     };
-    let x_max = clients_max(steps);
+    let x_max = x.max(steps);
     let mut chart = log_chart(&root, &frame, x_max, log_bounds(values.chain([slo])))?;
-    step_lines(&mut chart, steps, &series)?;
+    step_lines(&mut chart, x, steps, &series)?;
     chart
         .draw_series(dashed(vec![(0.0, slo), (x_max, slo)], RED))?
         .label(format!("objective: p99 ≤ {} ms", number(slo)))
@@ -126,27 +132,27 @@ fn latency(path: &Path, steps: &[StepResult], slo_us: u64) -> Plot {
     Ok(())
 }
 
-fn throughput(path: &Path, steps: &[StepResult], hold_secs: f64) -> Plot {
+fn throughput(path: &Path, x: XAxis, steps: &[StepResult]) -> Plot {
     let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
     root.fill(&WHITE)?;
-    let rate = |n: u64| n as f64 / hold_secs;
+    // A step that held no traffic has no rate to show.
+    let rate = |s: &StepResult, n: u64| (s.hold_secs > 0.0).then(|| n as f64 / s.hold_secs);
     let y_max = steps
         .iter()
-        .map(|s| rate(s.delivered).max(rate(s.expected)))
+        .filter_map(|s| Some(rate(s, s.delivered)?.max(rate(s, s.expected)?)))
         .fold(1.0, f64::max);
-    let y_desc = format!("messages per second (mean over the {hold_secs:.0} s hold)");
+    let title = format!("Deliveries per second vs {}", x.noun());
     let frame = Frame {
-        title: "Deliveries per second vs clients",
+        title: &title,
+        x,
         title_px: TITLE_PX,
-        y_desc: &y_desc,
+        y_desc: "deliveries per second (mean over each hold)",
     };
-    let mut chart = linear_chart(&root, &frame, clients_max(steps), y_max * HEADROOM, |v| {
-        count(*v)
-    })?;
+    let mut chart = linear_chart(&root, &frame, x.max(steps), y_max * HEADROOM, |v| count(*v))?;
     let points = |f: fn(&StepResult) -> u64| -> Vec<(f64, f64)> {
         steps
             .iter()
-            .map(|s| (s.clients as f64, rate(f(s))))
+            .filter_map(|s| Some((x.of(s), rate(s, f(s))?)))
             .collect()
     };
     // Expected goes on top, dashed: where nothing is lost the two coincide, and the dashes
@@ -164,21 +170,28 @@ fn throughput(path: &Path, steps: &[StepResult], hold_secs: f64) -> Plot {
     Ok(())
 }
 
-fn resources(path: &Path, steps: &[StepResult], samples: &[Sample]) -> Plot {
+fn resources(path: &Path, x: XAxis, steps: &[StepResult], samples: &[Sample]) -> Plot {
     let root = BitMapBackend::new(path, DOUBLE).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.margin(10, 0, 0, 0).titled(
-        "Broker and loadgen resources vs clients",
-        ("sans-serif", TITLE_PX),
-    )?;
+    let title = format!("Broker and loadgen resources vs {}", x.noun());
+    let root = root
+        .margin(10, 0, 0, 0)
+        .titled(&title, ("sans-serif", TITLE_PX))?;
     let (top, bottom) = root.split_vertically(50.percent());
-    let x_max =
-        clients_max(steps).max(samples.iter().map(|s| s.clients as f64).fold(0.0, f64::max));
+    let on_axis = |s: &&Sample| x.of_sample(s).is_some();
+    let samples: Vec<Sample> = samples.iter().filter(on_axis).cloned().collect();
+    let x_max = x.max(steps).max(
+        samples
+            .iter()
+            .filter_map(|s| x.of_sample(s))
+            .fold(0.0, f64::max),
+    );
     let panels = [
         (
             &top,
             Frame {
                 title: "Memory (resident set size): lines are step means, dots per-second samples",
+                x,
                 title_px: PANEL_TITLE_PX,
                 y_desc: "RSS (MiB)",
             },
@@ -201,6 +214,7 @@ fn resources(path: &Path, steps: &[StepResult], samples: &[Sample]) -> Plot {
             &bottom,
             Frame {
                 title: "CPU (100% = one core busy): lines are step means, dots per-second samples",
+                x,
                 title_px: PANEL_TITLE_PX,
                 y_desc: "CPU (% of one core)",
             },
@@ -229,7 +243,7 @@ fn resources(path: &Path, steps: &[StepResult], samples: &[Sample]) -> Plot {
             })
             .fold(10.0, f64::max);
         let mut chart = linear_chart(area, &frame, x_max, y_max * HEADROOM, |v| number(*v))?;
-        resource_lines(&mut chart, steps, samples, &series)?;
+        resource_lines(&mut chart, x, steps, &samples, &series)?;
         legend(&mut chart)?;
     }
     root.present()?;
@@ -243,7 +257,8 @@ fn connect(path: &Path, steps: &[StepResult]) -> Plot {
         .margin(10, 0, 0, 0)
         .titled("Connecting new clients, per step", ("sans-serif", TITLE_PX))?;
     let (top, bottom) = root.split_vertically(50.percent());
-    let x_max = clients_max(steps);
+    let x = XAxis::Clients;
+    let x_max = x.max(steps);
 
     let series = [
         StepSeries {
@@ -262,17 +277,19 @@ fn connect(path: &Path, steps: &[StepResult]) -> Plot {
         .flat_map(|st| series.iter().map(|s| (s.value)(st)));
     let frame = Frame {
         title: "Connect + subscribe latency of the step's new clients",
+        x,
         title_px: PANEL_TITLE_PX,
         y_desc: "latency (ms, log scale)",
     };
     let mut chart = log_chart(&top, &frame, x_max, log_bounds(values))?;
-    step_lines(&mut chart, steps, &series)?;
+    step_lines(&mut chart, x, steps, &series)?;
     legend(&mut chart)?;
 
     // One series, named by the panel title: no legend, so no headroom either.
     let rate_max = steps.iter().map(|s| s.connect_rate).fold(1.0, f64::max) * 1.1;
     let frame = Frame {
         title: "Connect rate during the step's connect phase",
+        x,
         title_px: PANEL_TITLE_PX,
         y_desc: "new connections per second",
     };

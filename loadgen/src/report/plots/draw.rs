@@ -20,17 +20,64 @@ pub(super) type Log<'b, 'a> = Chart<'b, 'a, WithKeyPoints<LogCoord<f64>>>;
 
 pub(super) const TITLE_PX: u32 = 26;
 pub(super) const PANEL_TITLE_PX: u32 = 20;
-const LABEL_PX: u32 = 16;
-const DESC_PX: u32 = 18;
+pub(super) const LABEL_PX: u32 = 16;
+pub(super) const DESC_PX: u32 = 18;
 
 /// Linear charts reach this multiple of their largest value, and log charts keep the top 30%
 /// of their decades free, so the legend in the upper left never covers data.
 pub(super) const HEADROOM: f64 = 1.4;
 const LOG_DATA_SHARE: f64 = 0.7;
 
-/// A chart's title and y axis; the x axis is always connected clients.
+/// What the x axis of a chart counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XAxis {
+    /// Connected clients, for a ramp.
+    Clients,
+    /// Messages per second offered by the publishers, for a throughput search.
+    OfferedRate,
+}
+
+impl XAxis {
+    pub(super) fn desc(self) -> &'static str {
+        match self {
+            XAxis::Clients => "connected clients",
+            XAxis::OfferedRate => "offered rate (messages published per second)",
+        }
+    }
+
+    /// For titles: "… vs clients".
+    pub(super) fn noun(self) -> &'static str {
+        match self {
+            XAxis::Clients => "clients",
+            XAxis::OfferedRate => "offered rate",
+        }
+    }
+
+    pub(super) fn of(self, s: &StepResult) -> f64 {
+        match self {
+            XAxis::Clients => s.clients as f64,
+            XAxis::OfferedRate => s.offered_rate,
+        }
+    }
+
+    /// Where a per-second sample sits on this axis, if it has a place on it.
+    pub(super) fn of_sample(self, s: &Sample) -> Option<f64> {
+        match self {
+            XAxis::Clients => Some(s.clients as f64),
+            XAxis::OfferedRate => None,
+        }
+    }
+
+    /// The x range: from 0 to a little past the largest value.
+    pub(super) fn max(self, steps: &[StepResult]) -> f64 {
+        steps.iter().map(|s| self.of(s)).fold(10.0, f64::max) * 1.05
+    }
+}
+
+/// A chart's title and axes.
 pub(super) struct Frame<'t> {
     pub title: &'t str,
+    pub x: XAxis,
     /// Whole-image charts get a larger title than the panels of a two-panel image.
     pub title_px: u32,
     pub y_desc: &'t str,
@@ -61,7 +108,7 @@ pub(super) fn linear_chart<'b, 'a>(
     let mut chart = builder(area, frame).build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
     chart
         .configure_mesh()
-        .x_desc("connected clients")
+        .x_desc(frame.x.desc())
         .y_desc(frame.y_desc)
         .x_label_formatter(&|v| count(*v))
         .y_label_formatter(&y_fmt)
@@ -81,7 +128,7 @@ pub(super) fn log_chart<'b, 'a>(
     let mut chart = builder(area, frame).build_cartesian_2d(0f64..x_max, log_axis(lo, hi))?;
     chart
         .configure_mesh()
-        .x_desc("connected clients")
+        .x_desc(frame.x.desc())
         .y_desc(frame.y_desc)
         .x_label_formatter(&|v| count(*v))
         .y_label_formatter(&|v| number(*v))
@@ -106,6 +153,7 @@ fn builder<'b, 'a>(
 /// One line per series, with its legend entry.
 pub(super) fn step_lines<Y: Ranged<ValueType = f64>>(
     chart: &mut Chart<'_, '_, Y>,
+    x: XAxis,
     steps: &[StepResult],
     series: &[StepSeries],
 ) -> Plot {
@@ -113,7 +161,7 @@ pub(super) fn step_lines<Y: Ranged<ValueType = f64>>(
         let color = s.color;
         chart
             .draw_series(line(
-                steps.iter().map(|st| (st.clients as f64, (s.value)(st))),
+                steps.iter().map(|st| (x.of(st), (s.value)(st))),
                 color,
             ))?
             .label(s.name)
@@ -125,17 +173,17 @@ pub(super) fn step_lines<Y: Ranged<ValueType = f64>>(
 /// Each resource as faint per-second dots with the step means drawn over them as a line.
 pub(super) fn resource_lines(
     chart: &mut Linear,
+    x: XAxis,
     steps: &[StepResult],
     samples: &[Sample],
     series: &[ResourceSeries],
 ) -> Plot {
     for s in series {
         let dot = s.color.mix(0.25).filled();
-        chart.draw_series(
-            samples
-                .iter()
-                .map(|sa| Circle::new((sa.clients as f64, (s.sample)(sa)), 2, dot)),
-        )?;
+        chart.draw_series(samples.iter().filter_map(|sa| {
+            let at = x.of_sample(sa)?;
+            Some(Circle::new((at, (s.sample)(sa)), 2, dot))
+        }))?;
     }
     let lines: Vec<StepSeries> = series
         .iter()
@@ -145,7 +193,7 @@ pub(super) fn resource_lines(
             value: s.step,
         })
         .collect();
-    step_lines(chart, steps, &lines)
+    step_lines(chart, x, steps, &lines)
 }
 
 pub(super) fn legend<'b, 'a: 'b, Y: Ranged>(chart: &mut Chart<'b, 'a, Y>) -> Plot {
@@ -186,11 +234,6 @@ pub(super) fn legend_dashed(
     DashedPathElement::new(vec![(x, y), (x + 24, y)], 7, 4, color.stroke_width(2))
 }
 
-/// The x range: clients from 0 to a little past the largest count.
-pub(super) fn clients_max(steps: &[StepResult]) -> f64 {
-    steps.iter().map(|s| s.clients as f64).fold(10.0, f64::max) * 1.05
-}
-
 /// A log-scale range around the values, widened a bit below and by [`LOG_DATA_SHARE`] above;
 /// values ≤ 0 are skipped because they have no place on a log axis.
 pub(super) fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
@@ -208,7 +251,7 @@ pub(super) fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// with a grid line at every integer multiple of a power of ten: plotters' own log axis labels
 /// only powers of ten, which leaves a typical 0.3–300 ms range with three labels and the
 /// bottom of the chart unlabelled.
-fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+pub(super) fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
     let decades = (lo.log10().floor() as i32)..=(hi.log10().ceil() as i32);
     let steps: &[f64] = match decades.clone().count() - 1 {
         0..=3 => &[1.0, 2.0, 5.0],

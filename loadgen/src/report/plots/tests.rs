@@ -32,6 +32,8 @@ fn plausible_run() -> (Vec<StepResult>, Vec<Sample>) {
             step: i,
             target_clients: clients,
             clients,
+            offered_rate: 2_000.0 * (i + 1) as f64,
+            hold_secs: HOLD_SECS,
             connect_rate: 4_000.0 - 1_500.0 * load(clients),
             connect_p50_us: (250.0 + 3_000.0 * load(clients).powi(3)) as u64,
             connect_p99_us: (2_000.0 + 90_000.0 * load(clients).powi(3)) as u64,
@@ -86,7 +88,7 @@ fn temp_dir(name: &str) -> PathBuf {
 fn renders_four_valid_pngs() {
     let dir = temp_dir("plots");
     let (steps, samples) = plausible_run();
-    let written = plot_all(&dir, &steps, &samples, SLO_US, HOLD_SECS).unwrap();
+    let written = plot_all(&dir, &steps, &samples, SLO_US, XAxis::Clients).unwrap();
     let names: Vec<_> = written
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap())
@@ -119,19 +121,28 @@ fn renders_a_single_step_and_zero_values() {
         broker_alive: false,
         ..Default::default()
     };
-    let written = plot_all(&dir, &[step], &[], SLO_US, HOLD_SECS).unwrap();
+    let written = plot_all(&dir, &[step], &[], SLO_US, XAxis::Clients).unwrap();
     assert_eq!(written.len(), 4);
 }
 
 #[test]
-fn nothing_to_draw_without_steps_and_a_bad_hold_is_an_error() {
+fn nothing_to_draw_without_steps() {
     let dir = temp_dir("plots-empty");
-    assert!(plot_all(&dir, &[], &[], SLO_US, HOLD_SECS)
+    assert!(plot_all(&dir, &[], &[], SLO_US, XAxis::Clients)
         .unwrap()
         .is_empty());
-    let (steps, _) = plausible_run();
-    let err = plot_all(&dir, &steps, &[], SLO_US, 0.0).unwrap_err();
-    assert!(matches!(err, ReportError::BadHold(_)), "{err}");
+}
+
+#[test]
+fn against_the_offered_rate_there_is_no_connect_chart() {
+    let dir = temp_dir("plots-rate");
+    let (steps, samples) = plausible_run();
+    let written = plot_all(&dir, &steps, &samples, SLO_US, XAxis::OfferedRate).unwrap();
+    let names: Vec<_> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["latency.png", "throughput.png", "broker.png"]);
 }
 
 #[test]
@@ -154,5 +165,5 @@ fn sample_plots() {
     let dir = Path::new("/tmp/plots");
     std::fs::create_dir_all(dir).unwrap();
     let (steps, samples) = plausible_run();
-    plot_all(dir, &steps, &samples, SLO_US, HOLD_SECS).unwrap();
+    plot_all(dir, &steps, &samples, SLO_US, XAxis::Clients).unwrap();
 }

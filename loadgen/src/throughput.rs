@@ -1,0 +1,135 @@
+//! `loadgen throughput`: P publishers, S subscribers over C channels; raise the offered rate
+//! until deliveries fall behind, then narrow down the highest rate the broker sustains.
+//!
+//! A rate is sustained when every delivery arrives, the delivery p99 stays within the
+//! objective, no subscriber is lost and the broker is still running. The rate grows by
+//! `--factor` until one is not sustained, then `--refine` bisections between the last good and
+//! the first bad rate sharpen the answer.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::model::{RunSummary, StepResult};
+use crate::rig::{step_line, Common, Rig};
+use crate::{diagnose, report};
+
+#[derive(Debug, Clone, Args)]
+pub struct Opts {
+    /// Subscribers.
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: u64,
+    /// Channels; subscriber n listens on channel n mod channels, message n goes to the same.
+    #[arg(long, default_value_t = 1)]
+    pub channels: u64,
+    /// First rate tried, in messages per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub start_rate: f64,
+    /// Each rate is this many times the last, until one falls behind.
+    #[arg(long, default_value_t = 2.0)]
+    pub factor: f64,
+    /// Bisections between the last good and the first bad rate.
+    #[arg(long, default_value_t = 2)]
+    pub refine: usize,
+    /// Never offer more than this.
+    #[arg(long, default_value_t = 2_000_000.0)]
+    pub max_rate: f64,
+    /// How long each rate is held and measured.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub hold: Duration,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    anyhow::ensure!(opts.factor > 1.0, "--factor must be above 1");
+    let slo_us = opts.common.slo_p99.as_micros() as u64;
+    let mut rig = Rig::start(&opts.common, opts.channels, opts.subscribers, "throughput").await?;
+    let mut stages: Vec<StepResult> = Vec::new();
+    let mut connected = StepResult::default();
+    rig.at_step(1, 0);
+    rig.connect(&mut connected, opts.subscribers).await?;
+
+    let (mut good, mut bad): (Option<f64>, Option<(f64, &str)>) = (None, None);
+    let mut rate = opts.start_rate;
+    loop {
+        match try_rate(&mut rig, &mut stages, &connected, rate, &opts).await? {
+            Some(why) => {
+                bad = Some((rate, why));
+                break;
+            }
+            None => good = Some(rate),
+        }
+        if rate >= opts.max_rate {
+            break;
+        }
+        rate = (rate * opts.factor).min(opts.max_rate);
+    }
+    if let (Some(mut lo), Some((mut hi, _))) = (good, bad) {
+        for _ in 0..opts.refine {
+            let mid = ((lo + hi) / 2.0).round();
+            match try_rate(&mut rig, &mut stages, &connected, mid, &opts).await? {
+                Some(why) => {
+                    hi = mid;
+                    bad = Some((mid, why));
+                }
+                None => lo = mid,
+            }
+        }
+        good = Some(lo);
+    }
+
+    let done = rig.finish(&mut stages).await?;
+    let best = good
+        .and_then(|r| stages.iter().find(|s| s.offered_rate == r))
+        .cloned();
+    let summary = RunSummary {
+        kind: "throughput".into(),
+        subscribers: opts.subscribers,
+        publishers: opts.common.publishers,
+        channels: opts.channels,
+        size: opts.common.size,
+        rate: good.unwrap_or(0.0),
+        deliveries_per_sec: best
+            .as_ref()
+            .map_or(0.0, |s| s.delivered as f64 / s.hold_secs),
+        latency: best.map(|s| s.latency).unwrap_or_default(),
+        stopped_because: bad.map(|(r, why)| format!("at {r:.0} msg/s: {why}")),
+        slo_p99_us: slo_us,
+        limits: done.limits,
+        command_line: done.command_line,
+        steps: stages,
+    };
+    report::write_run(
+        &done.out,
+        &summary,
+        &done.samples,
+        Some(report::XAxis::OfferedRate),
+    )?;
+    Ok(())
+}
+
+/// Holds `rate` as the next stage; returns why the broker fell behind, if it did. The first
+/// stage also carries the connect results.
+async fn try_rate(
+    rig: &mut Rig,
+    stages: &mut Vec<StepResult>,
+    connected: &StepResult,
+    rate: f64,
+    opts: &Opts,
+) -> anyhow::Result<Option<&'static str>> {
+    let mut stage = match stages.is_empty() {
+        true => connected.clone(),
+        false => StepResult {
+            target_clients: opts.subscribers,
+            ..Default::default()
+        },
+    };
+    stage.step = stages.len() + 1;
+    rig.at_step(stage.step, 0);
+    rig.hold(&mut stage, rate, opts.hold).await?;
+    let failed = diagnose::step_failed(&stage, opts.common.slo_p99.as_micros() as u64);
+    eprintln!("{}", step_line(&stage, failed));
+    stages.push(stage);
+    Ok(failed)
+}
