@@ -13,8 +13,10 @@ use crate::model::ErrorCounts;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ToWorker {
     /// Open `count` more subscribers. Subscriber number `n` (from `first_index`) subscribes to
-    /// channel `n % channels` on `targets[n % targets.len()]`, connecting from
-    /// `sources[(n / targets.len()) % sources.len()]`.
+    /// channel `n % channels`; with `round = n / channels` it connects to
+    /// `targets[round % targets.len()]` from `sources[round / targets.len() % sources.len()]`.
+    /// So each channel's subscribers are spread over every target (with several brokers in a
+    /// hub, messages must cross the hub), and each (source, target) pair gets an even share.
     Connect {
         first_index: u64,
         count: u64,

@@ -129,9 +129,9 @@ async fn connect_many(op: ToWorker, tally: &Rc<Tally>) -> FromWorker {
     let timeout = Duration::from_millis(timeout_ms);
     let mut tasks = JoinSet::new();
     for n in first_index..first_index + count {
-        let target = targets[(n % targets.len() as u64) as usize];
-        let source = sources[((n / targets.len() as u64) % sources.len() as u64) as usize];
-        let channel = n % channels;
+        let (channel, round) = (n % channels, n / channels);
+        let target = targets[(round % targets.len() as u64) as usize];
+        let source = sources[(round / targets.len() as u64 % sources.len() as u64) as usize];
         let (permits, tally) = (permits.clone(), tally.clone());
         tasks.spawn_local(async move {
             let _permit = permits.acquire().await.expect("semaphore open");
