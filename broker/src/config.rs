@@ -27,6 +27,15 @@ pub struct Config {
     #[arg(long, default_value_t = 1_000_000)]
     pub max_connections: usize,
 
+    /// Upstream broker to link to (HOST:PORT), making this broker a leaf of a hub topology:
+    /// channels subscribed here are subscribed there, and messages flow both ways.
+    #[arg(long)]
+    pub upstream: Option<SocketAddr>,
+
+    /// This broker's name, announced to its upstream (default: its listen address).
+    #[arg(long)]
+    pub name: Option<String>,
+
     /// How often to log a line of counters (e.g. 10s; 0 turns it off).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub stats_interval: Duration,
@@ -39,6 +48,8 @@ impl Default for Config {
             max_frame: 1 << 20,
             max_pending: 8 << 20,
             max_connections: 1_000_000,
+            upstream: None,
+            name: None,
             stats_interval: Duration::from_secs(10),
         }
     }

@@ -6,15 +6,18 @@
 //! owns no read buffer; writes drain everything queued and send it with one `writev`.
 
 use std::cell::RefCell;
-use std::collections::{HashSet, VecDeque};
-use std::io::{self, IoSlice};
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, warn};
 
 use crate::frame::LineReader;
@@ -24,13 +27,13 @@ use crate::protocol::{parse_command, Command};
 use crate::registry::ConnId;
 use crate::server::Shared;
 use crate::stats;
+use crate::subscriptions::Subscriptions;
+use crate::write::write_frames;
 
 /// Bytes read per `read` call. Shared per thread, never per connection.
 const SCRATCH: usize = 64 * 1024;
 /// Reads per wake-up before giving other connections a turn.
 const READS_PER_WAKE: usize = 8;
-/// Frames per `writev` (well under IOV_MAX = 1024).
-const IOVECS: usize = 64;
 /// How long a connection being closed for a bad frame waits for its ERROR to be sent.
 const LINGER: Duration = Duration::from_millis(500);
 
@@ -53,7 +56,9 @@ struct Session {
     outbox: Arc<Outbox>,
     shared: Arc<Shared>,
     /// Channels this connection is on. Its length is the `count` in acknowledgements.
-    subscriptions: HashSet<Box<str>>,
+    subscriptions: Subscriptions,
+    /// The connection is a link from a broker below (it sent LINK).
+    link: bool,
 }
 
 impl Session {
@@ -66,16 +71,10 @@ impl Session {
         let shared = &self.shared;
         match parse_command(line) {
             Ok(Command::Publish { channel, message }) => {
-                let p = shared.registry.publish(&channel, message.get());
-                stats::add(&shared.stats.messages_in, 1);
-                if p.deliveries > 0 {
-                    stats::add(&shared.stats.messages_out, p.deliveries as u64);
-                    stats::add(&shared.stats.bytes_out, (p.deliveries * p.frame_len) as u64);
-                }
+                shared.publish(&channel, message.get(), self.link.then_some(self.id));
             }
             Ok(Command::Subscribe { channel }) => {
-                if !self.subscriptions.contains(&*channel) {
-                    self.subscriptions.insert(channel.as_ref().into());
+                if self.subscriptions.insert(&channel) {
                     // The ack is queued before the subscription takes effect, so it is written
                     // before any MESSAGE on the channel (protocol rule 2).
                     self.reply(encode::ack(
@@ -93,7 +92,7 @@ impl Session {
                 }
             }
             Ok(Command::Unsubscribe { channel }) => {
-                if self.subscriptions.remove(&*channel) {
+                if self.subscriptions.remove(&channel) {
                     shared.registry.unsubscribe(&channel, self.id);
                 }
                 self.reply(encode::ack(
@@ -103,7 +102,15 @@ impl Session {
                 ));
             }
             Ok(Command::Ping) => self.reply(encode::pong()),
-            Ok(Command::Stats) => self.reply(encode::stats(&shared.stats.snapshot())),
+            Ok(Command::Stats) => self.reply(encode::stats(&shared.snapshot())),
+            Ok(Command::Link { name }) => {
+                if !self.link {
+                    self.link = true;
+                    stats::add(&shared.stats.links, 1);
+                    tracing::info!(conn = self.id, %name, "link from a broker below");
+                }
+                self.reply(encode::link_reply(&shared.name));
+            }
             Err(e) => {
                 stats::add(&shared.stats.protocol_errors, 1);
                 debug!(conn = self.id, error = %e, "protocol error");
@@ -122,6 +129,9 @@ impl Drop for Session {
             self.shared.registry.unsubscribe(&channel, self.id);
         }
         stats::sub(&self.shared.stats.connections_current, 1);
+        if self.link {
+            stats::sub(&self.shared.stats.links, 1);
+        }
     }
 }
 
@@ -143,87 +153,135 @@ enum Wake {
 
 /// Serves one accepted client until it leaves, misbehaves or the broker shuts down.
 /// The caller has already counted it in `connections_current`.
-pub(crate) async fn serve(
+///
+/// Not an `async fn`: the connection is assembled before the future is made, so the future
+/// holds it once, rather than also keeping the arguments it was built from (an `async fn`
+/// stores its arguments apart from its locals). Every idle client is one such future.
+pub(crate) fn serve(
     stream: TcpStream,
     id: ConnId,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-) {
-    let max_frame = shared.config.max_frame;
+) -> impl Future<Output = ()> + Send {
     let outbox = Arc::new(Outbox::new(shared.config.max_pending));
     let mut conn = Connection {
         stream,
-        lines: LineReader::new(max_frame),
+        lines: LineReader::new(shared.config.max_frame),
         session: Session {
             id,
             outbox,
             shared,
-            subscriptions: HashSet::new(),
+            subscriptions: Subscriptions::default(),
+            link: false,
         },
         writing: VecDeque::new(),
     };
-    let close = conn.run(&shutdown).await;
-    match close {
-        Ok(Close::SlowConsumer) => {
-            stats::add(&conn.session.shared.stats.slow_consumers, 1);
-            warn!(
-                conn = id,
-                limit = conn.session.shared.config.max_pending,
-                "slow consumer disconnected: pending output passed the limit"
-            );
-        }
-        Ok(Close::FrameTooLong) => conn.linger_close().await,
-        Ok(reason) => debug!(conn = id, ?reason, "connection closed"),
-        Err(e) => debug!(conn = id, error = %e, "connection failed"),
+    // The loop is written out here rather than in an `async fn run`: a nested future would
+    // add its own frame (its references and state) to every connection's task.
+    async move {
+        let close = {
+            // Scoped so that it is gone before `finish` (a `pin!` lives to the end of its block).
+            let mut cancelled = pin!(shutdown.cancelled());
+            loop {
+                let wake = poll_fn(|cx| conn.poll_wake(cx, cancelled.as_mut())).await;
+                match conn.step(wake) {
+                    Ok(None) => {}
+                    Ok(Some(close)) => break Ok(close),
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        conn.finish(close).await
     }
 }
 
 impl Connection {
-    async fn run(&mut self, shutdown: &CancellationToken) -> io::Result<Close> {
-        loop {
-            let want_write = !self.writing.is_empty();
-            let wake = {
-                let (stream, outbox) = (&self.stream, &self.session.outbox);
-                tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => Wake::Shutdown,
-                    _ = outbox.ready(), if !want_write => Wake::Queued,
-                    r = stream.writable(), if want_write => Wake::Writable(r),
-                    r = stream.readable() => Wake::Readable(r),
-                    // While the socket is full the outbox must still be watched: it may
-                    // overflow, and a client that never reads would otherwise never be
-                    // dropped. Polled last so that it cannot starve the socket.
-                    _ = outbox.ready(), if want_write => Wake::Queued,
-                }
-            };
-            match wake {
-                Wake::Shutdown => return Ok(Close::Shutdown),
-                Wake::Readable(r) => {
-                    r?;
-                    if let Some(close) = self.read_ready()? {
-                        // Send what is already queued (the ERROR for a long frame, say).
-                        if self.session.outbox.take(&mut self.writing) == Taken::Overflowed {
-                            return Ok(Close::SlowConsumer);
-                        }
-                        self.flush()?;
-                        return Ok(close);
-                    }
-                }
-                Wake::Queued => {
+    /// Counts or logs why the connection ended, and closes it gracefully after a bad frame.
+    async fn finish(&mut self, close: io::Result<Close>) {
+        let id = self.session.id;
+        match close {
+            Ok(Close::SlowConsumer) => {
+                stats::add(&self.session.shared.stats.slow_consumers, 1);
+                warn!(
+                    conn = id,
+                    limit = self.session.shared.config.max_pending,
+                    "slow consumer disconnected: pending output passed the limit"
+                );
+            }
+            // Boxed: this rare path's future (its timer above all) would otherwise set the
+            // size of every connection's task, since a task is as large as its largest state.
+            Ok(Close::FrameTooLong) => Box::pin(self.linger_close()).await,
+            Ok(reason) => debug!(conn = id, ?reason, "connection closed"),
+            Err(e) => debug!(conn = id, error = %e, "connection failed"),
+        }
+    }
+
+    /// Does what `wake` calls for; returns why to close, if so.
+    fn step(&mut self, wake: Wake) -> io::Result<Option<Close>> {
+        match wake {
+            Wake::Shutdown => return Ok(Some(Close::Shutdown)),
+            Wake::Readable(r) => {
+                r?;
+                if let Some(close) = self.read_ready()? {
+                    // Send what is already queued (the ERROR for a long frame, say).
                     if self.session.outbox.take(&mut self.writing) == Taken::Overflowed {
-                        return Ok(Close::SlowConsumer);
+                        return Ok(Some(Close::SlowConsumer));
                     }
-                    if !want_write {
-                        // Otherwise the socket is full: `writable` will say when to go on.
-                        self.flush()?;
-                    }
+                    self.flush()?;
+                    return Ok(Some(close));
                 }
-                Wake::Writable(r) => {
-                    r?;
+            }
+            Wake::Queued => {
+                let was_writing = !self.writing.is_empty();
+                if self.session.outbox.take(&mut self.writing) == Taken::Overflowed {
+                    return Ok(Some(Close::SlowConsumer));
+                }
+                if !was_writing {
+                    // Otherwise the socket is full: `Writable` will say when to go on.
                     self.flush()?;
                 }
             }
+            Wake::Writable(r) => {
+                r?;
+                self.flush()?;
+            }
         }
+        Ok(None)
+    }
+
+    /// What to do next, polled in priority order. Written by hand rather than with `select!`
+    /// so that waiting costs no space in the task: `select!` keeps every branch's future (the
+    /// socket's `readable()` and `writable()` futures are 150 bytes each) in the task of every
+    /// idle connection, whereas the `poll_*` functions keep one waker in the socket's and the
+    /// outbox's own state.
+    fn poll_wake(
+        &self,
+        cx: &mut Context<'_>,
+        cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> Poll<Wake> {
+        // While a write is unfinished the socket's writability matters, not the outbox.
+        let want_write = !self.writing.is_empty();
+        if cancelled.poll(cx).is_ready() {
+            return Poll::Ready(Wake::Shutdown);
+        }
+        let outbox = &self.session.outbox;
+        if !want_write {
+            if outbox.poll_ready(cx).is_ready() {
+                return Poll::Ready(Wake::Queued);
+            }
+        } else if let Poll::Ready(r) = self.stream.poll_write_ready(cx) {
+            return Poll::Ready(Wake::Writable(r));
+        }
+        if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
+            return Poll::Ready(Wake::Readable(r));
+        }
+        // While the socket is full the outbox must still be watched: it may overflow, and a
+        // client that never reads would otherwise never be dropped. Polled last so that it
+        // cannot starve the socket.
+        if want_write && outbox.poll_ready(cx).is_ready() {
+            return Poll::Ready(Wake::Queued);
+        }
+        Poll::Pending
     }
 
     /// Reads what the socket has, handling every complete frame. Returns why to close, if so.
@@ -255,37 +313,13 @@ impl Connection {
 
     /// Writes as much of `writing` as the socket takes now, many frames per `writev`.
     fn flush(&mut self) -> io::Result<()> {
-        let mut written = 0;
-        while !self.writing.is_empty() {
-            let mut slices = [IoSlice::new(&[]); IOVECS];
-            let mut count = 0;
-            for (slot, frame) in slices.iter_mut().zip(self.writing.iter()) {
-                *slot = IoSlice::new(frame);
-                count += 1;
-            }
-            match self.stream.try_write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(mut n) => {
-                    written += n;
-                    while n > 0 {
-                        let front = self.writing.front_mut().expect("wrote past the queue");
-                        if n >= front.len() {
-                            n -= front.len();
-                            self.writing.pop_front();
-                        } else {
-                            front.advance(n);
-                            n = 0;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
+        let written = write_frames(&self.stream, &mut self.writing)?;
         if written > 0 {
             self.session.outbox.written(written);
         }
-        if self.writing.is_empty() && self.writing.capacity() > 64 {
+        if self.writing.is_empty() {
+            // Give the buffer back, however small: an idle connection otherwise keeps the one
+            // its last burst (often just the SUBSCRIBE acknowledgement) left behind.
             self.writing = VecDeque::new();
         }
         Ok(())
@@ -302,12 +336,16 @@ impl Connection {
                 }
             }
             let _ = self.stream.shutdown().await;
-            let mut sink = [0u8; 4096];
             loop {
                 if self.stream.readable().await.is_err() {
                     return;
                 }
-                match self.stream.try_read(&mut sink) {
+                // Into the per-thread scratch buffer, not a local array: a buffer held across
+                // the `await` above would live in this future and so in every connection's
+                // task, closing or not (4 KiB here was most of an idle connection's memory).
+                let read =
+                    SCRATCH_BUF.with(|scratch| self.stream.try_read(&mut scratch.borrow_mut()));
+                match read {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -316,5 +354,38 @@ impl Connection {
             }
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::registry::Registry;
+    use crate::stats::Stats;
+
+    /// Every idle client is one task holding this future, and tokio allocates a task in
+    /// 128-byte steps (its task cell is 128-aligned): with tokio 1.54 a future of up to 272
+    /// bytes takes a 384-byte cell, one byte more takes 512. Crossing that costs every
+    /// connection 128 bytes, about 14% of its memory, so it should be a decision, not an
+    /// accident: box what a new field needs only now and then, or raise this bound knowingly.
+    #[tokio::test]
+    async fn the_connection_task_fits_a_small_tokio_cell() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            config: Config::default(),
+            registry: Registry::new(stats.clone()),
+            stats,
+            name: String::new(),
+            upstream: None,
+        });
+        let future = serve(stream, 1, shared, CancellationToken::new());
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 272, "the connection future grew to {size} bytes");
     }
 }

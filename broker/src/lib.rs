@@ -15,12 +15,15 @@ pub mod client;
 pub mod config;
 mod connection;
 pub mod frame;
+pub mod link;
 pub mod outbox;
 pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod stats;
+mod subscriptions;
 pub mod tools;
+mod write;
 
 pub use client::Client;
 pub use config::Config;

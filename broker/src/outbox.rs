@@ -5,10 +5,11 @@
 //! slow-consumer limit, and an idle outbox holds no buffer.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,11 +27,15 @@ pub enum Push {
 /// written) past `limit`, the outbox drops everything queued, refuses all further frames, and
 /// wakes its connection, which then disconnects the client as a slow consumer. The publisher
 /// and the other subscribers are never held up by it.
+///
+/// The wake-up is a flag and the one connection task's [`Waker`], kept under the same lock as
+/// the queue, rather than a `tokio::sync::Notify`: waiting on a `Notify` needs a `Notified`
+/// future inside the connection's task, which every idle connection would carry (see
+/// [`Outbox::poll_ready`]).
 #[derive(Debug)]
 pub struct Outbox {
     limit: usize,
     state: Mutex<State>,
-    ready: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +44,18 @@ struct State {
     pending: usize,
     closed: bool,
     overflowed: bool,
+    /// Something was pushed (or the outbox overflowed) since the connection last looked.
+    signalled: bool,
+    /// The connection task, while it waits for `signalled`.
+    waker: Option<Waker>,
+}
+
+impl State {
+    /// Sets `signalled` and hands back the waker to wake once the lock is released.
+    fn signal(&mut self) -> Option<Waker> {
+        self.signalled = true;
+        self.waker.take()
+    }
 }
 
 /// The frames [`Outbox::take`] moved out, or why there are none.
@@ -55,7 +72,6 @@ impl Outbox {
         Self {
             limit,
             state: Mutex::new(State::default()),
-            ready: Notify::new(),
         }
     }
 
@@ -69,26 +85,43 @@ impl Outbox {
             state.closed = true;
             state.overflowed = true;
             state.queue = VecDeque::new();
+            let waker = state.signal();
             drop(state);
-            self.ready.notify_one();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
             return Push::Overflowed;
         }
         state.pending += frame.len();
         let was_empty = state.queue.is_empty();
         state.queue.push_back(frame);
-        drop(state);
         // The connection drains the whole queue when it wakes, so one wake-up per burst is enough.
-        if was_empty {
-            self.ready.notify_one();
+        let waker = if was_empty { state.signal() } else { None };
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
         }
         Push::Queued
     }
 
-    /// Waits until something was pushed (or the outbox overflowed) since the last [`take`].
-    ///
-    /// [`take`]: Outbox::take
+    /// Ready once something was pushed (or the outbox overflowed) since the last time this
+    /// returned ready; otherwise keeps `cx`'s waker to wake when that happens. Only the last
+    /// caller's waker is kept: an outbox has one connection task waiting on it.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state.lock().expect("outbox lock");
+        if std::mem::take(&mut state.signalled) {
+            return Poll::Ready(());
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Waits until [`poll_ready`](Outbox::poll_ready) is ready.
     pub async fn ready(&self) {
-        self.ready.notified().await
+        poll_fn(|cx| self.poll_ready(cx)).await
     }
 
     /// Moves every queued frame to the back of `into`.
@@ -120,6 +153,8 @@ impl Outbox {
         let mut state = self.state.lock().expect("outbox lock");
         state.closed = true;
         state.queue = VecDeque::new();
+        // The waker holds the connection's task alive; the outbox may outlive it briefly.
+        state.waker = None;
     }
 }
 
@@ -149,6 +184,35 @@ mod tests {
         outbox.take(&mut got);
         outbox.written(8);
         assert_eq!(outbox.push(Bytes::from_static(b"12345678")), Push::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_the_waiter_once_per_burst() {
+        let outbox = std::sync::Arc::new(Outbox::new(100));
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.ready().await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(outbox.push(Bytes::from_static(b"1")), Push::Queued);
+        waiter.await.unwrap();
+        // Pushed before anyone waits: the next wait returns at once, and only once.
+        let mut got = VecDeque::new();
+        outbox.take(&mut got);
+        assert_eq!(outbox.push(Bytes::from_static(b"2")), Push::Queued);
+        outbox.ready().await;
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.poll_ready(&mut cx), Poll::Pending);
+    }
+
+    /// `Waker::noop` needs Rust 1.85; the crate supports 1.80.
+    fn noop_waker() -> Waker {
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        Waker::from(std::sync::Arc::new(Noop))
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use indexmap::IndexMap;
+use tokio::sync::Notify;
 
 use crate::outbox::{Outbox, Push};
 use crate::protocol::encode;
@@ -29,6 +30,9 @@ struct Channel {
 pub struct Registry {
     channels: RwLock<HashMap<Arc<str>, Channel>>,
     stats: Arc<Stats>,
+    /// Signalled when a channel gains its first subscriber or loses its last: what an
+    /// upstream link subscribes to follows the set of channels here.
+    interest: Notify,
 }
 
 /// The outcome of one publish.
@@ -45,6 +49,7 @@ impl Registry {
         Self {
             channels: RwLock::new(HashMap::new()),
             stats,
+            interest: Notify::new(),
         }
     }
 
@@ -58,6 +63,7 @@ impl Registry {
                 subscribers: IndexMap::new(),
             };
             channels.insert(Arc::from(channel), entry);
+            self.interest.notify_one();
         }
         let entry = channels.get_mut(channel).expect("inserted above");
         let added = entry.subscribers.insert(id, Arc::clone(outbox)).is_none();
@@ -81,6 +87,7 @@ impl Registry {
         if entry.subscribers.is_empty() {
             channels.remove(channel);
             stats::sub(&self.stats.channels, 1);
+            self.interest.notify_one();
         }
         removed
     }
@@ -88,13 +95,27 @@ impl Registry {
     /// Encodes `message` once and queues the same bytes for every subscriber of `channel`.
     /// A publish to a channel nobody listens on is dropped (protocol rule 7).
     pub fn publish(&self, channel: &str, raw_message: &str) -> Published {
+        self.publish_except(channel, raw_message, None)
+    }
+
+    /// Like [`Registry::publish`], but not to `except`: a message that came up a link from a
+    /// broker below is never echoed back down it.
+    pub fn publish_except(
+        &self,
+        channel: &str,
+        raw_message: &str,
+        except: Option<ConnId>,
+    ) -> Published {
         let channels = self.channels.read().expect("registry lock");
         let Some(entry) = channels.get(channel) else {
             return Published::default();
         };
         let frame = encode::message(&entry.prefix, raw_message);
         let mut deliveries = 0;
-        for outbox in entry.subscribers.values() {
+        for (&id, outbox) in &entry.subscribers {
+            if Some(id) == except {
+                continue;
+            }
             // An overflowing subscriber is cut off by its own connection task; the loop goes
             // on at full speed for everyone else.
             if outbox.push(frame.clone()) == Push::Queued {
@@ -105,6 +126,17 @@ impl Registry {
             deliveries,
             frame_len: frame.len(),
         }
+    }
+
+    /// Every channel with a subscriber.
+    pub fn channels(&self) -> Vec<Arc<str>> {
+        let channels = self.channels.read().expect("registry lock");
+        channels.keys().cloned().collect()
+    }
+
+    /// Waits until a channel appeared or disappeared since the last call.
+    pub async fn interest_changed(&self) {
+        self.interest.notified().await
     }
 
     /// Number of subscribers of `channel`.

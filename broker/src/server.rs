@@ -18,9 +18,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::connection;
+use crate::link::{self, Upstream};
 use crate::protocol::encode;
-use crate::registry::Registry;
-use crate::stats::{self, Stats};
+use crate::registry::{ConnId, Registry};
+use crate::stats::{self, Stats, StatsSnapshot};
 
 /// First and longest pause after a failed `accept`. Failures such as EMFILE persist until a
 /// client leaves, so retrying at once would spin a core; backing off keeps the broker serving
@@ -38,6 +39,37 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) registry: Registry,
     pub(crate) stats: Arc<Stats>,
+    /// Announced to the upstream broker.
+    pub(crate) name: String,
+    pub(crate) upstream: Option<Arc<Upstream>>,
+}
+
+impl Shared {
+    /// Delivers a message to the subscribers here, except `except`, and counts it.
+    pub(crate) fn deliver(&self, channel: &str, raw_message: &str, except: Option<ConnId>) {
+        let p = self.registry.publish_except(channel, raw_message, except);
+        if p.deliveries > 0 {
+            stats::add(&self.stats.messages_out, p.deliveries as u64);
+            stats::add(&self.stats.bytes_out, (p.deliveries * p.frame_len) as u64);
+        }
+    }
+
+    /// A PUBLISH made at this broker, by a client or by a link from a broker below (`from`):
+    /// delivered here (never back down the link it came up) and sent on upstream.
+    pub(crate) fn publish(&self, channel: &str, raw_message: &str, from_link: Option<ConnId>) {
+        stats::add(&self.stats.messages_in, 1);
+        self.deliver(channel, raw_message, from_link);
+        if let Some(upstream) = &self.upstream {
+            upstream.forward(channel, raw_message);
+        }
+    }
+
+    /// The counters, with the upstream link's.
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let mut s = self.stats.snapshot();
+        s.upstream = self.upstream.as_ref().map(|u| u.snapshot());
+        s
+    }
 }
 
 /// A broker: its settings, subscriptions and counters.
@@ -49,11 +81,18 @@ pub struct Broker {
 impl Broker {
     pub fn new(config: Config) -> Self {
         let stats = Arc::new(Stats::default());
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| config.listen.to_string());
+        let upstream = config.upstream.map(|addr| Arc::new(Upstream::new(addr)));
         Self {
             shared: Arc::new(Shared {
                 registry: Registry::new(stats.clone()),
                 stats,
                 config,
+                name,
+                upstream,
             }),
             next_id: AtomicU64::new(1),
         }
@@ -72,7 +111,11 @@ impl Broker {
         }
         let interval = self.shared.config.stats_interval;
         if !interval.is_zero() {
-            tracker.spawn(log_stats(self.stats(), interval, shutdown.clone()));
+            tracker.spawn(log_stats(self.shared.clone(), interval, shutdown.clone()));
+        }
+        if let Some(upstream) = &self.shared.upstream {
+            let (shared, upstream) = (self.shared.clone(), upstream.clone());
+            tracker.spawn(link::run(shared, upstream, shutdown.clone()));
         }
         let mut backoff = ACCEPT_BACKOFF.0;
         loop {
@@ -138,7 +181,7 @@ impl Broker {
     }
 }
 
-async fn log_stats(stats: Arc<Stats>, every: Duration, shutdown: CancellationToken) {
+async fn log_stats(shared: Arc<Shared>, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
@@ -146,7 +189,14 @@ async fn log_stats(stats: Arc<Stats>, every: Duration, shutdown: CancellationTok
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let s = stats.snapshot();
+        let s = shared.snapshot();
+        let upstream = s.upstream.as_ref().map(|u| {
+            let state = if u.connected { "up" } else { "down" };
+            format!(
+                "{} {state} fwd={} recv={} dropped={}",
+                u.addr, u.forwarded, u.received, u.dropped
+            )
+        });
         info!(
             connections = s.connections_current,
             channels = s.channels,
@@ -158,6 +208,8 @@ async fn log_stats(stats: Arc<Stats>, every: Duration, shutdown: CancellationTok
             slow_consumers = s.slow_consumers,
             protocol_errors = s.protocol_errors,
             accept_errors = s.accept_errors,
+            links = s.links,
+            upstream = upstream.as_deref().unwrap_or("none"),
             "stats"
         );
     }

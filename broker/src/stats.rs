@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::link::UpstreamSnapshot;
+
 /// Live counters, shared by every connection.
 #[derive(Debug)]
 pub struct Stats {
@@ -31,6 +33,8 @@ pub struct Stats {
     pub protocol_errors: AtomicU64,
     /// Failed `accept` calls (out of file descriptors, for one).
     pub accept_errors: AtomicU64,
+    /// Connections that announced themselves as links from brokers below.
+    pub links: AtomicU64,
 }
 
 impl Default for Stats {
@@ -49,6 +53,7 @@ impl Default for Stats {
             slow_consumers: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
+            links: AtomicU64::new(0),
         }
     }
 }
@@ -69,6 +74,10 @@ pub struct StatsSnapshot {
     pub slow_consumers: u64,
     pub protocol_errors: u64,
     pub accept_errors: u64,
+    pub links: u64,
+    /// The link to the upstream broker, if this broker has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamSnapshot>,
 }
 
 impl Stats {
@@ -87,6 +96,8 @@ impl Stats {
             slow_consumers: self.slow_consumers.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
+            links: self.links.load(Relaxed),
+            upstream: None,
         }
     }
 }

@@ -150,6 +150,7 @@ async fn extension_stats_fields_and_counts() {
         "slow_consumers",
         "protocol_errors",
         "accept_errors",
+        "links",
     ];
     let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     keys.sort_unstable();

@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod fanout;
 pub mod latency;
 pub mod latency_run;
+pub mod memory;
 pub mod model;
 pub mod plan;
 pub mod progress;
@@ -47,6 +48,8 @@ pub enum Command {
     Latency(latency_run::Opts),
     /// Publish a burst to many subscribers of one channel and report deliveries per second.
     Fanout(fanout::Opts),
+    /// Measure the broker's memory per idle subscribed connection.
+    Memory(memory::Opts),
     /// Run the hubbub broker in this process (how loadgen starts its embedded broker).
     #[command(hide = true)]
     Broker(hubbub::tools::broker::Opts),
@@ -72,6 +75,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         Command::Ramp(o) => runtime.block_on(ramp::run(o)),
         Command::Throughput(o) => runtime.block_on(throughput::run(o)),
         Command::Latency(o) => runtime.block_on(latency_run::run(o)),
+        Command::Memory(o) => runtime.block_on(memory::run(o)),
         Command::Broker(o) => runtime.block_on(hubbub::tools::broker::run(o)),
         Command::Worker { .. } => unreachable!("handled above"),
     }

@@ -2,6 +2,14 @@
 
 use clap::Parser;
 
+/// jemalloc rather than glibc's malloc, for memory per idle client. tokio allocates each task
+/// and each socket's readiness state 128-byte aligned; glibc serves aligned requests by carving
+/// them out of larger blocks and leaves the offcuts scattered, while jemalloc's size classes of
+/// 256 and 384 bytes are aligned as they are. Measured with `loadgen memory` (10,000 idle
+/// subscribers): about 890 bytes per connection instead of 1,130, and fan-out no slower.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     hubbub::tools::broker::run(hubbub::tools::broker::Opts::parse()).await

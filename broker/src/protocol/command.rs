@@ -24,6 +24,11 @@ pub enum Command<'a> {
     Ping,
     /// Extension: replies with the broker's counters (`{"type":"STATS",...}`).
     Stats,
+    /// Extension: the connection is a link from a downstream broker (hub topology). Its
+    /// publishes are never echoed back to it.
+    Link {
+        name: Cow<'a, str>,
+    },
 }
 
 impl PartialEq for Command<'_> {
@@ -43,6 +48,7 @@ impl PartialEq for Command<'_> {
                 },
             ) => a == b && m.get() == n.get(),
             (Ping, Ping) | (Stats, Stats) => true,
+            (Link { name: a }, Link { name: b }) => a == b,
             _ => false,
         }
     }
@@ -74,6 +80,8 @@ pub enum ProtocolError {
     ChannelNotString(&'static str),
     #[error("PUBLISH: missing \"args.message\"")]
     MissingMessage,
+    #[error("LINK: \"args.name\" must be a string")]
+    LinkNameNotString,
 }
 
 /// The outer object. Fields are kept raw so that a wrong type gets its own error message
@@ -127,13 +135,21 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
     };
     let name = frame.command.ok_or(ProtocolError::MissingCommand)?;
     let name = as_str(name).ok_or(ProtocolError::CommandNotString)?;
-    let verb: &'static str = ["SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "PING", "STATS"]
-        .into_iter()
-        .find(|v| v.eq_ignore_ascii_case(&name))
-        .ok_or_else(|| ProtocolError::UnknownCommand(name.into_owned()))?;
+    let verb: &'static str = [
+        "SUBSCRIBE",
+        "UNSUBSCRIBE",
+        "PUBLISH",
+        "PING",
+        "STATS",
+        "LINK",
+    ]
+    .into_iter()
+    .find(|v| v.eq_ignore_ascii_case(&name))
+    .ok_or_else(|| ProtocolError::UnknownCommand(name.into_owned()))?;
     match verb {
         "PING" => return Ok(Command::Ping),
         "STATS" => return Ok(Command::Stats),
+        "LINK" => return parse_link(frame.args),
         _ => {}
     }
     let args = frame.args.ok_or(ProtocolError::MissingArgs(verb))?;
@@ -152,6 +168,28 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
             message: args.message.ok_or(ProtocolError::MissingMessage)?,
         },
     })
+}
+
+/// `{"command":"LINK","args":{"name":"leaf-1"}}`; `args` and `name` are optional.
+fn parse_link(args: Option<&RawValue>) -> Result<Command<'_>, ProtocolError> {
+    let name = match args {
+        Some(args) if is_object(args.get()) => {
+            #[derive(Deserialize)]
+            struct LinkArgs<'a> {
+                #[serde(borrow, default, deserialize_with = "present")]
+                name: Option<&'a RawValue>,
+            }
+            let a: LinkArgs = serde_json::from_str(args.get())
+                .map_err(|e| ProtocolError::InvalidJson(e.to_string()))?;
+            match a.name {
+                Some(raw) => as_str(raw).ok_or(ProtocolError::LinkNameNotString)?,
+                None => Cow::Borrowed(""),
+            }
+        }
+        Some(_) => return Err(ProtocolError::ArgsNotObject("LINK")),
+        None => Cow::Borrowed(""),
+    };
+    Ok(Command::Link { name })
 }
 
 #[cfg(test)]
@@ -199,6 +237,20 @@ mod tests {
         );
         assert_eq!(ok(r#"{"command":"ping"}"#), Command::Ping);
         assert_eq!(ok(r#"{"command":"STATS"}"#), Command::Stats);
+        assert_eq!(
+            ok(r#"{"command":"LINK","args":{"name":"leaf-1"}}"#),
+            Command::Link {
+                name: "leaf-1".into()
+            }
+        );
+        assert_eq!(
+            ok(r#"{"command":"link"}"#),
+            Command::Link { name: "".into() }
+        );
+        assert_eq!(
+            err(br#"{"command":"LINK","args":{"name":3}}"#),
+            "LINK: \"args.name\" must be a string"
+        );
     }
 
     #[test]

@@ -15,18 +15,23 @@ pub enum Ack {
     Unsubscribe,
 }
 
-fn push_json_str(buf: &mut Vec<u8>, s: &str) {
+/// `prefix`, then `text` as a JSON string, then `suffix`: the shape of most frames.
+fn around(prefix: &[u8], text: &str, suffix: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(prefix.len() + text.len() + suffix.len() + 2);
+    buf.extend_from_slice(prefix);
     // Writing a &str into a Vec cannot fail.
-    serde_json::to_writer(&mut *buf, s).expect("string encodes");
+    serde_json::to_writer(&mut buf, text).expect("string encodes");
+    buf.extend_from_slice(suffix);
+    buf
 }
 
 /// `{"type":"MESSAGE","channel":"<channel>","message":` — everything before the payload.
 pub fn message_prefix(channel: &str) -> Bytes {
-    let mut buf = Vec::with_capacity(40 + channel.len());
-    buf.extend_from_slice(br#"{"type":"MESSAGE","channel":"#);
-    push_json_str(&mut buf, channel);
-    buf.extend_from_slice(br#","message":"#);
-    Bytes::from(buf)
+    Bytes::from(around(
+        br#"{"type":"MESSAGE","channel":"#,
+        channel,
+        br#","message":"#,
+    ))
 }
 
 /// One complete MESSAGE frame: `prefix` from [`message_prefix`], the raw message, `}\n`.
@@ -40,23 +45,30 @@ pub fn message(prefix: &[u8], raw_message: &str) -> Bytes {
 
 /// `{"type":"SUBSCRIBE","channel":"foo","count":1}` and its UNSUBSCRIBE twin.
 pub fn ack(kind: Ack, channel: &str, count: usize) -> Bytes {
-    let mut buf = Vec::with_capacity(48 + channel.len());
-    buf.extend_from_slice(match kind {
+    let prefix = match kind {
         Ack::Subscribe => br#"{"type":"SUBSCRIBE","channel":"#.as_slice(),
         Ack::Unsubscribe => br#"{"type":"UNSUBSCRIBE","channel":"#.as_slice(),
-    });
-    push_json_str(&mut buf, channel);
-    buf.extend_from_slice(format!(",\"count\":{count}}}\n").as_bytes());
-    Bytes::from(buf)
+    };
+    Bytes::from(around(
+        prefix,
+        channel,
+        format!(",\"count\":{count}}}\n").as_bytes(),
+    ))
 }
 
 /// `{"type":"ERROR","message":"<what was wrong>"}`.
 pub fn error(what: &str) -> Bytes {
-    let mut buf = Vec::with_capacity(32 + what.len());
-    buf.extend_from_slice(br#"{"type":"ERROR","message":"#);
-    push_json_str(&mut buf, what);
-    buf.extend_from_slice(b"}\n");
-    Bytes::from(buf)
+    Bytes::from(around(br#"{"type":"ERROR","message":"#, what, b"}\n"))
+}
+
+/// Extension: the reply to LINK, naming the upstream broker.
+pub fn link_reply(name: &str) -> Bytes {
+    Bytes::from(around(br#"{"type":"LINK","name":"#, name, b"}\n"))
+}
+
+/// Client side (a downstream broker): announces a link.
+pub fn link_command(name: &str) -> Vec<u8> {
+    around(br#"{"command":"LINK","args":{"name":"#, name, b"}}\n")
 }
 
 /// Extension: the reply to PING.
@@ -84,22 +96,21 @@ pub fn stats<T: Serialize>(stats: &T) -> Bytes {
 
 /// Client side: `{"command":"SUBSCRIBE","args":{"channel":"foo"}}` and its UNSUBSCRIBE twin.
 pub fn subscribe_command(kind: Ack, channel: &str) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(48 + channel.len());
-    buf.extend_from_slice(match kind {
+    let prefix = match kind {
         Ack::Subscribe => br#"{"command":"SUBSCRIBE","args":{"channel":"#.as_slice(),
         Ack::Unsubscribe => br#"{"command":"UNSUBSCRIBE","args":{"channel":"#.as_slice(),
-    });
-    push_json_str(&mut buf, channel);
-    buf.extend_from_slice(b"}}\n");
-    buf
+    };
+    around(prefix, channel, b"}}\n")
 }
 
 /// Client side: a PUBLISH of `raw_message`, which must already be one JSON value.
 pub fn publish_command(channel: &str, raw_message: &str) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(48 + channel.len() + raw_message.len());
-    buf.extend_from_slice(br#"{"command":"PUBLISH","args":{"channel":"#);
-    push_json_str(&mut buf, channel);
-    buf.extend_from_slice(br#","message":"#);
+    let mut buf = around(
+        br#"{"command":"PUBLISH","args":{"channel":"#,
+        channel,
+        br#","message":"#,
+    );
+    buf.reserve(raw_message.len() + 3);
     buf.extend_from_slice(raw_message.as_bytes());
     buf.extend_from_slice(b"}}\n");
     buf

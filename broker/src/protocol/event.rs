@@ -89,6 +89,31 @@ pub fn parse_event(line: &[u8]) -> Result<Event, EventError> {
     })
 }
 
+/// The channel and raw message of a MESSAGE frame, borrowed from the line; `None` for any
+/// other frame. What a broker's upstream link reads for every message it relays, so it
+/// allocates nothing.
+pub fn parse_message(line: &[u8]) -> Option<(std::borrow::Cow<'_, str>, &RawValue)> {
+    /// A string, borrowed unless it has escapes (serde borrows a `Cow` only when it is not
+    /// inside an `Option`).
+    #[derive(Deserialize)]
+    struct Str<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+    #[derive(Deserialize)]
+    struct Borrowed<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Str<'a>,
+        #[serde(borrow)]
+        channel: Option<Str<'a>>,
+        #[serde(borrow)]
+        message: Option<&'a RawValue>,
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    let frame: Borrowed = serde_json::from_str(text).ok()?;
+    if frame.kind.0 != "MESSAGE" {
+        return None;
+    }
+    Some((frame.channel?.0, frame.message?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +139,15 @@ mod tests {
             matches!(parse_event(&line).unwrap(), Event::Error { message } if message == "nope")
         );
         assert!(matches!(parse_event(&encode::pong()).unwrap(), Event::Pong));
+    }
+
+    #[test]
+    fn messages_parse_without_copies() {
+        let line = encode::message(&encode::message_prefix("c"), r#"{"a": 1}"#);
+        let (channel, message) = parse_message(line.trim_ascii_end()).unwrap();
+        assert!(matches!(channel, std::borrow::Cow::Borrowed("c")));
+        assert_eq!(message.get(), r#"{"a": 1}"#);
+        assert!(parse_message(&encode::pong()).is_none());
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! The link to an upstream broker (hub topology): a client of the upstream with an outer
+//! reconnect loop.
+//!
+//! The link announces itself with `LINK`, then keeps the upstream subscribed to exactly the
+//! channels that have a subscriber here (local clients or links from brokers below), forwards
+//! what is published here, and delivers what comes down to the subscribers here. It never
+//! sends back up what came down, and the upstream never echoes back down what came up (it
+//! knows the connection is a link), so every subscriber in the tree gets each message once.
+//!
+//! Nothing is stored: what is published while the link is down is not forwarded, and after a
+//! reconnect the link re-subscribes everything of interest and goes on.
+
+use std::collections::{HashSet, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::frame::LineReader;
+use crate::outbox::{Outbox, Taken};
+use crate::protocol::encode::{self, Ack};
+use crate::protocol::event::parse_message;
+use crate::server::Shared;
+use crate::write::write_frames;
+
+/// First and longest pause between connection attempts.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// The upstream link's state, shared with the connections that forward through it.
+#[derive(Debug)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// Where forwarded frames wait while the link is up; `None` while it is down.
+    /// Overflow policy: the link's outbox is bounded like a client's (`--max-pending`); an
+    /// upstream that falls that far behind is dropped and reconnected, and what was queued is
+    /// lost and counted, as for any slow consumer.
+    current: Mutex<Option<Arc<Outbox>>>,
+    connected: AtomicBool,
+    connects: AtomicU64,
+    forwarded: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// The link's counters, as the STATS reply shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamSnapshot {
+    pub addr: String,
+    pub connected: bool,
+    /// Successful connections so far (1 + reconnects).
+    pub connects: u64,
+    /// PUBLISH frames sent up.
+    pub forwarded: u64,
+    /// MESSAGE frames that came down and were delivered here.
+    pub received: u64,
+    /// Publishes not forwarded because the link was down or overflowed.
+    pub dropped: u64,
+}
+
+impl Upstream {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            current: Mutex::new(None),
+            connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends a publish made here up the link (dropped, and counted, while it is down).
+    pub fn forward(&self, channel: &str, raw_message: &str) {
+        let current = self.current.lock().expect("upstream lock").clone();
+        match current {
+            Some(outbox)
+                if outbox.push(Bytes::from(encode::publish_command(channel, raw_message)))
+                    == crate::outbox::Push::Queued =>
+            {
+                self.forwarded.fetch_add(1, Relaxed);
+            }
+            _ => {
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> UpstreamSnapshot {
+        UpstreamSnapshot {
+            addr: self.addr.to_string(),
+            connected: self.connected.load(Relaxed),
+            connects: self.connects.load(Relaxed),
+            forwarded: self.forwarded.load(Relaxed),
+            received: self.received.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+        }
+    }
+}
+
+/// Keeps the link up until `shutdown`.
+pub(crate) async fn run(shared: Arc<Shared>, upstream: Arc<Upstream>, shutdown: CancellationToken) {
+    let mut backoff = BACKOFF.0;
+    loop {
+        let attempt = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = TcpStream::connect(upstream.addr) => r,
+        };
+        match attempt {
+            Ok(stream) => {
+                backoff = BACKOFF.0;
+                let _ = stream.set_nodelay(true);
+                let outbox = Arc::new(Outbox::new(shared.config.max_pending));
+                *upstream.current.lock().expect("upstream lock") = Some(outbox.clone());
+                upstream.connected.store(true, Relaxed);
+                upstream.connects.fetch_add(1, Relaxed);
+                info!(upstream = %upstream.addr, "link to upstream up");
+                let why = serve(&shared, &upstream, stream, &outbox, &shutdown).await;
+                upstream.connected.store(false, Relaxed);
+                *upstream.current.lock().expect("upstream lock") = None;
+                outbox.close();
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                warn!(upstream = %upstream.addr, reason = %why, "link to upstream down; reconnecting");
+            }
+            Err(e) => {
+                warn!(upstream = %upstream.addr, error = %e, retry_in = ?backoff, "cannot reach upstream");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF.1);
+    }
+}
+
+/// One connection's life: announce, subscribe, relay both ways. Returns why it ended.
+async fn serve(
+    shared: &Shared,
+    upstream: &Upstream,
+    stream: TcpStream,
+    outbox: &Outbox,
+    shutdown: &CancellationToken,
+) -> io::Error {
+    let mut link = Link {
+        stream,
+        writing: VecDeque::new(),
+        subscribed: HashSet::new(),
+        lines: LineReader::new(shared.config.max_frame * 2 + 4096),
+    };
+    let _ = outbox.push(Bytes::from(encode::link_command(&shared.name)));
+    link.sync_interest(shared, outbox);
+    let mut scratch = vec![0u8; 64 * 1024];
+    loop {
+        let want_write = !link.writing.is_empty();
+        tokio::select! {
+            _ = shutdown.cancelled() => return io::ErrorKind::Interrupted.into(),
+            _ = shared.registry.interest_changed() => link.sync_interest(shared, outbox),
+            _ = outbox.ready(), if !want_write => {
+                if outbox.take(&mut link.writing) == Taken::Overflowed {
+                    return io::Error::other("upstream fell behind by more than --max-pending");
+                }
+                if let Err(e) = link.flush(outbox) {
+                    return e;
+                }
+            }
+            r = link.stream.writable(), if want_write => {
+                if let Err(e) = r.and_then(|_| link.flush(outbox)) {
+                    return e;
+                }
+            }
+            r = link.stream.readable() => {
+                if let Err(e) = r {
+                    return e;
+                }
+                match link.stream.try_read(&mut scratch) {
+                    Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
+                    Ok(n) => {
+                        let fed = link.lines.feed(&scratch[..n], |line| {
+                            if let Some((channel, message)) = parse_message(line) {
+                                upstream.received.fetch_add(1, Relaxed);
+                                // Delivered here only: what came down never goes back up.
+                                shared.deliver(&channel, message.get(), None);
+                            }
+                        });
+                        if let Err(e) = fed {
+                            return io::Error::other(e);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return e,
+                }
+            }
+        }
+    }
+}
+
+struct Link {
+    stream: TcpStream,
+    writing: VecDeque<Bytes>,
+    /// Channels the upstream has been asked to send here.
+    subscribed: HashSet<Arc<str>>,
+    lines: LineReader,
+}
+
+impl Link {
+    /// Subscribes upstream to channels that gained their first subscriber here and
+    /// unsubscribes from those that lost their last.
+    fn sync_interest(&mut self, shared: &Shared, outbox: &Outbox) {
+        let wanted: HashSet<Arc<str>> = shared.registry.channels().into_iter().collect();
+        for channel in wanted.difference(&self.subscribed) {
+            let _ = outbox.push(Bytes::from(encode::subscribe_command(
+                Ack::Subscribe,
+                channel,
+            )));
+        }
+        for channel in self.subscribed.difference(&wanted) {
+            let _ = outbox.push(Bytes::from(encode::subscribe_command(
+                Ack::Unsubscribe,
+                channel,
+            )));
+        }
+        self.subscribed = wanted;
+    }
+
+    fn flush(&mut self, outbox: &Outbox) -> io::Result<()> {
+        let written = write_frames(&self.stream, &mut self.writing)?;
+        outbox.written(written);
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! The hub topology: brokers linked to an upstream broker, messages crossing the tree exactly
+//! once in every direction, interest following subscriptions, and a link that survives its
+//! upstream restarting.
+//!
+//! The tree in these tests:  hub ← a ← c,  hub ← b.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use common::{broker, broker_with, message, wait_for_stats, Config, Raw, RunningBroker};
+use serde_json::{json, Value};
+
+async fn leaf(upstream: SocketAddr, name: &str) -> RunningBroker {
+    broker_with(Config {
+        upstream: Some(upstream),
+        name: Some(name.into()),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn wait_linked(addr: SocketAddr) {
+    wait_for_stats(addr, |s| s["upstream"]["connected"] == true).await;
+}
+
+/// Waits until `addr` holds `n` subscriptions (its clients' and its links').
+async fn wait_subscriptions(addr: SocketAddr, n: u64) {
+    wait_for_stats(addr, |s| s["subscriptions"] == n).await;
+}
+
+struct Tree {
+    hub: RunningBroker,
+    a: RunningBroker,
+    b: RunningBroker,
+    c: RunningBroker,
+}
+
+async fn tree() -> Tree {
+    let hub = broker().await;
+    let a = leaf(hub.addr, "a").await;
+    let b = leaf(hub.addr, "b").await;
+    let c = leaf(a.addr, "c").await;
+    for addr in [a.addr, b.addr, c.addr] {
+        wait_linked(addr).await;
+    }
+    wait_for_stats(hub.addr, |s| s["links"] == 2).await;
+    wait_for_stats(a.addr, |s| s["links"] == 1).await;
+    Tree { hub, a, b, c }
+}
+
+/// Reads `n` MESSAGE lines and returns their messages as a set.
+async fn messages(sub: &mut Raw, n: usize) -> BTreeSet<String> {
+    let mut got = BTreeSet::new();
+    for _ in 0..n {
+        let v: Value = sub.value().await;
+        assert_eq!(v["type"], "MESSAGE", "{v}");
+        assert!(
+            got.insert(v["message"].as_str().unwrap().to_string()),
+            "duplicate {v}"
+        );
+    }
+    got
+}
+
+#[tokio::test]
+async fn every_subscriber_gets_every_message_once_from_every_broker() {
+    let t = tree().await;
+    let brokers = [
+        ("hub", t.hub.addr),
+        ("a", t.a.addr),
+        ("b", t.b.addr),
+        ("c", t.c.addr),
+    ];
+    let mut subs = Vec::new();
+    for (_, addr) in brokers {
+        let mut s = Raw::connect(addr).await;
+        s.subscribe("x", 1).await;
+        subs.push(s);
+    }
+    // hub: its client and the links of a and b; a: its client and c's link.
+    wait_subscriptions(t.hub.addr, 3).await;
+    wait_subscriptions(t.a.addr, 2).await;
+
+    for (name, addr) in brokers {
+        let mut publisher = Raw::connect(addr).await;
+        publisher.publish("x", &json!(format!("from {name}"))).await;
+        publisher.ping().await;
+    }
+    let all: BTreeSet<String> = brokers.iter().map(|(n, _)| format!("from {n}")).collect();
+    for sub in &mut subs {
+        assert_eq!(messages(sub, 4).await, all);
+        sub.expect_silence().await;
+    }
+}
+
+#[tokio::test]
+async fn order_per_publisher_holds_two_hops_away() {
+    let t = tree().await;
+    let mut far = Raw::connect(t.b.addr).await;
+    far.subscribe("seq", 1).await;
+    wait_subscriptions(t.hub.addr, 1).await;
+    let mut publisher = Raw::connect(t.c.addr).await;
+    for i in 0..2_000 {
+        publisher.publish("seq", &json!(i)).await;
+    }
+    for i in 0..2_000 {
+        far.expect(message("seq", json!(i))).await;
+    }
+    far.expect_silence().await;
+}
+
+#[tokio::test]
+async fn unsubscribing_withdraws_interest_up_the_tree() {
+    let t = tree().await;
+    let mut sub_c = Raw::connect(t.c.addr).await;
+    let mut sub_a = Raw::connect(t.a.addr).await;
+    let mut sub_b = Raw::connect(t.b.addr).await;
+    for s in [&mut sub_c, &mut sub_a, &mut sub_b] {
+        s.subscribe("x", 1).await;
+    }
+    wait_subscriptions(t.a.addr, 2).await;
+    wait_subscriptions(t.hub.addr, 2).await;
+
+    sub_c.unsubscribe("x", 0).await;
+    wait_subscriptions(t.a.addr, 1).await; // c's link let go
+    wait_subscriptions(t.hub.addr, 2).await; // a still has sub_a
+    sub_a.unsubscribe("x", 0).await;
+    wait_subscriptions(t.a.addr, 0).await;
+    wait_subscriptions(t.hub.addr, 1).await; // only b's link is left
+
+    let mut publisher = Raw::connect(t.hub.addr).await;
+    publisher.publish("x", &json!("only b")).await;
+    sub_b.expect(message("x", json!("only b"))).await;
+    sub_a.expect_silence().await;
+    sub_c.expect_silence().await;
+    let a = wait_for_stats(t.a.addr, |_| true).await;
+    assert_eq!(
+        a["upstream"]["received"], 0,
+        "nothing was sent down to a: {a}"
+    );
+}
+
+#[tokio::test]
+async fn the_link_reconnects_resubscribes_and_loses_only_what_was_sent_while_down() {
+    let t = tree().await;
+    let mut sub_a = Raw::connect(t.a.addr).await;
+    let mut sub_b = Raw::connect(t.b.addr).await;
+    sub_a.subscribe("x", 1).await;
+    sub_b.subscribe("x", 1).await;
+    wait_subscriptions(t.hub.addr, 2).await;
+
+    let hub_addr = t.hub.addr;
+    t.hub.stop().await;
+    wait_for_stats(t.a.addr, |s| s["upstream"]["connected"] == false).await;
+    let mut pub_a = Raw::connect(t.a.addr).await;
+    pub_a.publish("x", &json!("while down")).await;
+    // Delivered where it was published, and nowhere else.
+    sub_a.expect(message("x", json!("while down"))).await;
+
+    // The same address again (broker_with would pick a new port).
+    let hub = hubbub::start(Config {
+        listen: hub_addr,
+        ..Default::default()
+    })
+    .await
+    .expect("the hub restarts on its old address");
+    wait_for_stats(t.a.addr, |s| s["upstream"]["connected"] == true).await;
+    wait_for_stats(t.b.addr, |s| s["upstream"]["connected"] == true).await;
+    wait_subscriptions(hub.addr, 2).await;
+
+    pub_a.publish("x", &json!("after")).await;
+    sub_b.expect(message("x", json!("after"))).await;
+    sub_a.expect(message("x", json!("after"))).await;
+    sub_a.expect_silence().await;
+    sub_b.expect_silence().await;
+    let a = wait_for_stats(t.a.addr, |_| true).await;
+    assert_eq!(a["upstream"]["connects"], 2, "{a}");
+    assert_eq!(a["upstream"]["dropped"], 1, "{a}");
+}
+
+#[tokio::test]
+async fn plain_clients_see_nothing_of_links() {
+    let t = tree().await;
+    let mut plain = Raw::connect(t.hub.addr).await;
+    plain.subscribe("x", 1).await;
+    plain.publish("x", &json!("echo")).await;
+    // A plain client still gets its own message (rule 3); only links are spared the echo.
+    plain.expect(message("x", json!("echo"))).await;
+    plain.expect_silence().await;
+    let _ = (t.a, t.b, t.c);
+}
