@@ -6,17 +6,13 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::model::{RunSummary, StepResult};
-use crate::rig::{step_line, Common, Rig};
+use crate::rig::{step_line, Audience, Common, Rig};
 use crate::{diagnose, report};
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
-    /// Subscribers.
-    #[arg(long, default_value_t = 100)]
-    pub subscribers: u64,
-    /// Channels; subscriber n listens on channel n mod channels, message n goes to the same.
-    #[arg(long, default_value_t = 1)]
-    pub channels: u64,
+    #[command(flatten)]
+    pub audience: Audience,
     /// Messages per second, in all, published on a fixed schedule.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
@@ -29,13 +25,13 @@ pub struct Opts {
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let slo_us = opts.common.slo_p99.as_micros() as u64;
-    let mut rig = Rig::start(&opts.common, opts.channels, opts.subscribers, "latency").await?;
+    let mut rig = Rig::start(&opts.common, opts.audience.channels, opts.audience.subscribers, "latency").await?;
     let mut step = StepResult {
         step: 1,
         ..Default::default()
     };
     rig.at_step(1, 1);
-    rig.connect(&mut step, opts.subscribers).await?;
+    rig.connect(&mut step, opts.audience.subscribers).await?;
     let histogram = rig.hold(&mut step, opts.rate, opts.duration).await?;
     let failed = diagnose::step_failed(&step, slo_us);
     eprintln!("{}", step_line(&step, failed));
@@ -44,9 +40,9 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let step = &steps[0];
     let summary = RunSummary {
         kind: "latency".into(),
-        subscribers: opts.subscribers,
+        subscribers: opts.audience.subscribers,
         publishers: opts.common.publishers,
-        channels: opts.channels,
+        channels: opts.audience.channels,
         size: opts.common.size,
         rate: opts.rate,
         deliveries_per_sec: step.delivered as f64 / step.hold_secs,
@@ -59,7 +55,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     };
     let title = format!(
         "Delivery latency at {:.0} msg/s, {} → {} subscribers",
-        opts.rate, opts.common.publishers, opts.subscribers
+        opts.rate, opts.common.publishers, opts.audience.subscribers
     );
     report::plot_spectrum(&done.out.join("latency.png"), &histogram, slo_us, &title)?;
     report::write_run(&done.out, &summary, &done.samples, None)?;

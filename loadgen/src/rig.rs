@@ -66,6 +66,17 @@ pub struct Common {
     pub connect_concurrency: usize,
 }
 
+/// The clients of a fixed-size run (`throughput`, `latency`).
+#[derive(Debug, Clone, Args)]
+pub struct Audience {
+    /// Subscribers.
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: u64,
+    /// Channels; subscriber n listens on channel n mod channels, message n goes to the same.
+    #[arg(long, default_value_t = 1)]
+    pub channels: u64,
+}
+
 /// A running measurement.
 pub struct Rig {
     pub common: Common,

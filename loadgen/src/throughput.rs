@@ -11,17 +11,13 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::model::{RunSummary, StepResult};
-use crate::rig::{step_line, Common, Rig};
+use crate::rig::{step_line, Audience, Common, Rig};
 use crate::{diagnose, report};
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
-    /// Subscribers.
-    #[arg(long, default_value_t = 100)]
-    pub subscribers: u64,
-    /// Channels; subscriber n listens on channel n mod channels, message n goes to the same.
-    #[arg(long, default_value_t = 1)]
-    pub channels: u64,
+    #[command(flatten)]
+    pub audience: Audience,
     /// First rate tried, in messages per second.
     #[arg(long, default_value_t = 1000.0)]
     pub start_rate: f64,
@@ -44,11 +40,11 @@ pub struct Opts {
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     anyhow::ensure!(opts.factor > 1.0, "--factor must be above 1");
     let slo_us = opts.common.slo_p99.as_micros() as u64;
-    let mut rig = Rig::start(&opts.common, opts.channels, opts.subscribers, "throughput").await?;
+    let mut rig = Rig::start(&opts.common, opts.audience.channels, opts.audience.subscribers, "throughput").await?;
     let mut stages: Vec<StepResult> = Vec::new();
     let mut connected = StepResult::default();
     rig.at_step(1, 0);
-    rig.connect(&mut connected, opts.subscribers).await?;
+    rig.connect(&mut connected, opts.audience.subscribers).await?;
 
     let (mut good, mut bad): (Option<f64>, Option<(f64, &str)>) = (None, None);
     let mut rate = opts.start_rate;
@@ -85,9 +81,9 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         .cloned();
     let summary = RunSummary {
         kind: "throughput".into(),
-        subscribers: opts.subscribers,
+        subscribers: opts.audience.subscribers,
         publishers: opts.common.publishers,
-        channels: opts.channels,
+        channels: opts.audience.channels,
         size: opts.common.size,
         rate: good.unwrap_or(0.0),
         deliveries_per_sec: best
@@ -121,7 +117,7 @@ async fn try_rate(
     let mut stage = match stages.is_empty() {
         true => connected.clone(),
         false => StepResult {
-            target_clients: opts.subscribers,
+            target_clients: opts.audience.subscribers,
             ..Default::default()
         },
     };

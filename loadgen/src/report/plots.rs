@@ -123,10 +123,7 @@ fn latency(path: &Path, x: XAxis, steps: &[StepResult], slo_us: u64) -> Plot {
     let x_max = x.max(steps);
     let mut chart = log_chart(&root, &frame, x_max, log_bounds(values.chain([slo])))?;
     step_lines(&mut chart, x, steps, &series)?;
-    chart
-        .draw_series(dashed(vec![(0.0, slo), (x_max, slo)], RED))?
-        .label(format!("objective: p99 ≤ {} ms", number(slo)))
-        .legend(|(x, y)| legend_dashed(x, y, RED));
+    objective_line(&mut chart, x_max, slo)?;
     legend(&mut chart)?;
     root.present()?;
     Ok(())

@@ -196,6 +196,19 @@ pub(super) fn resource_lines(
     step_lines(chart, x, steps, &lines)
 }
 
+/// The latency objective as a dashed red line across the chart, with its legend entry.
+pub(super) fn objective_line<'b, 'a: 'b, Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'b, 'a, Y>,
+    x_max: f64,
+    slo_ms: f64,
+) -> Plot {
+    chart
+        .draw_series(dashed(vec![(0.0, slo_ms), (x_max, slo_ms)], super::RED))?
+        .label(format!("objective: p99 ≤ {} ms", number(slo_ms)))
+        .legend(|(x, y)| legend_dashed(x, y, super::RED));
+    Ok(())
+}
+
 pub(super) fn legend<'b, 'a: 'b, Y: Ranged>(chart: &mut Chart<'b, 'a, Y>) -> Plot {
     chart
         .configure_series_labels()

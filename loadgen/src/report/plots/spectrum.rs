@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
 use super::draw::*;
-use super::{font_registered, BLUE, RED, SINGLE};
+use super::{font_registered, BLUE, SINGLE};
 use crate::report::ReportError;
 
 /// Percentiles drawn, as fractions.
@@ -86,10 +86,7 @@ fn draw(path: &Path, h: &Histogram<u64>, slo_us: u64, title: &str) -> Plot {
         .draw_series(line(points, BLUE))?
         .label("delivery latency")
         .legend(|(x, y)| legend_line(x, y, BLUE));
-    chart
-        .draw_series(dashed(vec![(0.0, slo), (x_max, slo)], RED))?
-        .label(format!("objective: p99 ≤ {} ms", number(slo)))
-        .legend(|(x, y)| legend_dashed(x, y, RED));
+    objective_line(&mut chart, x_max, slo)?;
     legend(&mut chart)?;
     root.present()?;
     Ok(())
