@@ -286,6 +286,11 @@ impl Connection {
 
     /// Reads what the socket has, handling every complete frame. Returns why to close, if so.
     fn read_ready(&mut self) -> io::Result<Option<Close>> {
+        // Subscribers this read publishes to are woken once, after all of it.
+        crate::outbox::batch(|| self.read_batch())
+    }
+
+    fn read_batch(&mut self) -> io::Result<Option<Close>> {
         SCRATCH_BUF.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {

@@ -185,12 +185,14 @@ async fn serve(
                 match link.stream.try_read(&mut scratch) {
                     Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
                     Ok(n) => {
-                        let fed = link.lines.feed(&scratch[..n], |line| {
-                            if let Some((channel, message)) = parse_message(line) {
-                                upstream.received.fetch_add(1, Relaxed);
-                                // Delivered here only: what came down never goes back up.
-                                shared.deliver(&channel, message.get(), None);
-                            }
+                        let fed = crate::outbox::batch(|| {
+                            link.lines.feed(&scratch[..n], |line| {
+                                if let Some((channel, message)) = parse_message(line) {
+                                    upstream.received.fetch_add(1, Relaxed);
+                                    // Delivered here only: what came down never goes back up.
+                                    shared.deliver(&channel, message.get(), None);
+                                }
+                            })
                         });
                         if let Err(e) = fed {
                             return io::Error::other(e);

@@ -4,6 +4,7 @@
 //! queued at once and writes it in one `writev`. Memory per connection is bounded by the
 //! slow-consumer limit, and an idle outbox holds no buffer.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Mutex;
@@ -58,6 +59,53 @@ impl State {
     }
 }
 
+thread_local! {
+    /// Open [`batch`]es on this thread.
+    static BATCHING: Cell<u32> = const { Cell::new(0) };
+    /// Connections to wake when the outermost batch on this thread ends.
+    static DEFERRED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with wake-ups deferred: a push inside it that would wake a connection queues the
+/// waker instead, and every queued connection is woken once when `f` returns.
+///
+/// Why: a publisher's read often holds many publishes. Woken at the first one, a subscriber's
+/// task is picked up at once by the other worker thread, drains that one message, writes it
+/// and sleeps, and the next publish wakes it again: a wake-up and a `writev` per delivery.
+/// Woken after the whole read, it drains the burst in one `writev` (NATS flushes the clients
+/// a read touched in the same way). `f` must not await; batches nest.
+pub fn batch<R>(f: impl FnOnce() -> R) -> R {
+    BATCHING.with(|b| b.set(b.get() + 1));
+    let result = f();
+    if BATCHING.with(|b| {
+        b.set(b.get() - 1);
+        b.get() == 0
+    }) {
+        let wakers = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        for waker in &wakers {
+            waker.wake_by_ref();
+        }
+        // Keep the vector's capacity for the next batch on this thread.
+        DEFERRED.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_empty() {
+                *d = wakers;
+                d.clear();
+            }
+        });
+    }
+    result
+}
+
+/// Wakes `waker` now, or at the end of the current [`batch`].
+fn wake(waker: Waker) {
+    if BATCHING.with(|b| b.get()) > 0 {
+        DEFERRED.with(|d| d.borrow_mut().push(waker));
+    } else {
+        waker.wake();
+    }
+}
+
 /// The frames [`Outbox::take`] moved out, or why there are none.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Taken {
@@ -88,7 +136,7 @@ impl Outbox {
             let waker = state.signal();
             drop(state);
             if let Some(waker) = waker {
-                waker.wake();
+                wake(waker);
             }
             return Push::Overflowed;
         }
@@ -99,7 +147,7 @@ impl Outbox {
         let waker = if was_empty { state.signal() } else { None };
         drop(state);
         if let Some(waker) = waker {
-            waker.wake();
+            wake(waker);
         }
         Push::Queued
     }
@@ -174,6 +222,44 @@ mod tests {
         assert_eq!(outbox.push(Bytes::from_static(b"abc")), Push::Overflowed);
         assert_eq!(outbox.push(Bytes::from_static(b"a")), Push::Closed);
         assert_eq!(outbox.take(&mut got), Taken::Overflowed);
+    }
+
+    /// A waker that counts how often it was woken.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_batch_wakes_each_connection_once_when_it_ends() {
+        let counter = std::sync::Arc::new(Counter(0.into()));
+        let waker = Waker::from(counter.clone());
+        let outbox = Outbox::new(100);
+        let woken = || counter.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(outbox
+            .poll_ready(&mut Context::from_waker(&waker))
+            .is_pending());
+        batch(|| {
+            assert_eq!(outbox.push(Bytes::from_static(b"1")), Push::Queued);
+            assert_eq!(outbox.push(Bytes::from_static(b"2")), Push::Queued);
+            batch(|| assert_eq!(outbox.push(Bytes::from_static(b"3")), Push::Queued));
+            assert_eq!(woken(), 0, "woken inside the batch");
+        });
+        assert_eq!(woken(), 1);
+        assert!(outbox
+            .poll_ready(&mut Context::from_waker(&waker))
+            .is_ready());
+        // Outside a batch a push wakes at once.
+        let mut got = VecDeque::new();
+        outbox.take(&mut got);
+        assert!(outbox
+            .poll_ready(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert_eq!(outbox.push(Bytes::from_static(b"4")), Push::Queued);
+        assert_eq!(woken(), 2);
     }
 
     #[test]
