@@ -25,7 +25,13 @@ pub struct Opts {
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let slo_us = opts.common.slo_p99.as_micros() as u64;
-    let mut rig = Rig::start(&opts.common, opts.audience.channels, opts.audience.subscribers, "latency").await?;
+    let mut rig = Rig::start(
+        &opts.common,
+        opts.audience.channels,
+        opts.audience.subscribers,
+        "latency",
+    )
+    .await?;
     let mut step = StepResult {
         step: 1,
         ..Default::default()

@@ -40,11 +40,18 @@ pub struct Opts {
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     anyhow::ensure!(opts.factor > 1.0, "--factor must be above 1");
     let slo_us = opts.common.slo_p99.as_micros() as u64;
-    let mut rig = Rig::start(&opts.common, opts.audience.channels, opts.audience.subscribers, "throughput").await?;
+    let mut rig = Rig::start(
+        &opts.common,
+        opts.audience.channels,
+        opts.audience.subscribers,
+        "throughput",
+    )
+    .await?;
     let mut stages: Vec<StepResult> = Vec::new();
     let mut connected = StepResult::default();
     rig.at_step(1, 0);
-    rig.connect(&mut connected, opts.audience.subscribers).await?;
+    rig.connect(&mut connected, opts.audience.subscribers)
+        .await?;
 
     let (mut good, mut bad): (Option<f64>, Option<(f64, &str)>) = (None, None);
     let mut rate = opts.start_rate;
