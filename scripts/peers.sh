@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# Other pub/sub brokers on loopback, to measure side by side with hubbub: Redis pub/sub, NATS core
+# and Mosquitto (MQTT 3.1.1, QoS 0), each with its limits set as close to hubbub's defaults as it has.
+#
+#   scripts/peers.sh install             installs redis-server, nats-server and mosquitto from Debian's
+#                                        packages if missing (as root), and leaves no system copy running
+#   scripts/peers.sh start [NAME|all]    starts them on 127.0.0.1 and checks each answers (default all)
+#   scripts/peers.sh stop [NAME|all]     stops them (SIGTERM, then SIGKILL after 10 s; default all)
+#   scripts/peers.sh status              which are running, with pid and address
+#   scripts/peers.sh addr NAME           HOST:PORT of one
+#   scripts/peers.sh pid NAME            its pid (to sample its CPU and memory)
+#
+# NAME is redis, nats or mosquitto; ports 6390, 4232 and 1893, not the defaults (REDIS_PORT,
+# NATS_PORT, MQTT_PORT override). NATS_WRITE_DEADLINE (10s) and MQTT_MAX_QUEUED (100000) override
+# those two limits. Logs, pid files and generated configs live in target/peers/ (PEERS_RUN_DIR
+# overrides); nothing is persisted.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+run_dir=${PEERS_RUN_DIR:-$root/target/peers}
+all=(redis nats mosquitto)
+
+port_of() { # NAME
+  case $1 in
+  redis) echo "${REDIS_PORT:-6390}" ;;
+  nats) echo "${NATS_PORT:-4232}" ;;
+  mosquitto) echo "${MQTT_PORT:-1893}" ;;
+  esac
+}
+
+program_of() { # NAME
+  case $1 in
+  redis) echo redis-server ;;
+  nats) echo nats-server ;;
+  mosquitto) echo mosquitto ;;
+  esac
+}
+
+names() { # [NAME|all]: the names it stands for, or a complaint
+  case ${1:-all} in
+  all) echo "${all[@]}" ;;
+  redis | nats | mosquitto) echo "$1" ;;
+  *)
+    echo "unknown broker '$1' (redis, nats, mosquitto or all)" >&2
+    return 1
+    ;;
+  esac
+}
+
+alive() { # PID [PROGRAM]: whether PID runs (PROGRAM, if given); a zombie waiting to be reaped is dead
+  local state
+  state=$(ps -o stat=,comm= -p "$1" 2>/dev/null) || return 1
+  case $state in
+  Z*) return 1 ;;
+  esac
+  [ -z "${2:-}" ] || [ "${state##* }" = "$2" ]
+}
+
+pid_of() { # NAME: its pid if it is running
+  local pid
+  pid=$(cat "$run_dir/$1.pid" 2>/dev/null) || return 1
+  alive "$pid" "$(program_of "$1")" && echo "$pid"
+}
+
+addr_of() { # NAME: where it listens if running, else where it would
+  pid_of "$1" >/dev/null && cat "$run_dir/$1.addr" 2>/dev/null || echo "127.0.0.1:$(port_of "$1")"
+}
+
+listening() { # PORT
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+wait_for_port() { # NAME PORT
+  for _ in $(seq 100); do
+    listening "$2" && return 0
+    pid_of "$1" >/dev/null || break
+    sleep 0.1
+  done
+  echo "$1: nothing listens on 127.0.0.1:$2; see $run_dir/$1.log:" >&2
+  tail -n 5 "$run_dir/$1.log" >&2
+  return 1
+}
+
+run() { # COMMAND…: print it, then run it
+  echo "+ $*"
+  "$@"
+}
+
+# --- install ---------------------------------------------------------------------------------
+
+# Debian's packages come with a service each (redis on 6379, mosquitto on 1883, nats on 4222) that
+# the package starts where the init system lets it. Ours are started by this script only, so stop
+# and disable those.
+quiet_system_services() {
+  local svc port line pid quiet=1
+  for svc in redis-server:6379 mosquitto:1883 nats-server:4222; do
+    port=${svc#*:}
+    svc=${svc%:*}
+    if [ -d /run/systemd/system ] && systemctl is-enabled --quiet "$svc" 2>/dev/null; then
+      run systemctl disable --now "$svc"
+    fi
+    listening "$port" || continue
+    quiet=0
+    line=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -F "\"$svc\"" || true)
+    [ -n "$line" ] || {
+      echo "127.0.0.1:$port is in use, but not by $svc; leaving it alone"
+      continue
+    }
+    echo "$svc was started by its package and listens on :$port; stopping it"
+    if [ -x "/etc/init.d/$svc" ]; then
+      run service "$svc" stop || true
+    fi
+    if listening "$port"; then
+      pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line")
+      run kill -TERM "$pid"
+    fi
+  done
+  [ "$quiet" -eq 0 ] || echo "no system redis, mosquitto or nats listens on 6379, 1883 or 4222"
+}
+
+install_peers() {
+  local pkg missing=()
+  for pkg in redis-server nats-server mosquitto; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "redis-server, nats-server and mosquitto are installed"
+  else
+    [ "$(id -u)" -eq 0 ] || {
+      echo "installing ${missing[*]} needs root" >&2
+      exit 1
+    }
+    run apt-get update
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+  quiet_system_services
+  redis-server --version
+  nats-server --version
+  mosquitto -h 2>/dev/null | head -n 1 || true
+}
+
+# --- start -----------------------------------------------------------------------------------
+# hubbub's defaults, which the settings below follow as far as each broker has the knob: frames up
+# to 1 MiB; a client with more than 8 MiB of output pending is disconnected as a slow consumer; up
+# to 1,000,000 connections; one process; open-files soft limit raised to the hard limit (20,000 on
+# this project's machines). Every broker here sets TCP_NODELAY, as hubbub does.
+
+start_redis() { # PORT
+  local args=(
+    --bind 127.0.0.1 --port "$1"
+    --daemonize no                # stays our child: the pid file is $!
+    --save "" --appendonly no     # no RDB snapshot, no AOF: nothing on disk, like hubbub
+    --dir "$run_dir"              # and were anything written after all, it lands here
+    --protected-mode no           # no password, like hubbub (it listens on loopback only)
+    --maxclients 100000           # as many as it can: Redis cuts this to the open-files limit less 32
+    --client-output-buffer-limit "pubsub 8mb 8mb 0" # >8 MiB pending for a subscriber: disconnected (--max-pending 8M)
+    --proto-max-bulk-len 1mb      # longest message 1 MiB (--max-frame 1M; 1mb is Redis's smallest)
+    --loglevel warning --logfile "" # warnings only, to stderr
+    # io-threads stays at its default 1: Redis serves every client from one thread
+  )
+  redis-server "${args[@]}" </dev/null >"$run_dir/redis.log" 2>&1 &
+  echo $! >"$run_dir/redis.pid"
+}
+
+start_nats() { # PORT
+  cat >"$run_dir/nats.conf" <<EOF
+# Written by scripts/peers.sh start: core NATS set as close to hubbub's defaults as it goes.
+listen: 127.0.0.1:$1
+max_connections: 1000000  # hubbub --max-connections 1000000
+max_pending: 8MB          # >8 MiB pending for a client: slow consumer, disconnected (--max-pending 8M)
+max_payload: 1MB          # longest message 1 MiB (--max-frame 1M)
+# A write to a client blocked this long makes it a slow consumer too (10s is NATS's default).
+# NATS writes to a subscriber on its publisher's read loop, so a subscriber that stops reading
+# holds up the publisher for this long, and is cut by it before 8 MiB can pile up.
+write_deadline: "${NATS_WRITE_DEADLINE:-10s}"
+# No jetstream block: core NATS only, nothing on disk. Logs notices and errors to stderr.
+EOF
+  nats-server -c "$run_dir/nats.conf" </dev/null >"$run_dir/nats.log" 2>&1 &
+  echo $! >"$run_dir/nats.pid"
+}
+
+start_mosquitto() { # PORT
+  cat >"$run_dir/mosquitto.conf" <<EOF
+# Written by scripts/peers.sh start: Mosquitto 2.0 set as close to hubbub's defaults as it goes.
+listener $1 127.0.0.1
+# No password, like hubbub (it listens on loopback only).
+allow_anonymous true
+# Unlimited on this listener (hubbub: 1,000,000); the open-files limit binds first.
+max_connections -1
+# Nothing on disk.
+persistence false
+# Run as whoever started it: as root, mosquitto would otherwise switch to user mosquitto.
+user $(id -un)
+# Mosquitto never disconnects a slow consumer: past its queue limit it drops the client's QoS 0
+# messages (logging "Outgoing messages are being dropped" once). For a connected client that limit
+# is max_queued_messages, a count of packets waiting for the socket; max_queued_bytes does not
+# bound QoS 0 at all, and max_queued_messages 0 leaves QoS 0 unbounded. 100000 packets is about
+# 8 MiB (hubbub --max-pending 8M) at loadgen's default 64-byte payload (~80 bytes a PUBLISH).
+max_queued_messages ${MQTT_MAX_QUEUED:-100000}
+# Bounds QoS 1/2 queues only, in bytes; set to match, though QoS 0 ignores it.
+max_queued_bytes 8388608
+# Longest packet 1 MiB; a longer one disconnects its sender (hubbub --max-frame 1M).
+max_packet_size 1048576
+# Mosquitto alone defaults to Nagle on; hubbub, Redis and NATS all set TCP_NODELAY.
+set_tcp_nodelay true
+# Errors, warnings and notices to stderr; no line per connection; no \$SYS topics.
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+connection_messages false
+sys_interval 0
+EOF
+  mosquitto -c "$run_dir/mosquitto.conf" </dev/null >"$run_dir/mosquitto.log" 2>&1 &
+  echo $! >"$run_dir/mosquitto.pid"
+}
+
+# One protocol exchange each, to prove the server behind the port is the one we started and works.
+check_redis() { # PORT
+  local reply
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  printf 'PING\r\n' >&3
+  IFS= read -r -t 5 reply <&3 || true
+  exec 3<&-
+  reply=${reply%$'\r'}
+  [ "$reply" = "+PONG" ] || {
+    echo "redis: PING got '$reply', not +PONG" >&2
+    return 1
+  }
+  echo "PING -> $reply"
+}
+
+check_nats() { # PORT
+  local info
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  IFS= read -r -t 5 info <&3 || true
+  exec 3<&-
+  case $info in
+  "INFO {"*) ;;
+  *)
+    echo "nats: expected INFO {...}, got '$info'" >&2
+    return 1
+    ;;
+  esac
+  echo "INFO: version $(sed -n 's/.*"version":"\([^"]*\)".*/\1/p' <<<"$info")," \
+    "max_payload $(sed -n 's/.*"max_payload":\([0-9]*\).*/\1/p' <<<"$info")"
+}
+
+check_mosquitto() { # PORT
+  python3 - "$1" <<'EOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+# CONNECT: MQTT 3.1.1, clean session, keepalive 60 s, client id "peers-check"
+cid = b"peers-check"
+body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+s.sendall(bytes([0x10, len(body)]) + body)
+connack = s.recv(4)
+s.sendall(b"\xe0\x00")  # DISCONNECT
+if connack != b"\x20\x02\x00\x00":
+    sys.exit(f"mosquitto: CONNECT got {connack.hex()}, not CONNACK 20020000 (accepted)")
+print("CONNECT -> CONNACK accepted")
+EOF
+}
+
+start_peers() { # NAME…
+  local name port pid answer busy=0
+  for name in "$@"; do
+    command -v "$(program_of "$name")" >/dev/null || {
+      echo "$name is not installed (scripts/peers.sh install)" >&2
+      busy=1
+    }
+    if pid=$(pid_of "$name"); then
+      echo "$name is already running (pid $pid; scripts/peers.sh stop $name first)" >&2
+      busy=1
+    elif listening "$(port_of "$name")"; then
+      echo "$name: 127.0.0.1:$(port_of "$name") is already in use by another program" >&2
+      busy=1
+    fi
+  done
+  [ "$busy" -eq 0 ] || exit 1
+  mkdir -p "$run_dir"
+  # Redis derives its client limit from the open-files limit, and every client is a file
+  # descriptor for all of them: raise the soft limit to the hard one, as hubbub does for itself.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || echo "could not raise the open-files limit above $(ulimit -n)" >&2
+  for name in "$@"; do
+    port=$(port_of "$name")
+    "start_$name" "$port"
+    wait_for_port "$name" "$port"
+    if ! answer=$("check_$name" "$port"); then
+      echo "$name listens but does not answer; see $run_dir/$name.log (scripts/peers.sh stop $name)" >&2
+      exit 1
+    fi
+    echo "127.0.0.1:$port" >"$run_dir/$name.addr"
+    echo "$name 127.0.0.1:$port pid $(cat "$run_dir/$name.pid"): $answer"
+  done
+  echo "open files limit $(ulimit -n)"
+}
+
+stop_peers() { # NAME…
+  local name pid pids=() stopped=() alive=
+  for name in "$@"; do
+    if pid=$(pid_of "$name"); then
+      pids+=("$pid")
+      stopped+=("$name")
+    fi
+    rm -f "$run_dir/$name.pid" "$run_dir/$name.addr"
+  done
+  if [ ${#pids[@]} -eq 0 ]; then
+    if [ $# -eq 1 ]; then echo "$1 is not running"; else echo "none of $* is running"; fi
+    return 0
+  fi
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 100); do
+    alive=$(for p in "${pids[@]}"; do alive "$p" && echo "$p"; done || true)
+    [ -z "$alive" ] && break
+    sleep 0.1
+  done
+  if [ -n "$alive" ]; then
+    echo "still running after 10 s, killing: $alive"
+    # shellcheck disable=SC2086 # one pid a word
+    kill -KILL $alive 2>/dev/null || true
+  fi
+  echo "stopped ${stopped[*]}"
+}
+
+one_name() { # COMMAND NAME: NAME, if it names exactly one broker
+  case ${2:-} in
+  redis | nats | mosquitto) echo "$2" ;;
+  *)
+    echo "usage: scripts/peers.sh $1 redis|nats|mosquitto" >&2
+    return 1
+    ;;
+  esac
+}
+
+case ${1:-} in
+install) install_peers ;;
+start | stop)
+  list=$(names "${2:-all}")
+  read -ra which <<<"$list"
+  "$1_peers" "${which[@]}"
+  ;;
+status)
+  for name in "${all[@]}"; do
+    if pid=$(pid_of "$name"); then
+      printf '%-10s running  pid %-8s %s\n' "$name" "$pid" "$(addr_of "$name")"
+    else
+      printf '%-10s stopped\n' "$name"
+    fi
+  done
+  ;;
+addr)
+  name=$(one_name addr "${2:-}")
+  addr_of "$name"
+  ;;
+pid)
+  name=$(one_name pid "${2:-}")
+  pid_of "$name" || {
+    echo "$name is not running" >&2
+    exit 1
+  }
+  ;;
+*)
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+  ;;
+esac
