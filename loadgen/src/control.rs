@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ErrorCounts;
+use crate::proto::Proto;
 
 /// Coordinator → worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +29,8 @@ pub enum ToWorker {
         concurrency: usize,
         /// Deliveries later than this count as late.
         slo_us: u64,
+        /// The protocol the target(s) speak.
+        proto: Proto,
     },
     /// Report deliveries and lost connections since the last report, and start afresh.
     Report,

@@ -13,39 +13,60 @@ pub fn now_ns() -> u64 {
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
-/// A JSON string message of exactly `size` bytes (at least the timestamp's width):
-/// `"<intended_ns>:<seq>:xxxx…"`.
-pub fn payload(intended_ns: u64, seq: u64, size: usize) -> String {
-    let mut s = format!("\"{intended_ns}:{seq}:");
-    let pad = size.saturating_sub(s.len() + 1);
-    s.extend(std::iter::repeat("x").take(pad));
-    s.push('"');
-    s
+/// A message payload of exactly `size` bytes (or the timestamp's width, if larger):
+/// `<intended_ns>:<seq>:xxxx…`. Digits, `:` and `x` need no escaping in any protocol; hubbub
+/// carries it as a JSON string (two quotes more on the wire).
+pub fn payload(intended_ns: u64, seq: u64, size: usize) -> Vec<u8> {
+    let mut p = format!("{intended_ns}:{seq}:").into_bytes();
+    let pad = size.saturating_sub(p.len());
+    p.resize(p.len() + pad, b'x');
+    p
 }
 
-const MARK: &[u8] = b"\"message\":\"";
-
-/// The intended send time in one MESSAGE frame written by hubbub (or any broker whose frames
-/// carry `"message":"<ns>:…`), if it has one.
-pub fn sent_ns(frame: &[u8]) -> Option<u64> {
-    let at = memchr::memmem::find(frame, MARK)? + MARK.len();
-    let digits = &frame[at..];
-    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
-    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+/// The intended send time at the start of a payload made by [`payload`].
+pub fn sent_ns(payload: &[u8]) -> Option<u64> {
+    let end = payload.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&payload[..end]).ok()?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::{Proto, Reader};
     use hubbub::protocol::encode;
 
     #[test]
-    fn the_timestamp_survives_the_broker_frame() {
+    fn the_timestamp_survives_every_protocol() {
         let p = payload(123_456_789, 7, 64);
         assert_eq!(p.len(), 64);
-        let frame = encode::message(&encode::message_prefix("ch-1"), &p);
-        assert_eq!(sent_ns(&frame), Some(123_456_789));
-        assert_eq!(sent_ns(b"{\"type\":\"SUBSCRIBE\"}"), None);
+        assert_eq!(sent_ns(&p), Some(123_456_789));
+        assert_eq!(sent_ns(b"x"), None);
+        for proto in [Proto::Hubbub, Proto::Redis, Proto::Nats, Proto::Mqtt] {
+            // What a subscriber would receive, read back through the protocol's reader.
+            let mut wire = Vec::new();
+            match proto {
+                Proto::Hubbub => {
+                    let json = format!("\"{}\"", std::str::from_utf8(&p).unwrap());
+                    wire.extend_from_slice(&encode::message(&encode::message_prefix("c"), &json));
+                }
+                Proto::Redis => wire.extend_from_slice(
+                    format!("*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n${}\r\n", p.len()).as_bytes(),
+                ),
+                Proto::Nats => {
+                    wire.extend_from_slice(format!("MSG c 1 {}\r\n", p.len()).as_bytes())
+                }
+                Proto::Mqtt => proto.encode_publish(&mut wire, "c", &p),
+            }
+            if matches!(proto, Proto::Redis | Proto::Nats) {
+                wire.extend_from_slice(&p);
+                wire.extend_from_slice(b"\r\n");
+            }
+            let mut got = Vec::new();
+            Reader::new(proto)
+                .feed(&wire, |m| got.push(sent_ns(m)), &mut Vec::new())
+                .unwrap();
+            assert_eq!(got, [Some(123_456_789)], "{proto}");
+        }
     }
 
     #[test]

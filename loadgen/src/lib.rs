@@ -17,6 +17,7 @@ pub mod memory;
 pub mod model;
 pub mod plan;
 pub mod progress;
+pub mod proto;
 pub mod publish;
 pub mod ramp;
 pub mod report;

@@ -12,16 +12,25 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use hubbub::protocol::encode;
 
 use crate::latency;
+use crate::proto::{Proto, Reader};
+
+/// One publisher's socket. The lock is held for every write: the publisher's batches and the
+/// replies its reader thread owes the server (NATS PONG) must not interleave.
+struct Conn {
+    stream: TcpStream,
+    writing: Arc<Mutex<()>>,
+}
 
 /// Connected publishers, reused for every step.
 pub struct Publishers {
-    conns: Vec<TcpStream>,
+    proto: Proto,
+    conns: Vec<Conn>,
 }
 
 /// What a hold published, per channel.
@@ -37,26 +46,55 @@ impl Published {
 }
 
 impl Publishers {
-    /// Connects `count` publishers, spread over `targets`.
-    pub async fn connect(targets: &[SocketAddr], count: usize) -> anyhow::Result<Self> {
-        let targets = targets.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let mut conns = Vec::with_capacity(count);
-            for i in 0..count {
-                let stream = TcpStream::connect(targets[i % targets.len()])
-                    .context("publisher could not connect")?;
-                stream.set_nodelay(true)?;
-                // Publishers get no replies but ERRORs; drain so the broker never blocks.
-                let mut reader = stream.try_clone()?;
-                std::thread::spawn(move || {
-                    let mut sink = [0u8; 1024];
-                    while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
-                });
-                conns.push(stream);
-            }
-            Ok(Self { conns })
-        })
-        .await?
+    /// Connects `count` publishers speaking `proto`, spread over `targets`.
+    pub async fn connect(
+        targets: &[SocketAddr],
+        count: usize,
+        proto: Proto,
+    ) -> anyhow::Result<Self> {
+        let mut conns = Vec::with_capacity(count);
+        for i in 0..count {
+            let mut stream = tokio::net::TcpStream::connect(targets[i % targets.len()])
+                .await
+                .context("publisher could not connect")?;
+            stream.set_nodelay(true)?;
+            let client_id = format!("loadgen-{}-publisher-{i}", std::process::id());
+            let pending = proto
+                .handshake(&mut stream, &client_id)
+                .await
+                .with_context(|| format!("{proto} handshake"))?;
+            let stream = stream.into_std()?;
+            stream.set_nonblocking(false)?;
+            let writing = Arc::new(Mutex::new(()));
+            // Publishers get few replies (Redis counts, NATS PINGs, ERRORs), but they must be
+            // read, and some answered, or the server stalls or drops the connection.
+            let (mut reader, mut replier) = (stream.try_clone()?, stream.try_clone()?);
+            let lock = writing.clone();
+            std::thread::spawn(move || {
+                let mut parser = Reader::new(proto);
+                let (mut buf, mut reply) = (pending, Vec::new());
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = reader.read(&mut chunk) {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    match parser.feed(&buf, |_| {}, &mut reply) {
+                        Ok(used) => drop(buf.drain(..used)),
+                        Err(_) => return,
+                    }
+                    if !reply.is_empty() {
+                        let _guard = lock.lock().expect("publisher write lock");
+                        if replier.write_all(&reply).is_err() {
+                            return;
+                        }
+                        reply.clear();
+                    }
+                }
+            });
+            conns.push(Conn { stream, writing });
+        }
+        Ok(Self { proto, conns })
     }
 
     /// Publishes at `rate` messages per second in all, for `hold`.
@@ -68,8 +106,9 @@ impl Publishers {
         size: usize,
     ) -> anyhow::Result<Published> {
         let conns = std::mem::take(&mut self.conns);
+        let proto = self.proto;
         let (conns, published) = tokio::task::spawn_blocking(move || {
-            publish_blocking(conns, rate, hold, channels, size)
+            publish_blocking(proto, conns, rate, hold, channels, size)
         })
         .await?;
         self.conns = conns;
@@ -80,12 +119,13 @@ impl Publishers {
 /// Runs every publisher on its own thread until the hold is over; returns the publishers
 /// that are still connected, and what was published.
 fn publish_blocking(
-    conns: Vec<TcpStream>,
+    proto: Proto,
+    conns: Vec<Conn>,
     rate: f64,
     hold: Duration,
     channels: u64,
     size: usize,
-) -> (Vec<TcpStream>, Published) {
+) -> (Vec<Conn>, Published) {
     let count = conns.len() as u64;
     let start = latency::now_ns();
     let interval_ns = 1e9 / rate;
@@ -93,7 +133,7 @@ fn publish_blocking(
     let due = move |n: u64| start + (n as f64 * interval_ns) as u64;
     let names: Vec<String> = (0..channels).map(|c| format!("ch-{c}")).collect();
     let names = &names;
-    let results: Vec<(Option<TcpStream>, Vec<u64>)> = std::thread::scope(|scope| {
+    let results: Vec<(Option<Conn>, Vec<u64>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = conns
             .into_iter()
             .enumerate()
@@ -113,12 +153,16 @@ fn publish_blocking(
                         batch_channels.clear();
                         while n < total && due(n) <= now {
                             let channel = (n % channels) as usize;
-                            let message = latency::payload(due(n), n, size);
-                            batch.extend(encode::publish_command(&names[channel], &message));
+                            let payload = latency::payload(due(n), n, size);
+                            proto.encode_publish(&mut batch, &names[channel], &payload);
                             batch_channels.push(channel);
                             n += count;
                         }
-                        if conn.write_all(&batch).is_err() {
+                        let written = {
+                            let _guard = conn.writing.lock().expect("publisher write lock");
+                            conn.stream.write_all(&batch)
+                        };
+                        if written.is_err() {
                             // The broker is gone or cut this publisher off: what was not
                             // written was not published, and it drops out of later steps.
                             return (None, per_channel);

@@ -20,6 +20,7 @@ use crate::embedded::EmbeddedBroker;
 use crate::model::{ErrorCounts, Limits, Percentiles, Sample, StepResult};
 use crate::plan;
 use crate::progress::{self, Position};
+use crate::proto::Proto;
 use crate::publish::Publishers;
 use crate::sample::{read_limits, running, Sampler};
 use crate::stats_probe::StatsProbe;
@@ -34,9 +35,12 @@ const FD_MARGIN: u64 = 100;
 /// Options every measurement shares.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Broker(s) to load, HOST:PORT[,HOST:PORT…]; without it loadgen starts its own.
+    /// Broker(s) to load, HOST:PORT[,HOST:PORT…]; without it loadgen starts its own (hubbub).
     #[arg(long, value_delimiter = ',')]
     pub target: Vec<SocketAddr>,
+    /// The protocol the target speaks (`scripts/peers.sh start` runs the others on loopback).
+    #[arg(long, value_enum, default_value_t = Proto::Hubbub)]
+    pub proto: Proto,
     /// Process id(s) of an external broker, to sample its CPU, memory and limits.
     #[arg(long, value_delimiter = ',')]
     pub broker_pid: Vec<u32>,
@@ -124,10 +128,13 @@ impl Rig {
         let out = common.out.clone().unwrap_or_else(|| default_out(kind));
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create {}", out.display()))?;
-        let embedded = if common.target.is_empty() {
-            Some(EmbeddedBroker::start(&[]).await?)
-        } else {
-            None
+        let embedded = match (common.target.is_empty(), common.proto) {
+            (true, Proto::Hubbub) => Some(EmbeddedBroker::start(&[]).await?),
+            (true, other) => anyhow::bail!(
+                "loadgen starts only hubbub itself; for --proto {other} give --target \
+                 (scripts/peers.sh start {other}; scripts/peers.sh addr ...)"
+            ),
+            (false, _) => None,
         };
         let (targets, broker_pids) = match &embedded {
             Some(b) => (vec![b.addr], vec![b.pid]),
@@ -155,8 +162,13 @@ impl Rig {
             sources.len(),
             out.display(),
         );
-        let publishers = Publishers::connect(&targets, common.publishers.max(1)).await?;
-        let probe = StatsProbe::connect(&targets).await;
+        let publishers =
+            Publishers::connect(&targets, common.publishers.max(1), common.proto).await?;
+        // Only hubbub answers STATS.
+        let probe = match common.proto {
+            Proto::Hubbub => StatsProbe::connect(&targets).await,
+            _ => StatsProbe::connect(&[]).await,
+        };
         let position = Arc::new(Position::default());
         *position.workers.lock().expect("position lock") = workers
             .iter()
@@ -214,6 +226,7 @@ impl Rig {
                 timeout_ms: self.common.connect_timeout.as_millis() as u64,
                 concurrency: self.common.connect_concurrency,
                 slo_us: self.common.slo_p99.as_micros() as u64,
+                proto: self.common.proto,
             })
             .await?;
             self.next_index += count;

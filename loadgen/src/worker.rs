@@ -13,14 +13,15 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::control::{new_histogram, FromWorker, HistData, ToWorker};
+use crate::latency;
 use crate::model::ErrorCounts;
-use crate::{latency, wire};
+use crate::proto::{Proto, ProtoError, Reader};
 
 /// What all of this worker's subscribers record into.
 struct Tally {
@@ -119,6 +120,7 @@ async fn connect_many(op: ToWorker, tally: &Rc<Tally>) -> FromWorker {
         timeout_ms,
         concurrency,
         slo_us,
+        proto,
     } = op
     else {
         unreachable!("called with a Connect")
@@ -136,12 +138,15 @@ async fn connect_many(op: ToWorker, tally: &Rc<Tally>) -> FromWorker {
         tasks.spawn_local(async move {
             let _permit = permits.acquire().await.expect("semaphore open");
             let t0 = Instant::now();
-            let result = tokio::time::timeout(timeout, open(target, source, channel)).await;
+            // Unique per connection: an MQTT broker drops the older of two with one id.
+            let client_id = format!("loadgen-{}-{n}", std::process::id());
+            let opened = open(proto, target, source, channel, &client_id);
+            let result = tokio::time::timeout(timeout, opened).await;
             let took_us = t0.elapsed().as_micros() as u64;
             match result {
                 Ok(Ok((stream, early))) => {
                     tally.clients.set(tally.clients.get() + 1);
-                    tokio::task::spawn_local(subscriber(stream, early, tally));
+                    tokio::task::spawn_local(subscriber(proto, stream, early, tally));
                     Ok((channel, took_us))
                 }
                 Ok(Err(e)) => Err(Some(e)),
@@ -182,16 +187,28 @@ pub fn classify(e: &io::Error, errors: &mut ErrorCounts) {
         Some(libc::ECONNRESET | libc::EPIPE) => errors.reset += 1,
         Some(libc::ETIMEDOUT) => errors.timeout += 1,
         _ if e.kind() == io::ErrorKind::UnexpectedEof => errors.closed += 1,
-        _ if e.kind() == io::ErrorKind::Other => errors.closed += 1,
+        // The server refused with an error of its protocol (hubbub's "too many connections",
+        // say): closed by the broker.
+        _ if matches!(
+            e.get_ref()
+                .and_then(|inner| inner.downcast_ref::<ProtoError>()),
+            Some(ProtoError::Server { .. })
+        ) =>
+        {
+            errors.closed += 1
+        }
         _ => errors.other += 1,
     }
 }
 
-/// Connects from `source` and subscribes; returns the stream and any bytes after the ack.
+/// Connects from `source`, opens the protocol's session and subscribes; returns the stream
+/// and any bytes read past the confirmation.
 async fn open(
+    proto: Proto,
     target: SocketAddr,
     source: IpAddr,
     channel: u64,
+    client_id: &str,
 ) -> io::Result<(TcpStream, Vec<u8>)> {
     let socket = match target {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -203,7 +220,10 @@ async fn open(
     }
     let mut stream = socket.connect(target).await?;
     stream.set_nodelay(true)?;
-    let early = wire::subscribe(&mut stream, &format!("ch-{channel}")).await?;
+    let pending = proto.handshake(&mut stream, client_id).await?;
+    let early = proto
+        .subscribe(&mut stream, &format!("ch-{channel}"), pending)
+        .await?;
     Ok((stream, early))
 }
 
@@ -226,16 +246,29 @@ fn defer_port_choice(socket: &TcpSocket) {
     }
 }
 
-/// Reads one subscriber's messages until the connection ends, timing each delivery.
-async fn subscriber(mut stream: TcpStream, early: Vec<u8>, tally: Rc<Tally>) {
+/// Reads one subscriber's messages until the connection ends, timing each delivery and
+/// answering what the protocol requires (NATS PING).
+async fn subscriber(proto: Proto, mut stream: TcpStream, early: Vec<u8>, tally: Rc<Tally>) {
+    let mut reader = Reader::new(proto);
     let mut buf = early;
-    let mut start = tally_frames(&buf, &tally);
+    let mut reply = Vec::new();
     let lost = loop {
-        buf.drain(..start);
+        match tally_frames(&mut reader, &buf, &mut reply, &tally) {
+            Ok(used) => {
+                buf.drain(..used);
+            }
+            Err(e) => break io::Error::other(e),
+        }
+        if !reply.is_empty() {
+            if let Err(e) = stream.write_all(&reply).await {
+                break e;
+            }
+            reply.clear();
+        }
         buf.reserve(4096);
         match stream.read_buf(&mut buf).await {
             Ok(0) => break io::Error::from(io::ErrorKind::UnexpectedEof),
-            Ok(_) => start = tally_frames(&buf, &tally),
+            Ok(_) => {}
             Err(e) => break e,
         }
     };
@@ -243,22 +276,63 @@ async fn subscriber(mut stream: TcpStream, early: Vec<u8>, tally: Rc<Tally>) {
     classify(&lost, &mut tally.lost.borrow_mut());
 }
 
-/// Records every complete frame in `buf`; returns where the unfinished one starts.
-fn tally_frames(buf: &[u8], tally: &Tally) -> usize {
+/// Records every complete message in `buf`; returns how many bytes were consumed.
+fn tally_frames(
+    reader: &mut Reader,
+    buf: &[u8],
+    reply: &mut Vec<u8>,
+    tally: &Tally,
+) -> Result<usize, crate::proto::ProtoError> {
     let now = latency::now_ns();
-    let mut start = 0;
     let mut hist = tally.latency.borrow_mut();
-    for end in memchr::memchr_iter(b'\n', buf) {
-        if let Some(sent) = latency::sent_ns(&buf[start..end]) {
-            let us = now.saturating_sub(sent) / 1000;
-            hist.saturating_record(us.max(1));
-            if us > tally.slo_us.get() {
-                tally.late.set(tally.late.get() + 1);
+    reader.feed(
+        buf,
+        |payload| {
+            if let Some(sent) = latency::sent_ns(payload) {
+                let us = now.saturating_sub(sent) / 1000;
+                hist.saturating_record(us.max(1));
+                if us > tally.slo_us.get() {
+                    tally.late.set(tally.late.get() + 1);
+                }
+                tally.delivered.set(tally.delivered.get() + 1);
+                tally.delivered_total.set(tally.delivered_total.get() + 1);
             }
-            tally.delivered.set(tally.delivered.get() + 1);
-            tally.delivered_total.set(tally.delivered_total.get() + 1);
-        }
-        start = end + 1;
+        },
+        reply,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_counted_by_what_a_user_would_do_about_them() {
+        let mut e = ErrorCounts::default();
+        classify(&io::Error::from_raw_os_error(libc::ECONNREFUSED), &mut e);
+        classify(&io::Error::from_raw_os_error(libc::EMFILE), &mut e);
+        classify(&io::Error::from_raw_os_error(libc::EADDRNOTAVAIL), &mut e);
+        classify(&io::Error::from_raw_os_error(libc::ECONNRESET), &mut e);
+        classify(&io::ErrorKind::UnexpectedEof.into(), &mut e);
+        let refused = ProtoError::Server {
+            proto: Proto::Hubbub,
+            message: "too many connections".into(),
+        };
+        classify(&io::Error::from(refused), &mut e);
+        let garbled = ProtoError::Malformed {
+            proto: Proto::Redis,
+            what: "bad length",
+        };
+        classify(&io::Error::from(garbled), &mut e);
+        let want = ErrorCounts {
+            refused: 1,
+            emfile: 1,
+            eaddrnotavail: 1,
+            reset: 1,
+            closed: 2,
+            other: 1,
+            ..Default::default()
+        };
+        assert_eq!(e, want);
     }
-    start
 }
