@@ -15,6 +15,7 @@ use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::embedded::EmbeddedBroker;
+use crate::proto::Proto;
 use crate::wire;
 
 /// Publishes per write: the publisher pipelines, as real high-rate publishers do.
@@ -105,7 +106,9 @@ pub async fn measure(addr: SocketAddr, opts: &Opts, channel: &str) -> anyhow::Re
     let mut readers = Vec::new();
     for count in &counts {
         let mut stream = wire::connect(addr).await.context("subscriber connect")?;
-        let early = wire::subscribe(&mut stream, channel).await?;
+        let early = Proto::Hubbub
+            .subscribe(&mut stream, channel, Vec::new())
+            .await?;
         count.fetch_add(wire::count_frames(&early), Relaxed);
         let count = count.clone();
         readers.push(tokio::spawn(async move {

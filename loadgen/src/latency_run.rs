@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::model::{RunSummary, StepResult};
+use crate::model::RunSummary;
 use crate::rig::{step_line, Audience, Common, Rig};
 use crate::{diagnose, report};
 
@@ -24,20 +24,8 @@ pub struct Opts {
 }
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
-    let slo_us = opts.common.slo_p99.as_micros() as u64;
-    let mut rig = Rig::start(
-        &opts.common,
-        opts.audience.channels,
-        opts.audience.subscribers,
-        "latency",
-    )
-    .await?;
-    let mut step = StepResult {
-        step: 1,
-        ..Default::default()
-    };
-    rig.at_step(1, 1);
-    rig.connect(&mut step, opts.audience.subscribers).await?;
+    let slo_us = opts.common.slo_us();
+    let (mut rig, mut step) = Rig::start_fixed(&opts.common, &opts.audience, "latency", 1).await?;
     let histogram = rig.hold(&mut step, opts.rate, opts.duration).await?;
     let failed = diagnose::step_failed(&step, slo_us);
     eprintln!("{}", step_line(&step, failed));

@@ -29,6 +29,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::embedded::EmbeddedBroker;
+use crate::proto::Proto;
 use crate::stats_probe::StatsProbe;
 use crate::wire;
 
@@ -390,7 +391,9 @@ async fn open_subscribers(
                 let channel = format!("memory-{}", n % channels);
                 let stream = tokio::time::timeout(CONNECT_TIMEOUT, async {
                     let mut s = wire::connect(addr).await?;
-                    wire::subscribe(&mut s, &channel).await?;
+                    Proto::Hubbub
+                        .subscribe(&mut s, &channel, Vec::new())
+                        .await?;
                     std::io::Result::Ok(s)
                 })
                 .await

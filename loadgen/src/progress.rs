@@ -67,10 +67,14 @@ pub fn spawn(
             };
             last_delivered = delivered;
             let line = format!(
-                "[{:>5.0}s] step {}/{}  clients {:>6}  delivered {:>8}/s  broker cpu {:>4.0}% rss {:>6.1} MiB  loadgen cpu {:>4.0}%",
+                "[{:>5.0}s] step {}{}  clients {:>6}  delivered {:>8}/s  broker cpu {:>4.0}% rss {:>6.1} MiB  loadgen cpu {:>4.0}%",
                 sample.t_secs,
                 sample.step,
-                position.steps.load(Relaxed),
+                // A throughput search does not know how many stages it will take.
+                match position.steps.load(Relaxed) {
+                    0 => String::new(),
+                    n => format!("/{n}"),
+                },
                 sample.clients,
                 sample.delivered_per_sec,
                 sample.broker_cpu_pct,

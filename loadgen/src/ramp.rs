@@ -36,7 +36,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         opts.max_clients,
         opts.step.unwrap_or(opts.max_clients.div_ceil(10)),
     );
-    let slo_us = opts.common.slo_p99.as_micros() as u64;
+    let slo_us = opts.common.slo_us();
     let mut rig = Rig::start(&opts.common, opts.channels, opts.max_clients, "ramp").await?;
     let mut results: Vec<StepResult> = Vec::new();
     for (i, &target) in steps.iter().enumerate() {

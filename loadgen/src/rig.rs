@@ -70,6 +70,13 @@ pub struct Common {
     pub connect_concurrency: usize,
 }
 
+impl Common {
+    /// The latency objective in microseconds, the unit every histogram here counts in.
+    pub fn slo_us(&self) -> u64 {
+        self.slo_p99.as_micros() as u64
+    }
+}
+
 /// The clients of a fixed-size run (`throughput`, `latency`).
 #[derive(Debug, Clone, Args)]
 pub struct Audience {
@@ -167,7 +174,7 @@ impl Rig {
         // Only hubbub answers STATS.
         let probe = match common.proto {
             Proto::Hubbub => StatsProbe::connect(&targets).await,
-            _ => StatsProbe::connect(&[]).await,
+            _ => StatsProbe::default(),
         };
         let position = Arc::new(Position::default());
         *position.workers.lock().expect("position lock") = workers
@@ -205,6 +212,24 @@ impl Rig {
         })
     }
 
+    /// Starts a rig for a fixed-size run (`throughput`, `latency`) and connects its whole
+    /// audience as step 1; `steps` is how many steps the run will have, 0 if not known yet.
+    pub async fn start_fixed(
+        common: &Common,
+        audience: &Audience,
+        kind: &str,
+        steps: usize,
+    ) -> anyhow::Result<(Rig, StepResult)> {
+        let mut rig = Rig::start(common, audience.channels, audience.subscribers, kind).await?;
+        let mut connected = StepResult {
+            step: 1,
+            ..Default::default()
+        };
+        rig.at_step(1, steps);
+        rig.connect(&mut connected, audience.subscribers).await?;
+        Ok((rig, connected))
+    }
+
     /// Tells the live display which step this is, and how many there are.
     pub fn at_step(&self, step: usize, steps: usize) {
         self.position.step.store(step, Relaxed);
@@ -225,7 +250,7 @@ impl Rig {
                 channels: self.channels,
                 timeout_ms: self.common.connect_timeout.as_millis() as u64,
                 concurrency: self.common.connect_concurrency,
-                slo_us: self.common.slo_p99.as_micros() as u64,
+                slo_us: self.common.slo_us(),
                 proto: self.common.proto,
             })
             .await?;

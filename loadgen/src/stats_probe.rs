@@ -17,7 +17,8 @@ pub struct BrokerCounters {
     pub connections: u64,
 }
 
-/// One control connection per target.
+/// One control connection per target; the default probes nothing (a broker without STATS).
+#[derive(Default)]
 pub struct StatsProbe {
     clients: Vec<Client>,
 }

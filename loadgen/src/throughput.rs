@@ -39,19 +39,10 @@ pub struct Opts {
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     anyhow::ensure!(opts.factor > 1.0, "--factor must be above 1");
-    let slo_us = opts.common.slo_p99.as_micros() as u64;
-    let mut rig = Rig::start(
-        &opts.common,
-        opts.audience.channels,
-        opts.audience.subscribers,
-        "throughput",
-    )
-    .await?;
+    let slo_us = opts.common.slo_us();
+    let (mut rig, connected) =
+        Rig::start_fixed(&opts.common, &opts.audience, "throughput", 0).await?;
     let mut stages: Vec<StepResult> = Vec::new();
-    let mut connected = StepResult::default();
-    rig.at_step(1, 0);
-    rig.connect(&mut connected, opts.audience.subscribers)
-        .await?;
 
     let (mut good, mut bad): (Option<f64>, Option<(f64, &str)>) = (None, None);
     let mut rate = opts.start_rate;
@@ -131,7 +122,7 @@ async fn try_rate(
     stage.step = stages.len() + 1;
     rig.at_step(stage.step, 0);
     rig.hold(&mut stage, rate, opts.hold).await?;
-    let failed = diagnose::step_failed(&stage, opts.common.slo_p99.as_micros() as u64);
+    let failed = diagnose::step_failed(&stage, opts.common.slo_us());
     eprintln!("{}", step_line(&stage, failed));
     stages.push(stage);
     Ok(failed)
