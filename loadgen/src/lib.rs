@@ -5,14 +5,17 @@
 //!   given, so a measurement needs nothing else running.
 //! - [`fanout`]: the burst fan-out measurement (P publishes to S subscribers, as fast as
 //!   the broker delivers them).
+//! - [`compare`]: the same scenarios against hubbub and its peers, with ratios.
 //! - [`wire`]: lean protocol I/O for simulated clients.
 
+pub mod compare;
 pub mod control;
 pub mod diagnose;
 pub mod embedded;
 pub mod fanout;
 pub mod latency;
 pub mod latency_run;
+pub mod listener;
 pub mod memory;
 pub mod model;
 pub mod plan;
@@ -51,6 +54,8 @@ pub enum Command {
     Fanout(fanout::Opts),
     /// Measure the broker's memory per idle subscribed connection.
     Memory(memory::Opts),
+    /// Run scenarios against hubbub, Redis, NATS and Mosquitto side by side, with ratios.
+    Compare(compare::Opts),
     /// Run the hubbub broker in this process (how loadgen starts its embedded broker).
     #[command(hide = true)]
     Broker(hubbub::tools::broker::Opts),
@@ -77,6 +82,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         Command::Throughput(o) => runtime.block_on(throughput::run(o)),
         Command::Latency(o) => runtime.block_on(latency_run::run(o)),
         Command::Memory(o) => runtime.block_on(memory::run(o)),
+        Command::Compare(o) => runtime.block_on(compare::run(o)),
         Command::Broker(o) => runtime.block_on(hubbub::tools::broker::run(o)),
         Command::Worker { .. } => unreachable!("handled above"),
     }

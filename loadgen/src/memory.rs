@@ -7,7 +7,10 @@
 //! one idle subscriber (the figure Mosquitto's ~1 KiB is quoted in).
 //!
 //! Runs are repeated on fresh connections, the previous ones closed first, and the median is
-//! reported. Every run is measured against the same baseline, not against the memory the
+//! reported. Between runs loadgen waits until the broker has seen the clients leave: hubbub
+//! says so in its STATS; for a broker without STATS (Redis, NATS, Mosquitto via `--proto`) the
+//! kernel does, once the broker holds no more socket descriptors than it did before the first
+//! run. Every run is measured against the same baseline, not against the memory the
 //! broker still held just before it: allocators keep much of what the previous connections
 //! freed, and growth over that would only show reuse, not what holding the clients costs.
 //! The table also shows that idle memory, which tells whether the broker gives memory back.
@@ -19,8 +22,10 @@
 
 use std::collections::VecDeque;
 use std::fs;
+use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -49,12 +54,15 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
-    /// Broker to measure (HOST:PORT); without it loadgen starts its own on a free port.
+    /// Broker to measure (HOST:PORT); without it loadgen starts its own (hubbub) on a free port.
     #[arg(long, requires = "broker_pid")]
     pub target: Option<SocketAddr>,
     /// Process id of the --target broker, whose memory is read from /proc.
     #[arg(long, requires = "target")]
     pub broker_pid: Option<u32>,
+    /// The protocol the target speaks (`scripts/peers.sh start` runs the others on loopback).
+    #[arg(long, value_enum, default_value_t = Proto::Hubbub)]
+    pub proto: Proto,
     /// Idle subscribed connections opened per run.
     #[arg(long, default_value_t = 10_000)]
     pub clients: usize,
@@ -123,11 +131,35 @@ pub fn is_stable(samples: impl IntoIterator<Item = u64>, tolerance: u64) -> bool
     lo <= hi && hi - lo <= tolerance
 }
 
+/// How many of a process's descriptors are sockets, given where its `/proc/PID/fd` links point
+/// (`socket:[inode]` for a socket; a path, `pipe:[…]` or `anon_inode:[…]` otherwise).
+pub fn count_socket_links<P: AsRef<Path>>(targets: impl IntoIterator<Item = P>) -> usize {
+    targets
+        .into_iter()
+        .filter(|t| t.as_ref().as_os_str().as_bytes().starts_with(b"socket:"))
+        .count()
+}
+
 /// The middle value (the upper middle of an even count); 0 for none.
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The open socket descriptors of process `pid`, from `/proc/PID/fd` (readable for a process
+/// of the same user, or by root).
+fn read_socket_count(pid: u32) -> io::Result<usize> {
+    let mut targets = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
+        match fs::read_link(entry?.path()) {
+            Ok(target) => targets.push(target),
+            // Closed between listing and reading: not open any more.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(count_socket_links(targets))
 }
 
 fn read_proc_mem(pid: u32) -> anyhow::Result<ProcMem> {
@@ -194,6 +226,7 @@ pub struct MemoryRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct MemorySummary {
     pub target: String,
+    pub proto: Proto,
     pub embedded: bool,
     pub clients: usize,
     pub channels: usize,
@@ -205,22 +238,22 @@ pub struct MemorySummary {
     pub command_line: String,
 }
 
+/// What [`measure_each`] reports as it goes, for `run` to print.
+enum Progress<'a> {
+    /// The broker's memory with no client connected, before the first run.
+    Baseline(ProcMem),
+    Run(&'a MemoryRun),
+}
+
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
-    let files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    if opts.clients as u64 + FD_MARGIN > files {
-        bail!(
-            "--clients {} needs {} open files and this process may have {files}; \
-             lower --clients or raise the hard limit (ulimit -Hn)",
-            opts.clients,
-            opts.clients as u64 + FD_MARGIN
-        );
-    }
-    if opts.clients == 0 || opts.channels == 0 || opts.repeat == 0 {
-        bail!("--clients, --channels and --repeat must be at least 1");
-    }
-    let embedded = match opts.target {
-        Some(_) => None,
-        None => Some(EmbeddedBroker::start(&[]).await?),
+    check_sizes(opts.clients, opts.channels, opts.repeat)?;
+    let embedded = match (opts.target, opts.proto) {
+        (Some(_), _) => None,
+        (None, Proto::Hubbub) => Some(EmbeddedBroker::start(&[]).await?),
+        (None, other) => bail!(
+            "loadgen starts only hubbub itself; for --proto {other} give --target and \
+             --broker-pid (scripts/peers.sh start {other}; scripts/peers.sh addr|pid ...)"
+        ),
     };
     let (addr, pid) = match (&embedded, opts.target, opts.broker_pid) {
         (Some(b), _, _) => (b.addr, b.pid),
@@ -237,54 +270,47 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             ""
         }
     );
-    let mut probe = StatsProbe::connect(&[addr]).await;
-    let (baseline, _) = settle(pid).await?;
-    println!("broker RSS with no clients: {:.1} MiB", mib(baseline.rss));
-    println!(
-        "{:>3} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>8}",
-        "run",
-        "RSS idle",
-        "RSS held",
-        "RSS/conn",
-        "anon/conn",
-        "TCP buf/conn",
-        "slab/conn",
-        "settle"
-    );
-    let mut runs = Vec::new();
-    for i in 1..=opts.repeat {
-        let run = measure(i, addr, pid, baseline, &opts, &mut probe).await?;
-        let bytes = |b: Option<f64>| b.map_or("-".into(), |b| format!("{b:.0} B"));
-        println!(
-            "{:>3} {:>8.1} MiB {:>8.1} MiB {:>8.0} B {:>8.0} B {:>12} {:>12} {:>6.1} s",
-            run.run,
-            mib(run.rss_idle),
-            mib(run.rss_after),
-            run.rss_per_conn,
-            run.anon_per_conn,
-            bytes(run.kernel_tcp_per_conn),
-            bytes(run.kernel_slab_per_conn),
-            run.settle_s,
-        );
-        runs.push(run);
-    }
-    let optional_median = |values: Vec<f64>| (!values.is_empty()).then(|| median(&values));
-    let summary = MemorySummary {
-        target: addr.to_string(),
-        embedded: embedded.is_some(),
-        clients: opts.clients,
-        channels: opts.channels,
-        median_rss_per_conn: median(&runs.iter().map(|r| r.rss_per_conn).collect::<Vec<_>>()),
-        median_anon_per_conn: median(&runs.iter().map(|r| r.anon_per_conn).collect::<Vec<_>>()),
-        median_kernel_tcp_per_conn: optional_median(
-            runs.iter().filter_map(|r| r.kernel_tcp_per_conn).collect(),
-        ),
-        median_kernel_slab_per_conn: optional_median(
-            runs.iter().filter_map(|r| r.kernel_slab_per_conn).collect(),
-        ),
-        runs,
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+    let print = |progress: Progress<'_>| match progress {
+        Progress::Baseline(baseline) => {
+            println!("broker RSS with no clients: {:.1} MiB", mib(baseline.rss));
+            println!(
+                "{:>3} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>8}",
+                "run",
+                "RSS idle",
+                "RSS held",
+                "RSS/conn",
+                "anon/conn",
+                "TCP buf/conn",
+                "slab/conn",
+                "settle"
+            );
+        }
+        Progress::Run(run) => {
+            let bytes = |b: Option<f64>| b.map_or("-".into(), |b| format!("{b:.0} B"));
+            println!(
+                "{:>3} {:>8.1} MiB {:>8.1} MiB {:>8.0} B {:>8.0} B {:>12} {:>12} {:>6.1} s",
+                run.run,
+                mib(run.rss_idle),
+                mib(run.rss_after),
+                run.rss_per_conn,
+                run.anon_per_conn,
+                bytes(run.kernel_tcp_per_conn),
+                bytes(run.kernel_slab_per_conn),
+                run.settle_s,
+            );
+        }
     };
+    let mut summary = measure_each(
+        addr,
+        pid,
+        opts.proto,
+        opts.clients,
+        opts.channels,
+        opts.repeat,
+        print,
+    )
+    .await?;
+    summary.embedded = embedded.is_some();
     let bytes = |b: Option<f64>| b.map_or("unreadable".into(), |b| format!("{b:.0} B"));
     println!(
         "median: broker {:.0} B RSS per connection ({:.0} B anonymous); \
@@ -304,32 +330,177 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One run: settle, connect and subscribe everyone, settle, read, close.
-async fn measure(
-    run: usize,
+/// Measures the broker at `addr` (process `pid`, speaking `proto`, with no client connected):
+/// `repeat` runs of `clients` idle subscribers on `channels` channels, each run's connections
+/// closed, and seen closed by the broker, before it returns. The summary's `embedded` is
+/// false; its `command_line` is this process's.
+pub async fn measure_broker(
     addr: SocketAddr,
     pid: u32,
+    proto: Proto,
+    clients: usize,
+    channels: usize,
+    repeat: usize,
+) -> anyhow::Result<MemorySummary> {
+    measure_each(addr, pid, proto, clients, channels, repeat, |_| {}).await
+}
+
+/// [`measure_broker`], telling `progress` the baseline and each run as they are read.
+async fn measure_each(
+    addr: SocketAddr,
+    pid: u32,
+    proto: Proto,
+    clients: usize,
+    channels: usize,
+    repeat: usize,
+    mut progress: impl FnMut(Progress<'_>),
+) -> anyhow::Result<MemorySummary> {
+    check_sizes(clients, channels, repeat)?;
+    let mut departure = Departure::watch(addr, pid, proto).await;
+    let (baseline, _) = settle(pid).await?;
+    progress(Progress::Baseline(baseline));
+    let shape = Shape {
+        addr,
+        pid,
+        proto,
+        clients,
+        channels,
+    };
+    let mut runs = Vec::new();
+    let mut idle = baseline;
+    for i in 1..=repeat {
+        let (run, next_idle) = measure(i, &shape, baseline, idle, &mut departure).await?;
+        progress(Progress::Run(&run));
+        runs.push(run);
+        idle = next_idle;
+    }
+    let optional_median = |values: Vec<f64>| (!values.is_empty()).then(|| median(&values));
+    Ok(MemorySummary {
+        target: addr.to_string(),
+        proto,
+        embedded: false,
+        clients,
+        channels,
+        median_rss_per_conn: median(&runs.iter().map(|r| r.rss_per_conn).collect::<Vec<_>>()),
+        median_anon_per_conn: median(&runs.iter().map(|r| r.anon_per_conn).collect::<Vec<_>>()),
+        median_kernel_tcp_per_conn: optional_median(
+            runs.iter().filter_map(|r| r.kernel_tcp_per_conn).collect(),
+        ),
+        median_kernel_slab_per_conn: optional_median(
+            runs.iter().filter_map(|r| r.kernel_slab_per_conn).collect(),
+        ),
+        runs,
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+    })
+}
+
+/// Checks the sizes are usable and that this process may open `clients` connections (raising
+/// its open-files soft limit to the hard one).
+fn check_sizes(clients: usize, channels: usize, repeat: usize) -> anyhow::Result<()> {
+    if clients == 0 || channels == 0 || repeat == 0 {
+        bail!("--clients, --channels and --repeat must be at least 1");
+    }
+    let files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    if clients as u64 + FD_MARGIN > files {
+        bail!(
+            "--clients {clients} needs {} open files and this process may have {files}; \
+             lower --clients or raise the hard limit (ulimit -Hn)",
+            clients as u64 + FD_MARGIN
+        );
+    }
+    Ok(())
+}
+
+/// The broker being measured and the clients each run opens.
+struct Shape {
+    addr: SocketAddr,
+    pid: u32,
+    proto: Proto,
+    clients: usize,
+    channels: usize,
+}
+
+/// How loadgen tells that the broker has seen a run's clients leave.
+enum Departure {
+    /// hubbub counts its connections in STATS; the probe's own is the one left.
+    Stats(StatsProbe),
+    /// Any other broker: the kernel's view, the broker's open socket descriptors back to the
+    /// count before the first run (its listeners and whatever else it keeps).
+    Sockets { baseline: usize },
+    /// `/proc/PID/fd` is unreadable (another user's broker): only memory settling is waited
+    /// for.
+    Unknown,
+}
+
+impl Departure {
+    /// Starts watching the broker while no client of loadgen's is connected.
+    async fn watch(addr: SocketAddr, pid: u32, proto: Proto) -> Self {
+        if proto == Proto::Hubbub {
+            return Departure::Stats(StatsProbe::connect(&[addr]).await);
+        }
+        match read_socket_count(pid) {
+            Ok(baseline) => Departure::Sockets { baseline },
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot count the sockets of broker pid {pid} in /proc ({e}); \
+                     between runs only its memory is waited for"
+                );
+                Departure::Unknown
+            }
+        }
+    }
+
+    /// Waits, at most [`SETTLE_TIMEOUT`], until the broker has closed the connections loadgen
+    /// closed.
+    async fn wait(&mut self, pid: u32) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let left = match self {
+                Departure::Stats(probe) => probe.read().await.connections.saturating_sub(1),
+                Departure::Sockets { baseline } => {
+                    read_socket_count(pid).map_or(0, |n| n.saturating_sub(*baseline) as u64)
+                }
+                Departure::Unknown => 0,
+            };
+            if left == 0 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "warning: the broker still holds {left} client connection(s) \
+                     {SETTLE_TIMEOUT:?} after loadgen closed them; going on"
+                );
+                return;
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+    }
+}
+
+/// One run: connect and subscribe everyone, settle, read, close, and wait until the broker has
+/// let go of them and its memory settled again. `idle` is the broker's memory settled before
+/// the run; returns the run and the memory settled after it (the next run's idle).
+async fn measure(
+    run: usize,
+    shape: &Shape,
     baseline: ProcMem,
-    opts: &Opts,
-    probe: &mut StatsProbe,
-) -> anyhow::Result<MemoryRun> {
-    let (idle, _) = settle(pid).await?;
+    idle: ProcMem,
+    departure: &mut Departure,
+) -> anyhow::Result<(MemoryRun, ProcMem)> {
     let kernel_before = read_kernel();
-    let streams = open_subscribers(addr, opts.clients, opts.channels).await?;
-    let (after, settle_s) = settle(pid).await?;
+    let streams = open_subscribers(shape, run).await?;
+    let (after, settle_s) = settle(shape.pid).await?;
     let kernel_after = read_kernel();
     drop(streams);
-    // Wait for the broker to see every client leave (a broker without STATS reads as 0).
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    while probe.read().await.connections > 1 && Instant::now() < deadline {
-        tokio::time::sleep(SETTLE_POLL).await;
-    }
-    let per_conn = |b: u64, a: u64| (a as f64 - b as f64) / opts.clients as f64;
+    departure.wait(shape.pid).await;
+    let (next_idle, _) = settle(shape.pid).await?;
+    let clients = shape.clients;
+    let per_conn = |b: u64, a: u64| (a as f64 - b as f64) / clients as f64;
     let kernel_per_conn = |b: Option<u64>, a: Option<u64>| Some(per_conn(b?, a?));
-    Ok(MemoryRun {
+    let run = MemoryRun {
         run,
-        clients: opts.clients,
-        channels: opts.channels,
+        clients,
+        channels: shape.channels,
         rss_baseline: baseline.rss,
         rss_idle: idle.rss,
         rss_after: after.rss,
@@ -344,7 +515,8 @@ async fn measure(
         kernel_slab_after: kernel_after.slab,
         kernel_slab_per_conn: kernel_per_conn(kernel_before.slab, kernel_after.slab),
         settle_s,
-    })
+    };
+    Ok((run, next_idle))
 }
 
 /// Reads the broker's memory until it has stayed put for [`SETTLE_WINDOW`]; returns the last
@@ -376,25 +548,29 @@ async fn settle(pid: u32) -> anyhow::Result<(ProcMem, f64)> {
     }
 }
 
-/// Opens `clients` connections, client n subscribed to channel n mod `channels`, each
-/// acknowledged, [`CONNECT_CONCURRENCY`] at a time.
-async fn open_subscribers(
-    addr: SocketAddr,
-    clients: usize,
-    channels: usize,
-) -> anyhow::Result<Vec<TcpStream>> {
+/// Opens `shape.clients` connections, client n subscribed to channel n mod `shape.channels`,
+/// each with its own session (MQTT client id `mem-{pid}-{run}-{n}`: a broker drops the older of
+/// two connections with one id) and acknowledged, [`CONNECT_CONCURRENCY`] at a time.
+async fn open_subscribers(shape: &Shape, run: usize) -> anyhow::Result<Vec<TcpStream>> {
+    let Shape {
+        addr,
+        proto,
+        clients,
+        channels,
+        ..
+    } = *shape;
     let mut tasks = tokio::task::JoinSet::new();
     for lane in 0..CONNECT_CONCURRENCY.min(clients) {
         tasks.spawn(async move {
             let mut streams = Vec::new();
             for n in (lane..clients).step_by(CONNECT_CONCURRENCY) {
                 let channel = format!("memory-{}", n % channels);
+                let client_id = format!("mem-{}-{run}-{n}", std::process::id());
                 let stream = tokio::time::timeout(CONNECT_TIMEOUT, async {
                     let mut s = wire::connect(addr).await?;
-                    Proto::Hubbub
-                        .subscribe(&mut s, &channel, Vec::new())
-                        .await?;
-                    std::io::Result::Ok(s)
+                    let pending = proto.handshake(&mut s, &client_id).await?;
+                    proto.subscribe(&mut s, &channel, pending).await?;
+                    io::Result::Ok(s)
                 })
                 .await
                 .with_context(|| format!("client {n} timed out connecting"))?
@@ -476,6 +652,39 @@ mod tests {
                        SReclaimable:      98008 kB\n";
         assert_eq!(parse_meminfo_slab(meminfo), Some(137532 * 1024));
         assert_eq!(parse_meminfo_slab("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn counts_socket_links() {
+        let links = [
+            "/dev/null",
+            "socket:[123456]",
+            "pipe:[77]",
+            "anon_inode:[eventpoll]",
+            "socket:[9]",
+            "/tmp/socket:[1]",
+        ];
+        assert_eq!(count_socket_links(links), 2);
+        assert_eq!(count_socket_links(Vec::<PathBuf>::new()), 0);
+    }
+
+    #[test]
+    fn counts_another_process_sockets() {
+        use std::process::{Command, Stdio};
+        // A child whose only socket is its stdin (every other descriptor of this process is
+        // close-on-exec), so the count is exact even with other tests opening sockets.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdin(std::os::fd::OwnedFd::from(listener))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sleep runs");
+        let sockets = read_socket_count(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(sockets.unwrap(), 1);
     }
 
     #[test]

@@ -207,3 +207,91 @@ pub struct RunSummary {
     pub command_line: String,
     pub steps: Vec<StepResult>,
 }
+
+/// `summary.json` of `loadgen latency`: the fixed-size run's summary with the outcome of the
+/// stalled subscribers (`--stalled`) beside it, in the same JSON object.
+///
+/// A wrapper rather than two more fields of [`RunSummary`], which `throughput` shares and
+/// which has no use for them. Flattened, so a latency `summary.json` still reads as a
+/// [`RunSummary`], and one written before `--stalled` existed still reads as this (0 and 0).
+/// Not in `steps.csv`: the stalled subscribers are a property of the whole run, not a column
+/// of its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    #[serde(flatten)]
+    pub run: RunSummary,
+    /// Extra subscribers on every channel that never read their sockets. They are not among
+    /// `subscribers`, and no step's `expected`, `delivered` or latency counts them.
+    #[serde(default)]
+    pub stalled: u64,
+    /// How many of them the broker had closed by the end of the hold (seen by loadgen as EOF
+    /// or a reset); compare each step's `broker_slow_consumers`, the broker's own count.
+    #[serde(default)]
+    pub stalled_disconnected: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_summary() -> RunSummary {
+        RunSummary {
+            kind: "latency".into(),
+            subscribers: 100,
+            publishers: 4,
+            channels: 1,
+            size: 1024,
+            rate: 2000.0,
+            deliveries_per_sec: 200_000.0,
+            latency: Percentiles {
+                p50_us: 300,
+                p90_us: 500,
+                p99_us: 900,
+                p999_us: 2_000,
+                max_us: 5_000,
+            },
+            stopped_because: None,
+            slo_p99_us: 50_000,
+            limits: Limits {
+                ephemeral_ports: (32768, 60999),
+                broker_nofile_soft: Some(1024),
+                ..Default::default()
+            },
+            command_line: "loadgen latency --stalled 10".into(),
+            steps: vec![StepResult {
+                step: 1,
+                expected: 4_000_000,
+                delivered: 4_000_000,
+                broker_slow_consumers: 10,
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn latency_summary_is_a_run_summary_with_two_more_fields() {
+        let s = LatencySummary {
+            run: run_summary(),
+            stalled: 10,
+            stalled_disconnected: 9,
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["stalled"], 10);
+        assert_eq!(json["stalled_disconnected"], 9);
+        assert_eq!(json["kind"], "latency", "flattened, not nested");
+        assert_eq!(
+            serde_json::from_value::<LatencySummary>(json.clone()).unwrap(),
+            s
+        );
+        assert_eq!(
+            serde_json::from_value::<RunSummary>(json).unwrap(),
+            run_summary()
+        );
+
+        // Written before --stalled existed.
+        let old = serde_json::to_value(run_summary()).unwrap();
+        let read = serde_json::from_value::<LatencySummary>(old).unwrap();
+        assert_eq!((read.stalled, read.stalled_disconnected), (0, 0));
+        assert_eq!(read.run, run_summary());
+    }
+}

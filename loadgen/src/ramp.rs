@@ -30,8 +30,22 @@ pub struct Opts {
     pub common: Common,
 }
 
-/// Runs a ramp and writes its report.
+/// Runs a ramp, writes its report and prints the verdict.
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    let summary = execute(&opts).await?;
+    println!("{}", report::steps_table_markdown(&summary.steps));
+    println!(
+        "held {} clients; the ramp stopped because {}: {}",
+        summary.clients_held,
+        diagnose::describe(summary.binding_limit.kind),
+        summary.binding_limit.evidence
+    );
+    Ok(())
+}
+
+/// Runs a ramp and writes its report (the folder is named on stderr); returns the verdict
+/// and every step, for callers that compare ramps.
+pub async fn execute(opts: &Opts) -> anyhow::Result<Summary> {
     let steps = plan::steps(
         opts.max_clients,
         opts.step.unwrap_or(opts.max_clients.div_ceil(10)),
@@ -82,13 +96,6 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         slo_us,
         report::XAxis::Clients,
     )?;
-    println!("{}", report::steps_table_markdown(&summary.steps));
-    println!(
-        "held {} clients; the ramp stopped because {}: {}",
-        summary.clients_held,
-        diagnose::describe(summary.binding_limit.kind),
-        summary.binding_limit.evidence
-    );
-    println!("report written to {}", out.display());
-    Ok(())
+    eprintln!("report written to {}", out.display());
+    Ok(summary)
 }

@@ -1,6 +1,8 @@
 //! loadgen's protocol drivers ([`loadgen::proto`]) against the real servers they will
 //! measure: Redis, NATS and Mosquitto as installed from the distribution, each started here on
-//! a free loopback port, and hubbub in this process.
+//! a free loopback port, and hubbub in this process. Then the one-broker measurements
+//! ([`loadgen::fanout`], [`loadgen::memory`]) run as library calls against each, hubbub
+//! included as its own process (loadgen's hidden `broker` command) so its memory is its own.
 //!
 //! A missing server binary fails the test (with the command that installs it) rather than
 //! skipping it: a comparison that silently lost a peer would look like a passing one.
@@ -10,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loadgen::latency;
 use loadgen::proto::{Proto, Reader};
+use loadgen::{fanout, latency, memory};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -59,7 +61,11 @@ fn free_port() -> u16 {
 /// Starts `name` with the arguments `args(port, dir)` gives (`dir` is the server's own temp
 /// directory) and waits until its port accepts connections.
 fn start(name: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> Server {
-    let bin = find(name);
+    start_bin(find(name), name, args)
+}
+
+/// [`start`] for the executable at `bin`.
+fn start_bin(bin: PathBuf, name: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> Server {
     let mut last_log = String::new();
     for attempt in 0..3 {
         let port = free_port();
@@ -131,6 +137,21 @@ fn mosquitto() -> Server {
         )
         .expect("write mosquitto.conf");
         vec!["-c".into(), config.display().to_string()]
+    })
+}
+
+/// hubbub in a process of its own, as `loadgen fanout` and `loadgen memory` start it.
+fn hubbub_process() -> Server {
+    start_bin(env!("CARGO_BIN_EXE_loadgen").into(), "hubbub", |port, _| {
+        [
+            "broker",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--stats-interval",
+            "0s",
+        ]
+        .map(String::from)
+        .to_vec()
     })
 }
 
@@ -352,4 +373,154 @@ async fn servers_say_no() {
         ),
         "{e}"
     );
+}
+
+/// `fanout::measure` and `memory::measure_broker` as a comparison calls them: a burst whose
+/// every message reaches every subscriber exactly once (2 publishers × 500 messages, on two
+/// channels, to 3 subscribers of both), then one memory run of 200 idle subscribers.
+async fn burst_measurements(proto: Proto, server: &Server) {
+    let spec = fanout::Spec {
+        publishers: 2,
+        subscribers: 3,
+        channels: 2,
+        publishes: 500,
+        size: 16,
+        window: 200,
+    };
+    let run = tokio::time::timeout(
+        Duration::from_secs(10),
+        fanout::measure(server.addr, proto, &spec, "peers-test"),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{proto}: fan-out did not finish in 10 s"))
+    .unwrap_or_else(|e| panic!("{proto}: fan-out: {e:#}"));
+    assert_eq!(run.deliveries, 2 * 500 * 3, "{proto}: {run:?}");
+    assert!(run.elapsed > Duration::ZERO, "{proto}: {run:?}");
+
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        memory::measure_broker(server.addr, server.child.id(), proto, 200, 10, 1),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{proto}: the memory run did not finish in 60 s"))
+    .unwrap_or_else(|e| panic!("{proto}: memory: {e:#}"));
+    assert_eq!(summary.proto, proto);
+    assert_eq!(summary.runs.len(), 1, "{proto}: {summary:?}");
+    assert!(summary.runs[0].rss_after > 0, "{proto}: {summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubbub_burst_measurements() {
+    burst_measurements(Proto::Hubbub, &hubbub_process()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_burst_measurements() {
+    burst_measurements(Proto::Redis, &redis()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_burst_measurements() {
+    burst_measurements(Proto::Nats, &nats()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_burst_measurements() {
+    burst_measurements(Proto::Mqtt, &mosquitto()).await;
+}
+
+/// Runs the real loadgen binary; returns whether it succeeded, and its stdout and stderr.
+fn loadgen(args: &[String]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("loadgen runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// `loadgen compare` end to end against hubbub (which it starts) and a real Redis: the table,
+/// the CSV with one row per run, the charts, and the baseline check passing and failing.
+#[test]
+fn compare_against_redis() {
+    let redis = redis();
+    let dir = std::env::temp_dir().join(format!("loadgen-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let baseline = dir.join("baseline.json");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write_baseline = |ratio: f64| {
+        let text = format!(
+            r#"{{"measured_by": "test", "entries": [{{"scenario": "fanout-1x100",
+            "metric": "deliveries_per_sec", "against": ["redis"], "ratio": {ratio},
+            "tolerance": 0.5}}]}}"#
+        );
+        std::fs::write(&baseline, text).unwrap();
+    };
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "compare",
+            "fanout-1x100",
+            "latency",
+            "--brokers",
+            "hubbub,redis",
+            "--redis",
+            &redis.addr.to_string(),
+            "--repeat",
+            "2",
+            "--deliveries",
+            "20000",
+            "--latency-rate",
+            "500",
+            "--latency-duration",
+            "1s",
+            "--out",
+            &dir.join("out").display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    // A baseline no broker could fall short of by half passes...
+    write_baseline(0.001);
+    let check = ["--check", &baseline.display().to_string()];
+    let (ok, stdout, stderr) = loadgen(&args(&check));
+    assert!(ok, "compare failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("ok   fanout-1x100 deliveries_per_sec (hubbub ÷ best of redis)"));
+    let out = dir.join("out");
+    let md = std::fs::read_to_string(out.join("comparison.md")).unwrap();
+    for row in [
+        "| hubbub | deliveries_per_sec (higher is better) |",
+        "| redis | deliveries_per_sec (higher is better) |",
+        "| redis | p99_ms (lower is better) |",
+    ] {
+        assert!(md.contains(row), "{row} missing from:\n{md}");
+    }
+    let csv = std::fs::read_to_string(out.join("comparison.csv")).unwrap();
+    let runs = |broker: &str, metric: &str| {
+        csv.lines()
+            .filter(|l| l.starts_with(&format!("fanout-1x100,{broker},{metric},")))
+            .count()
+    };
+    assert_eq!(runs("hubbub", "deliveries_per_sec"), 2, "{csv}");
+    assert_eq!(runs("redis", "deliveries_per_sec"), 2, "{csv}");
+    for chart in ["fanout.png", "latency.png"] {
+        assert!(std::fs::metadata(out.join(chart)).unwrap().len() > 10_000);
+    }
+    // ...one that asks a thousand times Redis fails, and says which ratio fell.
+    write_baseline(1000.0);
+    let mut a = args(&check);
+    a.retain(|s| s != "latency");
+    let (ok, stdout, stderr) = loadgen(&a);
+    assert!(!ok, "a 1000× baseline must fail:\n{stdout}");
+    assert!(
+        stdout.contains("FAIL fanout-1x100 deliveries_per_sec"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 of 1 ratios fell past their tolerance"),
+        "{stderr}"
+    );
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
 }

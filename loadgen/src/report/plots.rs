@@ -17,8 +17,10 @@ use super::csv::to_mib;
 use super::ReportError;
 use crate::model::{Sample, StepResult};
 
+pub mod compare;
 mod draw;
 mod spectrum;
+pub mod sweep;
 
 pub use self::spectrum::plot_spectrum;
 

@@ -4,9 +4,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use serde::Serialize;
+
 use super::{plot_all, steps_table_markdown, write_samples_csv, write_steps_csv};
 use super::{ReportError, XAxis};
-use crate::model::{RunSummary, Sample};
+use crate::model::{LatencySummary, RunSummary, Sample};
 
 fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
@@ -69,13 +71,72 @@ pub fn write_run(
     samples: &[Sample],
     x: Option<XAxis>,
 ) -> Result<(), ReportError> {
+    write_files(dir, s, s, run_markdown(s), samples, x)
+}
+
+/// The stalled subscribers' outcome and the healthy subscribers' numbers, in one line:
+/// what a slow consumer cost the others.
+pub fn stalled_line(s: &LatencySummary) -> String {
+    let (delivered, expected) = s
+        .run
+        .steps
+        .iter()
+        .fold((0, 0), |(d, e), st| (d + st.delivered, e + st.expected));
+    format!(
+        "stalled subscribers: {}, closed by the broker during the run: {}; healthy subscribers: p99 {:.2} ms, delivered {delivered} of {expected}",
+        s.stalled,
+        s.stalled_disconnected,
+        s.run.latency.p99_us as f64 / 1000.0,
+    )
+}
+
+/// [`write_run`] for `loadgen latency`: `summary.json` also holds the stalled subscribers'
+/// outcome, and with any stalled subscribers `summary.md` says what became of them.
+pub fn write_latency_run(
+    dir: &Path,
+    s: &LatencySummary,
+    samples: &[Sample],
+) -> Result<(), ReportError> {
+    let mut md = run_markdown(&s.run);
+    if s.stalled > 0 {
+        let slow: u64 = s.run.steps.iter().map(|st| st.broker_slow_consumers).sum();
+        let _ = write!(
+            md,
+            "\n## Stalled subscribers\n\n{} subscriber(s) on every channel never read their \
+             sockets; none is counted among the subscribers above. The broker closed {} of them \
+             during the run (slow consumers in its STATS, hubbub only: {slow}).\n\n{}\n",
+            s.stalled,
+            s.stalled_disconnected,
+            stalled_line(s)
+        );
+    }
+    write_files(dir, &s.run, s, md, samples, None)
+}
+
+/// Writes the files of a fixed-size run: `json` is what goes into summary.json (`s` itself,
+/// or a wrapper around it), `md` is summary.md.
+fn write_files(
+    dir: &Path,
+    s: &RunSummary,
+    json: &impl Serialize,
+    md: String,
+    samples: &[Sample],
+    x: Option<XAxis>,
+) -> Result<(), ReportError> {
     write_steps_csv(&dir.join("steps.csv"), &s.steps)?;
     write_samples_csv(&dir.join("samples.csv"), samples)?;
-    let json = dir.join("summary.json");
-    std::fs::write(&json, serde_json::to_string_pretty(s)?)
-        .map_err(|source| ReportError::Io { path: json, source })?;
-    let md = dir.join("summary.md");
-    std::fs::write(&md, run_markdown(s)).map_err(|source| ReportError::Io { path: md, source })?;
+    let json_path = dir.join("summary.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(json)?).map_err(|source| {
+        ReportError::Io {
+            path: json_path,
+            source,
+        }
+    })?;
+    let md_path = dir.join("summary.md");
+    std::fs::write(&md_path, md).map_err(|source| ReportError::Io {
+        path: md_path,
+        source,
+    })?;
     if let Some(x) = x {
         plot_all(dir, &s.steps, samples, s.slo_p99_us, x)?;
     }

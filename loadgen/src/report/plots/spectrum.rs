@@ -59,14 +59,14 @@ pub fn plot_spectrum(
     draw(path, h, slo_us, title).map_err(fail)
 }
 
-fn draw(path: &Path, h: &Histogram<u64>, slo_us: u64, title: &str) -> Plot {
-    let points = spectrum_points(h);
-    let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let slo = ms(slo_us);
-    let x_max = points.last().map_or(1.0, |p| p.0).max(1.0);
-    let (lo, hi) = log_bounds(points.iter().map(|p| p.1).chain([slo]));
-    let mut chart = ChartBuilder::on(&root)
+/// The frame every percentile chart shares: a nines x axis and a log latency axis.
+pub(super) fn spectrum_chart<'b, 'a>(
+    root: &'b Area<'a>,
+    title: &str,
+    x_max: f64,
+    (lo, hi): (f64, f64),
+) -> Result<Log<'b, 'a>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", TITLE_PX))
         .margin(15)
         .x_label_area_size(50)
@@ -82,6 +82,17 @@ fn draw(path: &Path, h: &Histogram<u64>, slo_us: u64, title: &str) -> Plot {
         .label_style(("sans-serif", LABEL_PX))
         .axis_desc_style(("sans-serif", DESC_PX))
         .draw()?;
+    Ok(chart)
+}
+
+fn draw(path: &Path, h: &Histogram<u64>, slo_us: u64, title: &str) -> Plot {
+    let points = spectrum_points(h);
+    let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let slo = ms(slo_us);
+    let x_max = points.last().map_or(1.0, |p| p.0).max(1.0);
+    let (lo, hi) = log_bounds(points.iter().map(|p| p.1).chain([slo]));
+    let mut chart = spectrum_chart(&root, title, x_max, (lo, hi))?;
     chart
         .draw_series(line(points, BLUE))?
         .label("delivery latency")

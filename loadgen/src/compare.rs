@@ -1,0 +1,648 @@
+//! `loadgen compare`: the same scenarios against hubbub, Redis, NATS and Mosquitto in one run,
+//! so every figure has its peers' beside it, measured by the same harness on the same machine
+//! minutes apart.
+//!
+//! Repeated scenarios are interleaved (hubbub, redis, nats, mosquitto, hubbub, …), so a noisy
+//! minute on a shared machine falls on every broker rather than on one. Each scenario runs the
+//! same code a user reaches through its own command (`fanout`, `latency`, `memory`, `ramp`),
+//! with the options that command would take; a failed run is recorded with its reason and the
+//! comparison goes on.
+//!
+//! # Layout
+//! - this file: the options, the brokers, and one function per kind of scenario.
+//! - [`results`]: the measurements, the ratio table, the goals, `comparison.csv`.
+//! - the overlay charts are in [`crate::report::plots::compare`].
+
+pub mod baseline;
+pub mod results;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, ValueEnum};
+use hdrhistogram::Histogram;
+
+use self::results::{judge, scenario_table, verdict_line, Goal, Measurement};
+use crate::embedded::EmbeddedBroker;
+use crate::model::StepResult;
+use crate::proto::Proto;
+use crate::report::plots::compare as plots;
+use crate::{fanout, latency_run, listener, memory, ramp};
+
+#[derive(Debug, Clone, Args)]
+pub struct Opts {
+    /// Scenarios to run, in this order (default: all, memory first; for a fair memory figure
+    /// run it on freshly started brokers, as scripts/compare.sh does).
+    #[arg(value_enum)]
+    pub scenarios: Vec<Scenario>,
+    /// Brokers to measure; hubbub is started by loadgen, the others must be running
+    /// (`scripts/peers.sh start`).
+    #[arg(long, value_enum, value_delimiter = ',',
+          default_values_t = [Broker::Hubbub, Broker::Redis, Broker::Nats, Broker::Mosquitto])]
+    pub brokers: Vec<Broker>,
+    /// Where Redis listens.
+    #[arg(long, default_value = "127.0.0.1:6390")]
+    pub redis: SocketAddr,
+    /// Where NATS listens.
+    #[arg(long, default_value = "127.0.0.1:4232")]
+    pub nats: SocketAddr,
+    /// Where Mosquitto listens.
+    #[arg(long, default_value = "127.0.0.1:1893")]
+    pub mosquitto: SocketAddr,
+    /// Runs of each fan-out and latency scenario per broker; medians are compared.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Deliveries per fan-out run (publishes are sized to reach it).
+    #[arg(long, default_value_t = 3_000_000)]
+    pub deliveries: u64,
+    /// The latency scenario's fixed rate, messages per second in all.
+    #[arg(long, default_value_t = 2000.0)]
+    pub latency_rate: f64,
+    /// How long each latency run holds its rate.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub latency_duration: Duration,
+    /// Idle subscribed connections in the memory scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub memory_clients: usize,
+    /// The ramp scenario's ceiling: past one process's open-files limit (20,000 here), so
+    /// each broker is ramped to whatever stops it first.
+    #[arg(long, default_value_t = 25_000)]
+    pub ramp_max: u64,
+    /// Where to write the comparison (default: reports/runs/<timestamp>-compare/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Fail (exit status 1) when a ratio in this baseline file has fallen past its tolerance
+    /// (CI's regression check: benches/baseline.json).
+    #[arg(long)]
+    pub check: Option<PathBuf>,
+    /// With --check: write this run's ratios into the baseline instead of checking them.
+    #[arg(long, requires = "check")]
+    pub write_baseline: bool,
+}
+
+/// What is measured against every broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Burst fan-out: 1 publisher, 100 subscribers of its channel, 64-byte messages.
+    #[value(name = "fanout-1x100")]
+    Fanout1x100,
+    /// Burst fan-out: 10 publishers on 10 channels, 10 subscribers of all 10, 64-byte messages.
+    #[value(name = "fanout-10x10")]
+    Fanout10x10,
+    /// Burst fan-out: 1 publisher, 1,000 subscribers, 16-byte messages.
+    #[value(name = "fanout-1x1000")]
+    Fanout1x1000,
+    /// Delivery latency at a fixed rate: 4 publishers, 100 subscribers of one channel.
+    Latency,
+    /// Memory per idle subscribed connection, at --memory-clients connections.
+    Memory,
+    /// Ramp each broker until something stops it.
+    Ramp,
+}
+
+impl Scenario {
+    /// Memory first: allocators keep what earlier connections freed, and a broker that has
+    /// already held thousands of clients grows less for the next ones, so each broker is
+    /// measured while as fresh as the others. The ramp last, as it takes each to its limit.
+    const ALL: [Scenario; 6] = [
+        Scenario::Memory,
+        Scenario::Fanout1x100,
+        Scenario::Fanout10x10,
+        Scenario::Fanout1x1000,
+        Scenario::Latency,
+        Scenario::Ramp,
+    ];
+
+    /// Its name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Fanout1x100 => "fanout-1x100",
+            Scenario::Fanout10x10 => "fanout-10x10",
+            Scenario::Fanout1x1000 => "fanout-1x1000",
+            Scenario::Latency => "latency",
+            Scenario::Memory => "memory",
+            Scenario::Ramp => "ramp",
+        }
+    }
+
+    /// The fan-out shape: (publishers, subscribers, channels, message bytes).
+    fn fanout_shape(self) -> Option<(usize, usize, usize, usize)> {
+        match self {
+            Scenario::Fanout1x100 => Some((1, 100, 1, 64)),
+            Scenario::Fanout10x10 => Some((10, 10, 10, 64)),
+            Scenario::Fanout1x1000 => Some((1, 1000, 1, 16)),
+            _ => None,
+        }
+    }
+}
+
+/// The project's targets, as goals a comparison is judged by.
+pub const GOALS: [Goal; 5] = [
+    Goal {
+        scenario: "fanout-1x100",
+        metric: "deliveries_per_sec",
+        against: &["redis", "nats"],
+        factor: 1.5,
+    },
+    Goal {
+        scenario: "fanout-10x10",
+        metric: "deliveries_per_sec",
+        against: &["redis", "nats"],
+        factor: 1.5,
+    },
+    Goal {
+        scenario: "fanout-1x1000",
+        metric: "deliveries_per_sec",
+        against: &["redis", "nats"],
+        factor: 2.0,
+    },
+    Goal {
+        scenario: "latency",
+        metric: "p99_ms",
+        against: &["redis", "nats"],
+        factor: 0.6,
+    },
+    Goal {
+        scenario: "memory",
+        metric: "rss_per_conn_bytes",
+        against: &["mosquitto"],
+        factor: 1.0,
+    },
+];
+
+/// The brokers a comparison can measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Broker {
+    Hubbub,
+    Redis,
+    Nats,
+    Mosquitto,
+}
+
+impl Broker {
+    pub fn name(self) -> &'static str {
+        match self {
+            Broker::Hubbub => "hubbub",
+            Broker::Redis => "redis",
+            Broker::Nats => "nats",
+            Broker::Mosquitto => "mosquitto",
+        }
+    }
+
+    pub fn proto(self) -> Proto {
+        match self {
+            Broker::Hubbub => Proto::Hubbub,
+            Broker::Redis => Proto::Redis,
+            Broker::Nats => Proto::Nats,
+            Broker::Mosquitto => Proto::Mqtt,
+        }
+    }
+}
+
+/// A broker found running: where it listens and which process it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Running {
+    pub broker: Broker,
+    pub addr: SocketAddr,
+    pub pid: u32,
+}
+
+/// Everything one comparison measured; the plots are drawn from it.
+#[derive(Default)]
+struct Collected {
+    measurements: Vec<Measurement>,
+    /// Per broker: the latency histogram of its median run.
+    spectra: Vec<(String, Histogram<u64>)>,
+    /// Per broker: its ramp's steps.
+    ramps: Vec<(String, Vec<StepResult>)>,
+    slo_p99_us: u64,
+}
+
+pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    anyhow::ensure!(opts.repeat >= 1, "--repeat must be at least 1");
+    let scenarios = if opts.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        opts.scenarios.clone()
+    };
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::rig::default_out("compare"));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let embedded = match opts.brokers.contains(&Broker::Hubbub) {
+        true => Some(EmbeddedBroker::start(&[]).await?),
+        false => None,
+    };
+    let brokers = find_brokers(&opts, embedded.as_ref())?;
+    eprintln!(
+        "compare: {} against {}; report in {}",
+        scenarios
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        brokers
+            .iter()
+            .map(|b| format!("{} at {} (pid {})", b.broker.name(), b.addr, b.pid))
+            .collect::<Vec<_>>()
+            .join(", "),
+        out.display()
+    );
+    let mut got = Collected::default();
+    for &scenario in &scenarios {
+        eprintln!("== {}", scenario.name());
+        match scenario {
+            Scenario::Latency => latency(&opts, &brokers, &out, &mut got).await?,
+            Scenario::Memory => memory(&opts, &brokers, &mut got).await,
+            Scenario::Ramp => ramp(&opts, &brokers, &out, &mut got).await?,
+            fan => fanout(&opts, &brokers, fan, &mut got).await,
+        }
+        // Written after every scenario, so an interrupted comparison keeps what it measured.
+        write_report(&out, &opts, &scenarios, &got)?;
+    }
+    println!("{}", markdown(&opts, &scenarios, &got));
+    println!("report written to {}", out.display());
+    if let Some(broker) = embedded {
+        broker.stop().await?;
+    }
+    match &opts.check {
+        Some(path) => check_baseline(path, opts.write_baseline, &got.measurements),
+        None => Ok(()),
+    }
+}
+
+/// Checks the run against the baseline at `path` (or, with `write`, refreshes it).
+fn check_baseline(path: &Path, write: bool, all: &[Measurement]) -> anyhow::Result<()> {
+    let current = baseline::read(path)?;
+    if write {
+        baseline::write(path, &baseline::refreshed(&current, all)?)?;
+        println!("baseline written to {}", path.display());
+        return Ok(());
+    }
+    let checks = baseline::check(&current, all);
+    println!("regression check against {}:", path.display());
+    for c in &checks {
+        println!("{}", c.line());
+    }
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} ratios fell past their tolerance (see above); if the change is \
+             meant, refresh the baseline as the README says",
+            checks.len()
+        );
+    }
+    Ok(())
+}
+
+/// Where each broker listens and its pid: hubbub is the one loadgen started; the others are
+/// found by the process listening on their port.
+fn find_brokers(opts: &Opts, embedded: Option<&EmbeddedBroker>) -> anyhow::Result<Vec<Running>> {
+    let mut brokers = Vec::new();
+    for &broker in &opts.brokers {
+        let (addr, pid) = match (broker, embedded) {
+            (Broker::Hubbub, Some(b)) => (b.addr, b.pid),
+            (Broker::Hubbub, None) => unreachable!("hubbub is started when asked for"),
+            (Broker::Redis, _) => peer(broker, opts.redis)?,
+            (Broker::Nats, _) => peer(broker, opts.nats)?,
+            (Broker::Mosquitto, _) => peer(broker, opts.mosquitto)?,
+        };
+        brokers.push(Running { broker, addr, pid });
+    }
+    Ok(brokers)
+}
+
+fn peer(broker: Broker, addr: SocketAddr) -> anyhow::Result<(SocketAddr, u32)> {
+    match listener::pid_listening_on(addr.port()) {
+        Some(pid) => Ok((addr, pid)),
+        None => bail!(
+            "nothing listens on {addr} for {name}: start it with `scripts/peers.sh start {name}`, \
+             or leave it out with --brokers",
+            name = broker.name()
+        ),
+    }
+}
+
+/// Parses `args` as the options of one of loadgen's own commands, so a scenario runs with
+/// exactly the defaults a user of that command gets.
+fn command_opts<T: Args>(args: &[String]) -> anyhow::Result<T> {
+    #[derive(Parser)]
+    struct Wrap<T: Args> {
+        #[command(flatten)]
+        inner: T,
+    }
+    let argv = std::iter::once("loadgen".to_string()).chain(args.iter().cloned());
+    Ok(Wrap::<T>::try_parse_from(argv)?.inner)
+}
+
+/// The flags that point a rig-based command at `b`.
+fn target_args(b: &Running, out: &Path) -> Vec<String> {
+    [
+        "--target",
+        &b.addr.to_string(),
+        "--proto",
+        &b.broker.proto().to_string(),
+        "--broker-pid",
+        &b.pid.to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn measurement(
+    scenario: Scenario,
+    b: &Running,
+    metric: &str,
+    unit: &str,
+    higher: bool,
+) -> Measurement {
+    Measurement {
+        scenario: scenario.name().into(),
+        broker: b.broker.name().into(),
+        metric: metric.into(),
+        unit: unit.into(),
+        higher_is_better: higher,
+        runs: Vec::new(),
+        notes: Vec::new(),
+    }
+}
+
+async fn fanout(opts: &Opts, brokers: &[Running], scenario: Scenario, got: &mut Collected) {
+    let (publishers, subscribers, channels, size) =
+        scenario.fanout_shape().expect("a fan-out scenario");
+    let per_publisher = (opts.deliveries / (publishers * subscribers) as u64).max(1);
+    let spec = fanout::Spec {
+        publishers,
+        subscribers,
+        channels,
+        publishes: per_publisher,
+        size,
+        window: 5_000,
+    };
+    let mut rows: Vec<Measurement> = brokers
+        .iter()
+        .map(|b| measurement(scenario, b, "deliveries_per_sec", "/s", true))
+        .collect();
+    for rep in 0..opts.repeat {
+        for (b, row) in brokers.iter().zip(&mut rows) {
+            let tag = format!("{}-{}-{rep}", scenario.name(), std::process::id());
+            match fanout::measure(b.addr, b.broker.proto(), &spec, &tag).await {
+                Ok(r) => {
+                    eprintln!(
+                        "{} run {}: {:.0} deliveries/s",
+                        b.broker.name(),
+                        rep + 1,
+                        r.per_second()
+                    );
+                    row.runs.push(r.per_second());
+                }
+                Err(e) => {
+                    eprintln!("{} run {}: failed: {e:#}", b.broker.name(), rep + 1);
+                    row.notes.push(format!("run {} failed: {e:#}", rep + 1));
+                }
+            }
+        }
+    }
+    got.measurements.extend(rows);
+}
+
+async fn latency(
+    opts: &Opts,
+    brokers: &[Running],
+    out: &Path,
+    got: &mut Collected,
+) -> anyhow::Result<()> {
+    let metrics = [("p50_ms", 0), ("p99_ms", 1), ("p999_ms", 2)];
+    let mut rows: Vec<Vec<Measurement>> = brokers
+        .iter()
+        .map(|b| {
+            metrics
+                .iter()
+                .map(|(m, _)| measurement(Scenario::Latency, b, m, "ms", false))
+                .collect()
+        })
+        .collect();
+    let mut histograms: Vec<Vec<Histogram<u64>>> = vec![Vec::new(); brokers.len()];
+    for rep in 0..opts.repeat {
+        for (i, b) in brokers.iter().enumerate() {
+            let dir = out
+                .join("detail")
+                .join(format!("latency-{}-{}", b.broker.name(), rep + 1));
+            let mut args = target_args(b, &dir);
+            args.extend(
+                [
+                    "--rate",
+                    &opts.latency_rate.to_string(),
+                    "--duration",
+                    &humantime::format_duration(opts.latency_duration).to_string(),
+                ]
+                .map(String::from),
+            );
+            let run_opts: latency_run::Opts = command_opts(&args)?;
+            match latency_run::execute(&run_opts).await {
+                Ok((summary, histogram)) => {
+                    let l = summary.latency;
+                    for ((_, k), row) in metrics.iter().zip(&mut rows[i]) {
+                        let us = [l.p50_us, l.p99_us, l.p999_us][*k];
+                        row.runs.push(us as f64 / 1000.0);
+                    }
+                    if let Some(why) = summary.stopped_because {
+                        rows[i][1].notes.push(format!("run {}: {why}", rep + 1));
+                    }
+                    got.slo_p99_us = summary.slo_p99_us;
+                    histograms[i].push(histogram);
+                }
+                Err(e) => rows[i][1]
+                    .notes
+                    .push(format!("run {} failed: {e:#}", rep + 1)),
+            }
+        }
+    }
+    for (b, mut hs) in brokers.iter().zip(histograms) {
+        // The run with the median p99 stands for its broker in the chart.
+        hs.sort_by_key(|h| h.value_at_quantile(0.99));
+        if !hs.is_empty() {
+            let median = hs.swap_remove(hs.len() / 2);
+            got.spectra.push((b.broker.name().into(), median));
+        }
+    }
+    got.measurements.extend(rows.into_iter().flatten());
+    Ok(())
+}
+
+async fn memory(opts: &Opts, brokers: &[Running], got: &mut Collected) {
+    for b in brokers {
+        let mut rss = measurement(Scenario::Memory, b, "rss_per_conn_bytes", "B", false);
+        let mut slab = measurement(
+            Scenario::Memory,
+            b,
+            "kernel_slab_per_conn_bytes",
+            "B",
+            false,
+        );
+        slab.notes
+            .push("machine-wide, both ends of each connection; other programs move it too".into());
+        let result = memory::measure_broker(
+            b.addr,
+            b.pid,
+            b.broker.proto(),
+            opts.memory_clients,
+            100,
+            opts.repeat,
+        )
+        .await;
+        match result {
+            Ok(summary) => {
+                eprintln!(
+                    "{}: {:.0} B per connection (median of {})",
+                    b.broker.name(),
+                    summary.median_rss_per_conn,
+                    summary.runs.len()
+                );
+                rss.runs = summary.runs.iter().map(|r| r.rss_per_conn).collect();
+                slab.runs = summary
+                    .runs
+                    .iter()
+                    .filter_map(|r| r.kernel_slab_per_conn)
+                    .collect();
+            }
+            Err(e) => {
+                eprintln!("{}: failed: {e:#}", b.broker.name());
+                rss.notes.push(format!("failed: {e:#}"));
+            }
+        }
+        got.measurements.extend([rss, slab]);
+    }
+}
+
+async fn ramp(
+    opts: &Opts,
+    brokers: &[Running],
+    out: &Path,
+    got: &mut Collected,
+) -> anyhow::Result<()> {
+    for b in brokers {
+        let dir = out.join("detail").join(format!("ramp-{}", b.broker.name()));
+        let mut args = target_args(b, &dir);
+        args.extend(
+            [
+                "--max-clients",
+                &opts.ramp_max.to_string(),
+                "--step",
+                &(opts.ramp_max / 5).to_string(),
+                "--hold",
+                "3s",
+            ]
+            .map(String::from),
+        );
+        let ramp_opts: ramp::Opts = command_opts(&args)?;
+        let mut held = measurement(Scenario::Ramp, b, "clients_held", "clients", true);
+        match ramp::execute(&ramp_opts).await {
+            Ok(summary) => {
+                held.runs.push(summary.clients_held as f64);
+                held.notes.push(format!(
+                    "stopped because {}: {}",
+                    crate::diagnose::describe(summary.binding_limit.kind),
+                    summary.binding_limit.evidence
+                ));
+                got.slo_p99_us = summary.slo_p99_us;
+                got.ramps.push((b.broker.name().into(), summary.steps));
+            }
+            Err(e) => held.notes.push(format!("failed: {e:#}")),
+        }
+        got.measurements.push(held);
+    }
+    Ok(())
+}
+
+/// The whole comparison in markdown: per scenario what ran and the table, then the goals.
+fn markdown(opts: &Opts, scenarios: &[Scenario], got: &Collected) -> String {
+    let mut md = String::from("# hubbub compared with Redis, NATS and Mosquitto\n\n");
+    let _ = writeln!(
+        md,
+        "Measured by `{}`. Ratios are hubbub ÷ the broker in that row (for latency and memory, \
+         lower is better, so a ratio under 1 favours hubbub).\n",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    let verdicts: Vec<String> = GOALS
+        .iter()
+        .filter_map(|g| judge(&got.measurements, *g))
+        .map(|v| format!("- {}", verdict_line(&v)))
+        .collect();
+    if !verdicts.is_empty() {
+        let _ = writeln!(md, "## Targets\n\n{}\n", verdicts.join("\n"));
+    }
+    for s in scenarios {
+        let _ = writeln!(md, "## {}\n\n{}\n", s.name(), describe(opts, *s));
+        md.push_str(&scenario_table(&got.measurements, s.name()));
+        md.push('\n');
+    }
+    md
+}
+
+/// What a scenario does, in a sentence, with its sizes.
+fn describe(opts: &Opts, s: Scenario) -> String {
+    match s.fanout_shape() {
+        Some((p, sub, c, size)) => format!(
+            "Burst fan-out: {p} publisher(s) on {c} channel(s), {sub} subscribers each subscribed \
+             to every channel, {size}-byte messages, about {} deliveries per run; publishers stay \
+             at most 5,000 messages ahead of the slowest subscriber. {} runs per broker, \
+             interleaved. Chart: `fanout.png`.",
+            opts.deliveries, opts.repeat
+        ),
+        None => match s {
+            Scenario::Latency => format!(
+                "`loadgen latency`: 4 publishers, 100 subscribers of one channel, 64-byte \
+                 messages at {} msg/s for {}, latency from each message's intended send time. \
+                 {} runs per broker, interleaved. Chart: `latency.png` (each broker's median run).",
+                opts.latency_rate,
+                humantime::format_duration(opts.latency_duration),
+                opts.repeat
+            ),
+            Scenario::Memory => format!(
+                "`loadgen memory`: {} idle connections, each subscribed to one of 100 channels; \
+                 growth of the broker's resident memory over its idle baseline, per connection. \
+                 {} runs per broker. Chart: `memory.png`.",
+                opts.memory_clients, opts.repeat
+            ),
+            _ => format!(
+                "`loadgen ramp --max-clients {} --step {} --hold 3s`: subscribers added step by \
+                 step, 2,000 msg/s over 1,000 channels at each step, until a step fails. Chart: \
+                 `ramp.png`; every broker's own report is in `detail/`.",
+                opts.ramp_max,
+                opts.ramp_max / 5
+            ),
+        },
+    }
+}
+
+fn write_report(
+    out: &Path,
+    opts: &Opts,
+    scenarios: &[Scenario],
+    got: &Collected,
+) -> anyhow::Result<()> {
+    results::write_csv(&out.join("comparison.csv"), &got.measurements)?;
+    std::fs::write(
+        out.join("comparison.json"),
+        serde_json::to_string_pretty(&got.measurements)?,
+    )?;
+    std::fs::write(out.join("comparison.md"), markdown(opts, scenarios, got))?;
+    let fanouts: Vec<&str> = scenarios
+        .iter()
+        .filter(|s| s.fanout_shape().is_some())
+        .map(|s| s.name())
+        .collect();
+    plots::fanout(&out.join("fanout.png"), &got.measurements, &fanouts)?;
+    plots::memory(&out.join("memory.png"), &got.measurements)?;
+    plots::spectra(&out.join("latency.png"), &got.spectra, got.slo_p99_us)?;
+    plots::ramps(&out.join("ramp.png"), &got.ramps, got.slo_p99_us)?;
+    Ok(())
+}

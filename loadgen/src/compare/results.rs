@@ -1,0 +1,282 @@
+//! What a comparison measured, and the table it makes: one [`Measurement`] per scenario,
+//! broker and metric, with every run kept, so a reader can see the spread behind each median.
+//! Pure data and formatting; the measuring is in [`super`].
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// The broker every ratio is taken against: ours.
+pub const OURS: &str = "hubbub";
+
+/// One metric of one broker in one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub scenario: String,
+    pub broker: String,
+    pub metric: String,
+    pub unit: String,
+    pub higher_is_better: bool,
+    /// Every successful run's value, in the order measured.
+    pub runs: Vec<f64>,
+    /// Why runs failed (one entry per failed run), or what else a reader must know.
+    pub notes: Vec<String>,
+}
+
+impl Measurement {
+    /// The middle run (the upper middle of an even count); `None` if no run succeeded.
+    pub fn median(&self) -> Option<f64> {
+        let mut v = self.runs.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    }
+}
+
+/// A goal from the project's targets: ours against the best of some peers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Goal {
+    pub scenario: &'static str,
+    pub metric: &'static str,
+    /// The peers whose best value counts.
+    pub against: &'static [&'static str],
+    /// Ours ÷ their best must be at least this (higher is better) or at most this (lower).
+    pub factor: f64,
+}
+
+/// Whether a goal was met, and by what ratio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub goal: Goal,
+    /// ours ÷ the best of `against`, and which peer that best was.
+    pub ratio: f64,
+    pub best: String,
+    pub higher_is_better: bool,
+    pub met: bool,
+}
+
+/// ours ÷ theirs for `metric` of `scenario`, for each broker that has a median.
+pub fn ratio(all: &[Measurement], scenario: &str, metric: &str, broker: &str) -> Option<f64> {
+    let median = |b: &str| find(all, scenario, metric, b)?.median();
+    let (ours, theirs) = (median(OURS)?, median(broker)?);
+    (theirs > 0.0).then(|| ours / theirs)
+}
+
+fn find<'a>(
+    all: &'a [Measurement],
+    scenario: &str,
+    metric: &str,
+    broker: &str,
+) -> Option<&'a Measurement> {
+    all.iter()
+        .find(|m| m.scenario == scenario && m.metric == metric && m.broker == broker)
+}
+
+/// ours ÷ the best measured of `against` for one metric, and which peer was best; `None`
+/// when ours or every such peer lacks a median.
+pub fn against_best(
+    all: &[Measurement],
+    scenario: &str,
+    metric: &str,
+    against: &[&str],
+) -> Option<(f64, String, bool)> {
+    let ours = find(all, scenario, metric, OURS)?;
+    let higher = ours.higher_is_better;
+    let best = against
+        .iter()
+        .filter_map(|b| Some((*b, find(all, scenario, metric, b)?.median()?)))
+        .reduce(|a, b| match (higher, b.1 > a.1) {
+            (true, true) | (false, false) => b,
+            _ => a,
+        })?;
+    Some((ours.median()? / best.1, best.0.to_string(), higher))
+}
+
+/// Judges `goal`: compares ours with the best measured peer among `goal.against`.
+pub fn judge(all: &[Measurement], goal: Goal) -> Option<Verdict> {
+    let (ratio, best, higher) = against_best(all, goal.scenario, goal.metric, goal.against)?;
+    let met = if higher {
+        ratio >= goal.factor
+    } else {
+        ratio <= goal.factor
+    };
+    Some(Verdict {
+        goal,
+        ratio,
+        best,
+        higher_is_better: higher,
+        met,
+    })
+}
+
+/// A value for a table: 10.9M, 48.2k, 0.541, 912.
+pub fn human(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A measured value in its unit: counts of clients exactly, everything else by [`human`].
+fn show(m: &Measurement, v: f64) -> String {
+    match m.unit.as_str() {
+        "clients" => format!("{v:.0}"),
+        _ => human(v),
+    }
+}
+
+/// The markdown table of one scenario: a row per broker and metric, with the median, every
+/// run, and ours ÷ theirs.
+pub fn scenario_table(all: &[Measurement], scenario: &str) -> String {
+    let mut md = String::from(
+        "| broker | metric | median | runs | hubbub ÷ broker | notes |\n\
+         |---|---|---:|---|---:|---|\n",
+    );
+    for m in all.iter().filter(|m| m.scenario == scenario) {
+        let median = m
+            .median()
+            .map_or("failed".into(), |v| format!("{} {}", show(m, v), m.unit));
+        let runs: Vec<String> = m.runs.iter().map(|&v| show(m, v)).collect();
+        let ratio =
+            ratio(all, scenario, &m.metric, &m.broker).map_or("–".into(), |r| format!("{r:.2}×"));
+        let better = if m.higher_is_better {
+            "higher is better"
+        } else {
+            "lower is better"
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} ({better}) | {median} | {} | {ratio} | {} |",
+            m.broker,
+            m.metric,
+            runs.join(", "),
+            m.notes.join("; ").replace('|', "/"),
+        );
+    }
+    md
+}
+
+/// One line per goal: the target, the measured ratio, met or not.
+pub fn verdict_line(v: &Verdict) -> String {
+    let op = if v.higher_is_better { "≥" } else { "≤" };
+    format!(
+        "{} `{}`: hubbub ÷ best of {} ({}) = **{:.2}×**, target {op} {}× — {}",
+        v.goal.scenario,
+        v.goal.metric,
+        v.goal.against.join(" and "),
+        v.best,
+        v.ratio,
+        v.goal.factor,
+        if v.met { "met" } else { "**not met**" }
+    )
+}
+
+/// `comparison.csv`: one row per run (so the spread is there for anyone to plot), each with
+/// its measurement's median and ratio.
+pub fn write_csv(path: &std::path::Path, all: &[Measurement]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    w.write_record([
+        "scenario",
+        "broker",
+        "metric",
+        "unit",
+        "higher_is_better",
+        "run",
+        "value",
+        "median",
+        "hubbub_ratio",
+        "notes",
+    ])?;
+    for m in all {
+        let median = m.median().map_or(String::new(), |v| v.to_string());
+        let ratio = ratio(all, &m.scenario, &m.metric, &m.broker)
+            .map_or(String::new(), |r| format!("{r:.4}"));
+        let notes = m.notes.join("; ");
+        let rows: Vec<(String, String)> = if m.runs.is_empty() {
+            vec![(String::new(), String::new())]
+        } else {
+            m.runs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 1).to_string(), v.to_string()))
+                .collect()
+        };
+        for (run, value) in rows {
+            w.write_record([
+                m.scenario.as_str(),
+                &m.broker,
+                &m.metric,
+                &m.unit,
+                &m.higher_is_better.to_string(),
+                &run,
+                &value,
+                &median,
+                &ratio,
+                &notes,
+            ])?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(broker: &str, metric: &str, higher: bool, runs: &[f64]) -> Measurement {
+        Measurement {
+            scenario: "s".into(),
+            broker: broker.into(),
+            metric: metric.into(),
+            unit: "u".into(),
+            higher_is_better: higher,
+            runs: runs.to_vec(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn medians_ratios_and_goals() {
+        let all = vec![
+            m("hubbub", "rate", true, &[30.0, 10.0, 20.0]),
+            m("redis", "rate", true, &[8.0, 10.0]),
+            m("nats", "rate", true, &[12.0]),
+            m("mosquitto", "rate", true, &[]),
+            m("hubbub", "p99", false, &[1.0]),
+            m("redis", "p99", false, &[2.0]),
+            m("nats", "p99", false, &[4.0]),
+        ];
+        assert_eq!(all[0].median(), Some(20.0));
+        assert_eq!(all[1].median(), Some(10.0), "upper middle of two");
+        assert_eq!(all[3].median(), None);
+        assert_eq!(ratio(&all, "s", "rate", "redis"), Some(2.0));
+        assert_eq!(ratio(&all, "s", "rate", "mosquitto"), None);
+        let goal = |metric, factor| Goal {
+            scenario: "s",
+            metric,
+            against: &["redis", "nats"],
+            factor,
+        };
+        // Higher is better: the best peer is the larger one (nats, 12).
+        let v = judge(&all, goal("rate", 1.5)).unwrap();
+        assert_eq!(v.best, "nats");
+        assert!((v.ratio - 20.0 / 12.0).abs() < 1e-9);
+        assert!(v.met);
+        assert!(!judge(&all, goal("rate", 2.0)).unwrap().met);
+        // Lower is better: the best peer is the smaller one (redis, 2).
+        let v = judge(&all, goal("p99", 0.6)).unwrap();
+        assert_eq!((v.best.as_str(), v.ratio, v.met), ("redis", 0.5, true));
+        assert!(!judge(&all, goal("p99", 0.4)).unwrap().met);
+        let table = scenario_table(&all, "s");
+        assert!(table
+            .contains("| redis | rate (higher is better) | 10.000 u | 8.000, 10.000 | 2.00× |"));
+        assert!(verdict_line(&v).contains("= **0.50×**, target ≤ 0.6× — met"));
+        assert!(table.contains("| mosquitto | rate (higher is better) | failed |"));
+    }
+}

@@ -1,0 +1,273 @@
+//! The charts of `loadgen compare`, every broker overlaid in one picture: bars for the burst
+//! fan-out rates and the memory per connection, one latency spectrum per broker, and the
+//! ramps side by side. Each broker keeps its colour in every chart.
+
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::draw::*;
+use super::spectrum::{spectrum_chart, spectrum_points};
+use super::{font_registered, BLUE, DOUBLE, GREEN, GREY, PURPLE, RED, SINGLE};
+use crate::compare::results::{human, Measurement};
+use crate::model::StepResult;
+use crate::report::ReportError;
+
+/// A broker's colour: hubbub blue, Redis red, NATS green, Mosquitto purple.
+fn colour(broker: &str) -> RGBColor {
+    match broker {
+        "hubbub" => BLUE,
+        "redis" => RED,
+        "nats" => GREEN,
+        "mosquitto" => PURPLE,
+        _ => GREY,
+    }
+}
+
+fn drawn(path: &Path, plot: impl FnOnce() -> Plot) -> Result<(), ReportError> {
+    let fail = |message: String| ReportError::Plot {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !font_registered() {
+        return Err(fail("the embedded font could not be loaded".into()));
+    }
+    plot().map_err(|e| fail(e.to_string()))
+}
+
+/// The brokers measured, in the order first seen.
+fn brokers<'a>(all: impl Iterator<Item = &'a Measurement>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for m in all {
+        if !names.contains(&m.broker) {
+            names.push(m.broker.clone());
+        }
+    }
+    names
+}
+
+/// `fanout.png`: deliveries per second, a group of bars per scenario, a bar per broker (its
+/// median, with every run as a dot). Draws nothing without fan-out results.
+pub fn fanout(path: &Path, all: &[Measurement], scenarios: &[&str]) -> Result<(), ReportError> {
+    let rows: Vec<&Measurement> = all
+        .iter()
+        .filter(|m| scenarios.contains(&m.scenario.as_str()) && m.metric == "deliveries_per_sec")
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let groups: Vec<String> = scenarios.iter().map(|s| s.to_string()).collect();
+    drawn(path, || {
+        bars(
+            path,
+            "Burst fan-out: deliveries per second (bars: median; dots: each run)",
+            "deliveries per second",
+            &groups,
+            &rows,
+        )
+    })
+}
+
+/// `memory.png`: the broker's memory per idle subscribed connection, a bar per broker.
+pub fn memory(path: &Path, all: &[Measurement]) -> Result<(), ReportError> {
+    let rows: Vec<&Measurement> = all
+        .iter()
+        .filter(|m| m.scenario == "memory" && m.metric == "rss_per_conn_bytes")
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    drawn(path, || {
+        bars(
+            path,
+            "Broker memory per idle subscribed connection (bars: median; dots: each run)",
+            "resident memory per connection (bytes)",
+            &["memory".to_string()],
+            &rows,
+        )
+    })
+}
+
+fn bars(path: &Path, title: &str, y_desc: &str, groups: &[String], rows: &[&Measurement]) -> Plot {
+    let names = brokers(rows.iter().copied());
+    let y_max = rows
+        .iter()
+        .flat_map(|m| m.runs.iter().copied())
+        .fold(1.0, f64::max)
+        * HEADROOM;
+    let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = groups.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", TITLE_PX))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..n, 0f64..y_max)?;
+    // The x axis is categorical: plotters labels numbers, so the group names are drawn
+    // under the axis by hand, one under the middle of each group.
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_label_formatter(&|_| String::new())
+        .y_desc(y_desc)
+        .y_label_formatter(&|v| count(*v))
+        .label_style(("sans-serif", LABEL_PX))
+        .axis_desc_style(("sans-serif", DESC_PX))
+        .draw()?;
+    let width = 0.8 / names.len() as f64;
+    for (j, name) in names.iter().enumerate() {
+        let colour = colour(name);
+        let mut first = true;
+        for (g, group) in groups.iter().enumerate() {
+            let Some(m) = rows
+                .iter()
+                .find(|m| &m.broker == name && &m.scenario == group)
+            else {
+                continue;
+            };
+            let x0 = g as f64 + 0.1 + j as f64 * width;
+            let mid = x0 + width / 2.0;
+            let series = chart.draw_series(m.median().map(|v| {
+                Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], colour.mix(0.8).filled())
+            }))?;
+            if std::mem::take(&mut first) {
+                series.label(name.as_str()).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 18, y + 6)], colour.filled())
+                });
+            }
+            chart.draw_series(
+                m.runs
+                    .iter()
+                    .map(|&v| Circle::new((mid, v), 3, BLACK.mix(0.6).filled())),
+            )?;
+            let text = m.median().map_or("failed".to_string(), human);
+            let at = m.median().unwrap_or(0.0);
+            chart.draw_series(std::iter::once(Text::new(
+                text,
+                (x0, at + y_max * 0.02),
+                ("sans-serif", LABEL_PX - 2),
+            )))?;
+        }
+    }
+    for (g, group) in groups.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
+        let style = TextStyle::from(("sans-serif", DESC_PX).into_font())
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(group.clone(), (px, py + 12), style))?;
+    }
+    legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+/// `latency.png`: each broker's latency by percentile (its median run), with the objective.
+pub fn spectra(
+    path: &Path,
+    runs: &[(String, Histogram<u64>)],
+    slo_us: u64,
+) -> Result<(), ReportError> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    drawn(path, || draw_spectra(path, runs, slo_us))
+}
+
+fn draw_spectra(path: &Path, runs: &[(String, Histogram<u64>)], slo_us: u64) -> Plot {
+    let lines: Vec<(&str, Vec<(f64, f64)>)> = runs
+        .iter()
+        .map(|(name, h)| (name.as_str(), spectrum_points(h)))
+        .collect();
+    let slo = ms(slo_us);
+    let x_max = lines
+        .iter()
+        .filter_map(|(_, p)| p.last().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let values = lines.iter().flat_map(|(_, p)| p.iter().map(|p| p.1));
+    let (lo, hi) = log_bounds(values.chain([slo]));
+    let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = "Delivery latency by percentile at a fixed rate (each broker's median run)";
+    let mut chart = spectrum_chart(&root, title, x_max, (lo, hi))?;
+    for (name, points) in lines {
+        let c = colour(name);
+        chart
+            .draw_series(line(points, c))?
+            .label(name)
+            .legend(move |(x, y)| legend_line(x, y, c));
+    }
+    objective_line(&mut chart, x_max, slo)?;
+    legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+/// `ramp.png`: for each broker, delivery p99 (top) and broker memory (bottom) against
+/// connected clients, up to the step that stopped its ramp.
+pub fn ramps(
+    path: &Path,
+    ramps: &[(String, Vec<StepResult>)],
+    slo_us: u64,
+) -> Result<(), ReportError> {
+    if ramps.iter().all(|(_, s)| s.is_empty()) {
+        return Ok(());
+    }
+    drawn(path, || draw_ramps(path, ramps, slo_us))
+}
+
+fn draw_ramps(path: &Path, ramps: &[(String, Vec<StepResult>)], slo_us: u64) -> Plot {
+    let root = BitMapBackend::new(path, DOUBLE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.margin(10, 0, 0, 0).titled(
+        "Each broker ramped until a step fails",
+        ("sans-serif", TITLE_PX),
+    )?;
+    let (top, bottom) = root.split_vertically(50.percent());
+    let all: Vec<StepResult> = ramps.iter().flat_map(|(_, s)| s.iter().cloned()).collect();
+    let x = XAxis::Clients;
+    let x_max = x.max(&all);
+    let slo = ms(slo_us);
+    let p99 = |s: &StepResult| ms(s.latency.p99_us);
+    let frame = Frame {
+        title: "Delivery p99 at each step",
+        x,
+        title_px: PANEL_TITLE_PX,
+        y_desc: "p99 (ms, log scale)",
+    };
+    let mut chart = log_chart(
+        &top,
+        &frame,
+        x_max,
+        log_bounds(all.iter().map(p99).chain([slo])),
+    )?;
+    for (name, steps) in ramps {
+        let c = colour(name);
+        chart
+            .draw_series(line(steps.iter().map(|s| (x.of(s), p99(s))), c))?
+            .label(name.as_str())
+            .legend(move |(x, y)| legend_line(x, y, c));
+    }
+    objective_line(&mut chart, x_max, slo)?;
+    legend(&mut chart)?;
+    let rss = |s: &StepResult| super::to_mib(s.broker_rss_bytes);
+    let frame = Frame {
+        title: "Broker memory (RSS) at each step",
+        x,
+        title_px: PANEL_TITLE_PX,
+        y_desc: "RSS (MiB)",
+    };
+    let y_max = all.iter().map(rss).fold(1.0, f64::max) * HEADROOM;
+    let mut chart = linear_chart(&bottom, &frame, x_max, y_max, |v| number(*v))?;
+    for (name, steps) in ramps {
+        let c = colour(name);
+        chart
+            .draw_series(line(steps.iter().map(|s| (x.of(s), rss(s))), c))?
+            .label(name.as_str())
+            .legend(move |(x, y)| legend_line(x, y, c));
+    }
+    legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
