@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Regenerates every measured figure in reports/README.md, each into its folder under reports/.
+#
+#   scripts/report.sh                  all sections, in this order (about 40 minutes)
+#   scripts/report.sh SECTION…         some: one-broker hub memory fanout slow compare limits
+#
+# one-broker  loadgen ramp to 50,000 against one broker             reports/ramp-one-broker/
+# hub         the same through a hub of 4 leaves, and 100,000 with 6 reports/ramp-hub-50000/, ramp-hub-100000/
+# memory      memory per idle subscribed connection                  reports/memory/
+# fanout      burst deliveries per second as subscribers grow        reports/fanout-sweep/
+# slow        a healthy audience's latency with 0 and 10 stalled subscribers  reports/slow-consumer-{0,10}/
+# compare     hubbub, Redis, NATS, Mosquitto side by side            reports/compare/
+# limits      what the machine's limits do, each changed once        reports/limits/*/
+#
+# Runs on loopback only; the limits section changes two sysctls (ip_local_port_range, somaxconn)
+# for one run each and puts them back, so it needs root.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cargo build --release -p loadgen -p hubbub
+lg=target/release/loadgen
+out=reports
+
+section_one_broker() {
+  $lg ramp --max-clients 50000 --out $out/ramp-one-broker
+}
+
+hub_ramp() { # LEAVES MAX_CLIENTS DIR
+  bash scripts/hub.sh start "$1"
+  trap 'bash scripts/hub.sh stop' RETURN
+  $lg ramp --max-clients "$2" --target "$(bash scripts/hub.sh targets)" \
+    --broker-pid "$(bash scripts/hub.sh pids)" --out "$3"
+}
+
+section_hub() {
+  hub_ramp 4 50000 $out/ramp-hub-50000
+  hub_ramp 6 100000 $out/ramp-hub-100000
+}
+
+section_memory() {
+  $lg memory --clients 10000 --repeat 3 --out $out/memory
+}
+
+section_fanout() {
+  $lg fanout --subscribers 1,10,100,1000,10000 --deliveries 2000000 --repeat 3 --out $out/fanout-sweep
+}
+
+section_slow() {
+  for n in 0 10; do
+    $lg latency --subscribers 100 --rate 2000 --size 1024 --duration 20s --stalled "$n" \
+      --out "$out/slow-consumer-$n"
+  done
+}
+
+section_compare() {
+  bash scripts/compare.sh --out $out/compare
+}
+
+# A broker of our own for the limits section, with its open-files limit set to $1.
+broker_with_nofile() { # NOFILE PORT
+  (ulimit -n "$1" && exec target/release/broker --listen "127.0.0.1:$2") >/dev/null 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0; sleep 0.1; done
+  echo "the broker did not start on port $2" >&2
+  return 1
+}
+
+section_limits() {
+  local ports somaxconn
+  ports=$(tr '\t' ' ' </proc/sys/net/ipv4/ip_local_port_range)
+  somaxconn=$(cat /proc/sys/net/core/somaxconn)
+  restore() {
+    echo "$ports" >/proc/sys/net/ipv4/ip_local_port_range
+    echo "$somaxconn" >/proc/sys/net/core/somaxconn
+  }
+  trap restore RETURN
+
+  # The broker's open-files limit: 10,000 instead of 20,000 (compare ramp-one-broker).
+  broker_with_nofile 10000 4410
+  $lg ramp --max-clients 15000 --step 2500 --target 127.0.0.1:4410 --broker-pid "$broker_pid" \
+    --out $out/limits/broker-nofile-10000
+  kill "$broker_pid"
+
+  # The ephemeral port range: 5,000 ports, from one source address and then from two.
+  echo "50000 54999" >/proc/sys/net/ipv4/ip_local_port_range
+  $lg ramp --max-clients 8000 --step 2000 --sources 1 --out $out/limits/ports-5000-sources-1
+  $lg ramp --max-clients 8000 --step 2000 --sources 2 --out $out/limits/ports-5000-sources-2
+  echo "$ports" >/proc/sys/net/ipv4/ip_local_port_range
+
+  # The accept backlog: somaxconn 128 instead of 4096, with 2,000 connects in flight.
+  for backlog in 128 4096; do
+    echo "$backlog" >/proc/sys/net/core/somaxconn
+    $lg ramp --max-clients 10000 --step 5000 --connect-concurrency 2000 \
+      --out "$out/limits/somaxconn-$backlog"
+  done
+}
+
+sections=("$@")
+[ ${#sections[@]} -gt 0 ] || sections=(one-broker hub memory fanout slow compare limits)
+for s in "${sections[@]}"; do
+  echo "== $s"
+  "section_${s//-/_}"
+done
