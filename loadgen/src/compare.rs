@@ -29,10 +29,10 @@ use hdrhistogram::Histogram;
 
 use self::results::{judge, scenario_table, verdict_line, Goal, Measurement};
 use crate::embedded::EmbeddedBroker;
+use crate::listener;
 use crate::model::StepResult;
 use crate::proto::Proto;
 use crate::report::plots::compare as plots;
-use crate::listener;
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
