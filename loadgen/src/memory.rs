@@ -599,7 +599,41 @@ fn write_report(dir: &std::path::Path, summary: &MemorySummary) -> anyhow::Resul
     let path = dir.join("summary.json");
     fs::write(&path, serde_json::to_string_pretty(summary)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    let parts = per_connection_parts(summary);
+    let groups: Vec<String> = parts.iter().map(|m| m.scenario.clone()).collect();
+    let title = format!(
+        "Memory per idle subscribed connection, {} connections ({})",
+        summary.clients, summary.proto
+    );
+    crate::report::plots::compare::grouped_bars(
+        &dir.join("memory.png"),
+        &title,
+        "bytes per connection (bars: median; dots: each run)",
+        &groups,
+        &parts,
+    )?;
     Ok(())
+}
+
+/// Where a connection's memory goes, as one measurement per part (broker heap and the
+/// kernel's, both ends), each with every run, for the chart.
+fn per_connection_parts(summary: &MemorySummary) -> Vec<crate::compare::results::Measurement> {
+    let part = |name: &str, runs: Vec<f64>| crate::compare::results::Measurement {
+        scenario: name.into(),
+        broker: summary.proto.to_string(),
+        metric: "bytes_per_conn".into(),
+        unit: "B".into(),
+        higher_is_better: false,
+        runs,
+        notes: Vec::new(),
+    };
+    let runs = |f: fn(&MemoryRun) -> Option<f64>| summary.runs.iter().filter_map(f).collect();
+    vec![
+        part("broker RSS", runs(|r| Some(r.rss_per_conn))),
+        part("broker anonymous", runs(|r| Some(r.anon_per_conn))),
+        part("kernel slab, both ends", runs(|r| r.kernel_slab_per_conn)),
+        part("kernel TCP buffers", runs(|r| r.kernel_tcp_per_conn)),
+    ]
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -90,6 +90,22 @@ pub fn memory(path: &Path, all: &[Measurement]) -> Result<(), ReportError> {
     })
 }
 
+/// Bars for any measurements: a group per `groups` entry (matched against each row's
+/// `scenario`), a bar per broker within it (its median, every run a dot).
+pub fn grouped_bars(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    groups: &[String],
+    rows: &[Measurement],
+) -> Result<(), ReportError> {
+    let rows: Vec<&Measurement> = rows.iter().collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    drawn(path, || bars(path, title, y_desc, groups, &rows))
+}
+
 fn bars(path: &Path, title: &str, y_desc: &str, groups: &[String], rows: &[&Measurement]) -> Plot {
     let names = brokers(rows.iter().copied());
     let y_max = rows
