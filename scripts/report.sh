@@ -9,7 +9,7 @@
 # memory      memory per idle subscribed connection                  reports/memory/
 # fanout      burst deliveries per second as subscribers grow        reports/fanout-sweep/
 # slow        a healthy audience's latency with 0 and 10 stalled subscribers  reports/slow-consumer-{0,10}/
-# compare     hubbub, Redis, NATS, Mosquitto side by side            reports/compare/
+# compare     hubbub, Redis, NATS, Mosquitto side by side            reports/compare/, compare-threads-1/
 # limits      what the machine's limits do, each changed once        reports/limits/*/
 #
 # Runs on loopback only; the limits section changes two sysctls (ip_local_port_range, somaxconn)
@@ -54,6 +54,8 @@ section_slow() {
 
 section_compare() {
   bash scripts/compare.sh --out $out/compare
+  bash scripts/compare.sh fanout-1x100 fanout-1x1000 latency --brokers hubbub,redis,nats \
+    --hubbub-threads 1 --out $out/compare-threads-1
 }
 
 # A broker of our own for the limits section, with its open-files limit set to $1.

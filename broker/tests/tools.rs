@@ -181,10 +181,13 @@ struct Broker {
 
 impl Broker {
     fn start() -> Self {
-        let proc = Proc::spawn(
-            env!("CARGO_BIN_EXE_broker"),
-            &["--listen", "127.0.0.1:0", "--stats-interval", "0"],
-        );
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--stats-interval", "0"];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn(env!("CARGO_BIN_EXE_broker"), &args);
         const READY: &str = "hubbub listening on ";
         let line = proc.stderr_line_with(READY);
         let addr = line
@@ -232,6 +235,21 @@ fn client_prints_acks_then_what_the_publisher_sends() {
     let (status, rest, err) = client.finish();
     assert!(status.success(), "client failed: {status}\n{err}");
     assert_eq!(rest, [r#"[CH2] {"seq":1,"text":"bye"}"#]);
+}
+
+/// `--threads 1` (one runtime worker) serves exactly as the default does.
+#[test]
+fn a_single_threaded_broker_delivers_the_same() {
+    let broker = Broker::start_with(&["--threads", "1"]);
+    let mut client = broker.run(CLIENT, &["--count", "3", "CH1"]);
+    client.expect_lines(&["subscribed to CH1 (count 1)"]);
+    publish(&broker, &["--interval", "10ms", "--count", "3", "CH1"]);
+    let (status, rest, err) = client.finish();
+    assert!(status.success(), "client failed: {status}\n{err}");
+    assert_eq!(
+        rest,
+        [1, 2, 3].map(|n| format!(r#"[CH1] {{"seq":{n},"text":"hello"}}"#))
+    );
 }
 
 #[test]

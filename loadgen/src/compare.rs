@@ -45,6 +45,10 @@ pub struct Opts {
     #[arg(long, value_enum, value_delimiter = ',',
           default_values_t = [Broker::Hubbub, Broker::Redis, Broker::Nats, Broker::Mosquitto])]
     pub brokers: Vec<Broker>,
+    /// Runtime worker threads for the hubbub loadgen starts (its `--threads`; default one
+    /// per core).
+    #[arg(long)]
+    pub hubbub_threads: Option<usize>,
     /// Where Redis listens.
     #[arg(long, default_value = "127.0.0.1:6390")]
     pub redis: SocketAddr,
@@ -236,8 +240,12 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         .unwrap_or_else(|| crate::rig::default_out("compare"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let threads: Vec<String> = match opts.hubbub_threads {
+        Some(n) => vec!["--threads".into(), n.to_string()],
+        None => Vec::new(),
+    };
     let embedded = match opts.brokers.contains(&Broker::Hubbub) {
-        true => Some(EmbeddedBroker::start(&[]).await?),
+        true => Some(EmbeddedBroker::start(&threads).await?),
         false => None,
     };
     let brokers = find_brokers(&opts, embedded.as_ref())?;

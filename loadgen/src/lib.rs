@@ -70,9 +70,15 @@ pub enum Command {
 
 /// Runs one loadgen command to completion.
 pub fn run(opts: Opts) -> anyhow::Result<()> {
-    if let Command::Worker { max_files } = opts.command {
-        return worker::run(max_files);
-    }
+    let opts = match opts.command {
+        Command::Worker { max_files } => return worker::run(max_files),
+        // The embedded broker builds its own runtime, as the `broker` program does.
+        Command::Broker(o) => {
+            return Ok(hubbub::tools::broker::runtime(o.threads)?
+                .block_on(hubbub::tools::broker::run(o))?)
+        }
+        _ => opts,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -83,7 +89,6 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         Command::Latency(o) => runtime.block_on(latency_run::run(o)),
         Command::Memory(o) => runtime.block_on(memory::run(o)),
         Command::Compare(o) => runtime.block_on(compare::run(o)),
-        Command::Broker(o) => runtime.block_on(hubbub::tools::broker::run(o)),
-        Command::Worker { .. } => unreachable!("handled above"),
+        Command::Broker(_) | Command::Worker { .. } => unreachable!("handled above"),
     }
 }

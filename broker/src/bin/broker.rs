@@ -10,7 +10,7 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    hubbub::tools::broker::run(hubbub::tools::broker::Opts::parse()).await
+fn main() -> anyhow::Result<()> {
+    let opts = hubbub::tools::broker::Opts::parse();
+    hubbub::tools::broker::runtime(opts.threads)?.block_on(hubbub::tools::broker::run(opts))
 }
