@@ -74,8 +74,8 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         Command::Worker { max_files } => return worker::run(max_files),
         // The embedded broker builds its own runtime, as the `broker` program does.
         Command::Broker(o) => {
-            return Ok(hubbub::tools::broker::runtime(o.threads)?
-                .block_on(hubbub::tools::broker::run(o))?)
+            return hubbub::tools::broker::runtime(o.threads)?
+                .block_on(hubbub::tools::broker::run(o))
         }
         _ => opts,
     };
