@@ -77,7 +77,7 @@ impl Audience {
         for outbox in &self.outboxes {
             outbox.take(&mut self.scratch);
             let bytes = self.scratch.drain(..).map(|f| f.len()).sum();
-            outbox.written(bytes);
+            outbox.written(bytes, false);
         }
     }
 }

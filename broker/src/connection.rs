@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, warn};
@@ -135,9 +134,9 @@ impl Drop for Session {
     }
 }
 
-/// A connection's socket and buffers.
+/// A connection's buffers; its socket is in its outbox, where a [`crate::outbox::batch`] can
+/// write small deliveries through it without waking this task.
 struct Connection {
-    stream: TcpStream,
     lines: LineReader,
     session: Session,
     /// Frames taken from the outbox and not yet fully written.
@@ -163,9 +162,8 @@ pub(crate) fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send {
-    let outbox = Arc::new(Outbox::new(shared.config.max_pending));
+    let outbox = Arc::new(Outbox::with_socket(shared.config.max_pending, stream));
     let mut conn = Connection {
-        stream,
         lines: LineReader::new(shared.config.max_frame),
         session: Session {
             id,
@@ -269,10 +267,10 @@ impl Connection {
             if outbox.poll_ready(cx).is_ready() {
                 return Poll::Ready(Wake::Queued);
             }
-        } else if let Poll::Ready(r) = self.stream.poll_write_ready(cx) {
+        } else if let Poll::Ready(r) = self.session.outbox.socket().poll_write_ready(cx) {
             return Poll::Ready(Wake::Writable(r));
         }
-        if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
+        if let Poll::Ready(r) = self.session.outbox.socket().poll_read_ready(cx) {
             return Poll::Ready(Wake::Readable(r));
         }
         // While the socket is full the outbox must still be watched: it may overflow, and a
@@ -294,7 +292,7 @@ impl Connection {
         SCRATCH_BUF.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
-                let n = match self.stream.try_read(&mut scratch) {
+                let n = match self.session.outbox.socket().try_read(&mut scratch) {
                     Ok(0) => return Ok(Some(Close::ClientClosed)),
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -318,10 +316,9 @@ impl Connection {
 
     /// Writes as much of `writing` as the socket takes now, many frames per `writev`.
     fn flush(&mut self) -> io::Result<()> {
-        let written = write_frames(&self.stream, &mut self.writing)?;
-        if written > 0 {
-            self.session.outbox.written(written);
-        }
+        let outbox = &self.session.outbox;
+        let written = write_frames(outbox.socket(), &mut self.writing)?;
+        outbox.written(written, !self.writing.is_empty());
         if self.writing.is_empty() {
             // Give the buffer back, however small: an idle connection otherwise keeps the one
             // its last burst (often just the SUBSCRIBE acknowledgement) left behind.
@@ -336,20 +333,27 @@ impl Connection {
     async fn linger_close(&mut self) {
         let _ = tokio::time::timeout(LINGER, async {
             while !self.writing.is_empty() {
-                if self.stream.writable().await.is_err() || self.flush().is_err() {
+                if self.session.outbox.socket().writable().await.is_err() || self.flush().is_err() {
                     return;
                 }
             }
-            let _ = self.stream.shutdown().await;
+            // shutdown(2) through a borrowed handle: the socket is shared with the outbox, and
+            // tokio's `shutdown` wants it owned and mutable. It does not block.
+            let _ = socket2::SockRef::from(self.session.outbox.socket())
+                .shutdown(std::net::Shutdown::Write);
             loop {
-                if self.stream.readable().await.is_err() {
+                if self.session.outbox.socket().readable().await.is_err() {
                     return;
                 }
                 // Into the per-thread scratch buffer, not a local array: a buffer held across
                 // the `await` above would live in this future and so in every connection's
                 // task, closing or not (4 KiB here was most of an idle connection's memory).
-                let read =
-                    SCRATCH_BUF.with(|scratch| self.stream.try_read(&mut scratch.borrow_mut()));
+                let read = SCRATCH_BUF.with(|scratch| {
+                    self.session
+                        .outbox
+                        .socket()
+                        .try_read(&mut scratch.borrow_mut())
+                });
                 match read {
                     Ok(0) => return,
                     Ok(_) => {}

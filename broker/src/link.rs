@@ -148,7 +148,7 @@ async fn serve(
     shared: &Shared,
     upstream: &Upstream,
     stream: TcpStream,
-    outbox: &Outbox,
+    outbox: &Arc<Outbox>,
     shutdown: &CancellationToken,
 ) -> io::Error {
     let mut link = Link {
@@ -217,7 +217,7 @@ struct Link {
 impl Link {
     /// Subscribes upstream to channels that gained their first subscriber here and
     /// unsubscribes from those that lost their last.
-    fn sync_interest(&mut self, shared: &Shared, outbox: &Outbox) {
+    fn sync_interest(&mut self, shared: &Shared, outbox: &Arc<Outbox>) {
         let wanted: HashSet<Arc<str>> = shared.registry.channels().into_iter().collect();
         for channel in wanted.difference(&self.subscribed) {
             let _ = outbox.push(Bytes::from(encode::subscribe_command(
@@ -236,7 +236,7 @@ impl Link {
 
     fn flush(&mut self, outbox: &Outbox) -> io::Result<()> {
         let written = write_frames(&self.stream, &mut self.writing)?;
-        outbox.written(written);
+        outbox.written(written, !self.writing.is_empty());
         Ok(())
     }
 }
