@@ -26,6 +26,7 @@ pub mod ramp;
 pub mod report;
 pub mod rig;
 pub mod sample;
+pub mod stalled;
 pub mod stats_probe;
 pub mod throughput;
 pub mod wire;

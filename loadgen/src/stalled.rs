@@ -1,0 +1,134 @@
+//! Slow consumers on demand, for `loadgen latency --stalled N`: subscribers that subscribe and
+//! then never read, opened by the coordinating process so that no count of the healthy
+//! subscribers includes them, and afterwards a count of how many the broker cut off.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::rig::Rig;
+
+/// SO_RCVBUF of a stalled subscriber (Linux doubles it, and the window follows it): small,
+/// so that what the client does not read piles up in the broker, where the slow-consumer
+/// limit counts it, rather than in loopback's socket buffers.
+const STALLED_RCVBUF: u32 = 4096;
+/// The segment size a stalled subscriber announces (TCP_MAXSEG). The broker's kernel sizes
+/// its send buffer by segments (2 × cwnd × the segment's memory): loopback's 64 KiB segments
+/// let ~2.8 MB wait in the kernel per stalled connection before the broker's outbox holds a
+/// byte, 1 KB segments (a network's are 1.5 KB) under 100 KB (`ss -tm`: 2.8 MB and 87 KB).
+const STALLED_MSS: libc::c_int = 1024;
+/// How long [`Stalled::count_closed`] drains each stalled subscriber. One the broker closed
+/// reaches its EOF (or a reset) once the kernels' buffered bytes are read, a few hundred KB
+/// at most, milliseconds on loopback; one still open yields its backlog and then nothing.
+const STALLED_DRAIN: Duration = Duration::from_secs(2);
+
+/// Subscribers that subscribe to every channel and then never read their sockets: slow
+/// consumers, held by the coordinating process itself rather than by a worker, so that no
+/// count of the healthy subscribers (`clients`, `expected`, `delivered`, latency) includes
+/// them. Dropping this closes them.
+pub struct Stalled {
+    streams: Vec<TcpStream>,
+}
+
+impl Rig {
+    /// Opens `count` stalled subscribers, spread over the targets, each subscribed to every
+    /// channel of the run (`ch-0` … `ch-{channels-1}`), so each one is owed every message
+    /// published. Each step (connect, handshake, each subscribe) may take `--connect-timeout`.
+    pub async fn open_stalled(&self, count: u64) -> anyhow::Result<Stalled> {
+        let proto = self.common.proto;
+        let timeout = self.common.connect_timeout;
+        let channels: Vec<String> = (0..self.channels).map(|c| format!("ch-{c}")).collect();
+        let mut streams = Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let target = self.targets[i as usize % self.targets.len()];
+            // Unique per connection: an MQTT broker drops the older of two with one id.
+            let client_id = format!("loadgen-{}-stalled-{i}", std::process::id());
+            let who = format!("stalled subscriber {i} at {target}");
+            let socket = match target {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            // Before connect: the window scale and the segment size are agreed in the
+            // handshake.
+            socket.set_recv_buffer_size(STALLED_RCVBUF)?;
+            announce_mss(&socket, STALLED_MSS)?;
+            let mut stream = within(timeout, &who, "connect", socket.connect(target)).await?;
+            stream.set_nodelay(true)?;
+            let handshake = proto.handshake(&mut stream, &client_id);
+            let mut pending = within(timeout, &who, "handshake", handshake).await?;
+            for channel in &channels {
+                let subscribe = proto.subscribe(&mut stream, channel, pending);
+                let step = format!("subscribe to {channel}");
+                pending = within(timeout, &who, &step, subscribe).await?;
+            }
+            streams.push(stream);
+        }
+        Ok(Stalled { streams })
+    }
+}
+
+/// Sets TCP_MAXSEG on a socket not yet connected, which caps the MSS its SYN announces.
+fn announce_mss(socket: &TcpSocket, mss: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&mss as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `step` of `who`'s setup, given `limit` to finish.
+async fn within<T>(
+    limit: Duration,
+    who: &str,
+    step: &str,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(limit, io).await {
+        Ok(done) => done.with_context(|| format!("{who}: {step}")),
+        Err(_) => anyhow::bail!("{who}: {step} timed out after {limit:?}"),
+    }
+}
+
+impl Stalled {
+    /// How many the broker has closed, found by reading each to its end: what the kernel
+    /// buffered before the close drains, then comes EOF (or ECONNRESET). One still open gives
+    /// up its backlog and then nothing until [`STALLED_DRAIN`] runs out. Call it after the
+    /// traffic stops (a drained socket no longer counts as slow) and before the broker does.
+    /// Closes every one of them.
+    pub async fn count_closed(self) -> u64 {
+        let mut drains = JoinSet::new();
+        for mut stream in self.streams {
+            drains.spawn(async move {
+                let deadline = tokio::time::Instant::now() + STALLED_DRAIN;
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                        Ok(Ok(0) | Err(_)) => return true,
+                        Ok(Ok(_)) => {}
+                        Err(_) => return false,
+                    }
+                }
+            });
+        }
+        let mut closed = 0;
+        while let Some(done) = drains.join_next().await {
+            closed += u64::from(done.unwrap_or(false));
+        }
+        closed
+    }
+}
