@@ -25,12 +25,12 @@ section_one_broker() {
   $lg ramp --max-clients 50000 --out $out/ramp-one-broker
 }
 
-hub_ramp() { # LEAVES MAX_CLIENTS DIR
+hub_ramp() ( # LEAVES MAX_CLIENTS DIR; a subshell, so that its EXIT trap stops the hub
   bash scripts/hub.sh start "$1"
-  trap 'bash scripts/hub.sh stop' RETURN
+  trap 'bash scripts/hub.sh stop' EXIT
   $lg ramp --max-clients "$2" --target "$(bash scripts/hub.sh targets)" \
     --broker-pid "$(bash scripts/hub.sh pids)" --out "$3"
-}
+)
 
 section_hub() {
   hub_ramp 4 50000 $out/ramp-hub-50000
@@ -67,7 +67,7 @@ broker_with_nofile() { # NOFILE PORT
   return 1
 }
 
-section_limits() {
+section_limits() ( # a subshell, so that its EXIT trap puts the sysctls back however it ends
   local ports somaxconn
   ports=$(tr '\t' ' ' </proc/sys/net/ipv4/ip_local_port_range)
   somaxconn=$(cat /proc/sys/net/core/somaxconn)
@@ -75,7 +75,7 @@ section_limits() {
     echo "$ports" >/proc/sys/net/ipv4/ip_local_port_range
     echo "$somaxconn" >/proc/sys/net/core/somaxconn
   }
-  trap restore RETURN
+  trap restore EXIT
 
   # The broker's open-files limit: 10,000 instead of 20,000 (compare ramp-one-broker).
   broker_with_nofile 10000 4410
@@ -95,7 +95,7 @@ section_limits() {
     $lg ramp --max-clients 10000 --step 5000 --connect-concurrency 2000 \
       --out "$out/limits/somaxconn-$backlog"
   done
-}
+)
 
 sections=("$@")
 [ ${#sections[@]} -gt 0 ] || sections=(one-broker hub memory fanout slow compare limits)
