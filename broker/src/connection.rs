@@ -318,7 +318,11 @@ impl Connection {
     fn flush(&mut self) -> io::Result<()> {
         let outbox = &self.session.outbox;
         let written = write_frames(outbox.socket(), &mut self.writing)?;
-        outbox.written(written, !self.writing.is_empty());
+        // Nothing written leaves the outbox as `take` left it (busy exactly when frames are
+        // held): no lock to take.
+        if written > 0 {
+            outbox.written(written, !self.writing.is_empty());
+        }
         if self.writing.is_empty() {
             // Give the buffer back, however small: an idle connection otherwise keeps the one
             // its last burst (often just the SUBSCRIBE acknowledgement) left behind.

@@ -26,9 +26,10 @@ use tokio::task::JoinSet;
 
 mod report;
 
-pub use self::report::{median, medians, summary_markdown, CountMedian, RunRow};
+pub use self::report::{medians, summary_markdown, CountMedian, RunRow};
 use self::report::{medians_text, setup_text, write_report};
 use crate::embedded::EmbeddedBroker;
+use crate::model::median;
 use crate::proto::{Proto, Reader};
 use crate::wire;
 

@@ -34,6 +34,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::embedded::EmbeddedBroker;
+use crate::model::median;
 use crate::proto::Proto;
 use crate::stats_probe::StatsProbe;
 use crate::wire;
@@ -138,13 +139,6 @@ pub fn count_socket_links<P: AsRef<Path>>(targets: impl IntoIterator<Item = P>) 
         .into_iter()
         .filter(|t| t.as_ref().as_os_str().as_bytes().starts_with(b"socket:"))
         .count()
-}
-
-/// The middle value (the upper middle of an even count); 0 for none.
-pub fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The open socket descriptors of process `pid`, from `/proc/PID/fd` (readable for a process
@@ -374,21 +368,16 @@ async fn measure_each(
         runs.push(run);
         idle = next_idle;
     }
-    let optional_median = |values: Vec<f64>| (!values.is_empty()).then(|| median(&values));
     Ok(MemorySummary {
         target: addr.to_string(),
         proto,
         embedded: false,
         clients,
         channels,
-        median_rss_per_conn: median(&runs.iter().map(|r| r.rss_per_conn).collect::<Vec<_>>()),
-        median_anon_per_conn: median(&runs.iter().map(|r| r.anon_per_conn).collect::<Vec<_>>()),
-        median_kernel_tcp_per_conn: optional_median(
-            runs.iter().filter_map(|r| r.kernel_tcp_per_conn).collect(),
-        ),
-        median_kernel_slab_per_conn: optional_median(
-            runs.iter().filter_map(|r| r.kernel_slab_per_conn).collect(),
-        ),
+        median_rss_per_conn: median(runs.iter().map(|r| r.rss_per_conn)).unwrap_or(0.0),
+        median_anon_per_conn: median(runs.iter().map(|r| r.anon_per_conn)).unwrap_or(0.0),
+        median_kernel_tcp_per_conn: median(runs.iter().filter_map(|r| r.kernel_tcp_per_conn)),
+        median_kernel_slab_per_conn: median(runs.iter().filter_map(|r| r.kernel_slab_per_conn)),
         runs,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
     })
@@ -730,6 +719,7 @@ mod tests {
 
     #[test]
     fn median_takes_the_middle() {
+        let median = |v: &[f64]| median(v.iter().copied()).unwrap_or(0.0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[1.0, 2.0]), 2.0);
         assert_eq!(median(&[]), 0.0);

@@ -208,6 +208,14 @@ pub struct RunSummary {
     pub steps: Vec<StepResult>,
 }
 
+/// The middle value (the upper middle of an even count), as every loadgen median is taken;
+/// `None` without values.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 /// `summary.json` of `loadgen latency`: the fixed-size run's summary with the outcome of the
 /// stalled subscribers (`--stalled`) beside it, in the same JSON object.
 ///

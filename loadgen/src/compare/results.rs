@@ -26,9 +26,7 @@ pub struct Measurement {
 impl Measurement {
     /// The middle run (the upper middle of an even count); `None` if no run succeeded.
     pub fn median(&self) -> Option<f64> {
-        let mut v = self.runs.clone();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
+        crate::model::median(self.runs.iter().copied())
     }
 }
 

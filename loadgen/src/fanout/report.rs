@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::{Opts, Run, Spec};
+use crate::model::median;
 use crate::report::plots::sweep::plot_fanout_sweep;
 
 /// One row of `fanout.csv`: one run; the field order is the column order.
@@ -55,14 +56,6 @@ pub struct CountMedian {
     pub deliveries: u64,
     pub deliveries_per_sec: f64,
     pub publishes_per_sec: f64,
-}
-
-/// The middle value (the upper middle of an even count, as every loadgen median); `None`
-/// without values.
-pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.into_iter().collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
 }
 
 /// The medians of the runs at each subscriber count, by ascending count.

@@ -209,10 +209,21 @@ pub(super) fn objective_line<'b, 'a: 'b, Y: Ranged<ValueType = f64>>(
     Ok(())
 }
 
-pub(super) fn legend<'b, 'a: 'b, Y: Ranged>(chart: &mut Chart<'b, 'a, Y>) -> Plot {
+/// The legend every chart shares, in the upper left (where the headroom keeps it off the data).
+pub(super) fn legend<'b, 'a: 'b, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'b, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+) -> Plot {
+    legend_at(chart, SeriesLabelPosition::UpperLeft)
+}
+
+/// The shared legend style at `position`.
+pub(super) fn legend_at<'b, 'a: 'b, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'b, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Plot {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .margin(12)
         .label_font(("sans-serif", LABEL_PX))
         .background_style(WHITE.mix(0.85))

@@ -175,7 +175,8 @@ fn draw(path: &Path, rows: &[RunRow], setup: &str) -> Plot {
     let y_max = rows.iter().map(deliveries.run).fold(1.0, f64::max) * HEADROOM;
     let mut chart = panel(&top, &deliveries, x(), 0f64..y_max)?;
     series(&mut chart, &deliveries, rows, &medians, &median_label)?;
-    sweep_legend(&mut chart)?;
+    // Upper right: a rate that falls with fan-out leaves that corner free.
+    legend_at(&mut chart, SeriesLabelPosition::UpperRight)?;
 
     let published = Quantity {
         title: "Messages published per second (each one is delivered to every subscriber)",
@@ -190,7 +191,7 @@ fn draw(path: &Path, rows: &[RunRow], setup: &str) -> Plot {
     let (y_lo, y_hi) = log_bounds(rows.iter().map(published.run).chain([lowest / 3.0]));
     let mut chart = panel(&bottom, &published, x(), log_axis(y_lo, y_hi))?;
     series(&mut chart, &published, rows, &medians, &median_label)?;
-    sweep_legend(&mut chart)?;
+    legend_at(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }
@@ -265,23 +266,6 @@ where
         let (offset, pos) = placement(label_side(prev, y, next));
         EmptyElement::at((x, y)) + Text::new(count(y), offset, font.pos(pos))
     }))?;
-    Ok(())
-}
-
-/// The legend style of the other charts, for a log x axis; in the upper right, where a
-/// published rate falling with fan-out leaves room.
-fn sweep_legend<'b, 'a: 'b, Y>(chart: &mut Panel<'b, 'a, Y>) -> Plot
-where
-    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
-{
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .margin(12)
-        .label_font(("sans-serif", LABEL_PX))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()?;
     Ok(())
 }
 
