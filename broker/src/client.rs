@@ -26,7 +26,9 @@ const READ_CHUNK: usize = 4096;
 /// What can go wrong talking to a broker.
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("could not connect to the broker at {addr}: {source} (is `broker` running there?)")]
+    /// The cause (refused, unreachable, …) is the error's source, shown once by whoever
+    /// prints the chain (anyhow's "Caused by").
+    #[error("could not connect to the broker at {addr} (is `broker` running there?)")]
     Connect { addr: String, source: io::Error },
     #[error(transparent)]
     Io(#[from] io::Error),

@@ -24,7 +24,7 @@ use crate::outbox::{Outbox, Taken};
 use crate::protocol::encode::{self, Ack};
 use crate::protocol::{parse_command, Command};
 use crate::registry::ConnId;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats;
 use crate::subscriptions::Subscriptions;
 use crate::write::write_frames;

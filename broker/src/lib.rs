@@ -15,14 +15,17 @@ pub mod client;
 pub mod config;
 mod connection;
 pub mod frame;
+pub mod launch;
 pub mod link;
 pub mod outbox;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+mod shared;
 pub mod stats;
 mod subscriptions;
 pub mod tools;
+pub mod upstream;
 mod write;
 
 pub use client::Client;

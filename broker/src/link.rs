@@ -12,13 +12,11 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -27,83 +25,12 @@ use crate::frame::LineReader;
 use crate::outbox::{Outbox, Taken};
 use crate::protocol::encode::{self, Ack};
 use crate::protocol::event::parse_message;
-use crate::server::Shared;
+use crate::shared::Shared;
+use crate::upstream::Upstream;
 use crate::write::write_frames;
 
 /// First and longest pause between connection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
-
-/// The upstream link's state, shared with the connections that forward through it.
-#[derive(Debug)]
-pub struct Upstream {
-    pub addr: SocketAddr,
-    /// Where forwarded frames wait while the link is up; `None` while it is down.
-    /// Overflow policy: the link's outbox is bounded like a client's (`--max-pending`); an
-    /// upstream that falls that far behind is dropped and reconnected, and what was queued is
-    /// lost and counted, as for any slow consumer.
-    current: Mutex<Option<Arc<Outbox>>>,
-    connected: AtomicBool,
-    connects: AtomicU64,
-    forwarded: AtomicU64,
-    received: AtomicU64,
-    dropped: AtomicU64,
-}
-
-/// The link's counters, as the STATS reply shows them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpstreamSnapshot {
-    pub addr: String,
-    pub connected: bool,
-    /// Successful connections so far (1 + reconnects).
-    pub connects: u64,
-    /// PUBLISH frames sent up.
-    pub forwarded: u64,
-    /// MESSAGE frames that came down and were delivered here.
-    pub received: u64,
-    /// Publishes not forwarded because the link was down or overflowed.
-    pub dropped: u64,
-}
-
-impl Upstream {
-    pub fn new(addr: SocketAddr) -> Self {
-        Self {
-            addr,
-            current: Mutex::new(None),
-            connected: AtomicBool::new(false),
-            connects: AtomicU64::new(0),
-            forwarded: AtomicU64::new(0),
-            received: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        }
-    }
-
-    /// Sends a publish made here up the link (dropped, and counted, while it is down).
-    pub fn forward(&self, channel: &str, raw_message: &str) {
-        let current = self.current.lock().expect("upstream lock").clone();
-        match current {
-            Some(outbox)
-                if outbox.push(Bytes::from(encode::publish_command(channel, raw_message)))
-                    == crate::outbox::Push::Queued =>
-            {
-                self.forwarded.fetch_add(1, Relaxed);
-            }
-            _ => {
-                self.dropped.fetch_add(1, Relaxed);
-            }
-        }
-    }
-
-    pub fn snapshot(&self) -> UpstreamSnapshot {
-        UpstreamSnapshot {
-            addr: self.addr.to_string(),
-            connected: self.connected.load(Relaxed),
-            connects: self.connects.load(Relaxed),
-            forwarded: self.forwarded.load(Relaxed),
-            received: self.received.load(Relaxed),
-            dropped: self.dropped.load(Relaxed),
-        }
-    }
-}
 
 /// Keeps the link up until `shutdown`.
 pub(crate) async fn run(shared: Arc<Shared>, upstream: Arc<Upstream>, shutdown: CancellationToken) {

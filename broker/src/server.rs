@@ -1,4 +1,4 @@
-//! The accept loop, the broker's shared state, and its lifecycle.
+//! The accept loop and the broker's lifecycle.
 //!
 //! [`Broker::run`] serves a listener until its shutdown token is cancelled; [`start`] does the
 //! same on a background task and hands back the address and counters, which is how tests and
@@ -18,10 +18,12 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::connection;
-use crate::link::{self, Upstream};
+use crate::link;
 use crate::protocol::encode;
-use crate::registry::{ConnId, Registry};
+use crate::registry::Registry;
+use crate::shared::Shared;
 use crate::stats::{self, Stats, StatsSnapshot};
+use crate::upstream::Upstream;
 
 /// First and longest pause after a failed `accept`. Failures such as EMFILE persist until a
 /// client leaves, so retrying at once would spin a core; backing off keeps the broker serving
@@ -33,44 +35,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// `TcpListener::bind` uses 128, and a burst of clients past that loses SYNs, which the
 /// clients retry only after a second.
 const LISTEN_BACKLOG: u32 = 4096;
-
-/// What every connection shares.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) registry: Registry,
-    pub(crate) stats: Arc<Stats>,
-    /// Announced to the upstream broker.
-    pub(crate) name: String,
-    pub(crate) upstream: Option<Arc<Upstream>>,
-}
-
-impl Shared {
-    /// Delivers a message to the subscribers here, except `except`, and counts it.
-    pub(crate) fn deliver(&self, channel: &str, raw_message: &str, except: Option<ConnId>) {
-        let p = self.registry.publish_except(channel, raw_message, except);
-        if p.deliveries > 0 {
-            stats::add(&self.stats.messages_out, p.deliveries as u64);
-            stats::add(&self.stats.bytes_out, (p.deliveries * p.frame_len) as u64);
-        }
-    }
-
-    /// A PUBLISH made at this broker, by a client or by a link from a broker below (`from`):
-    /// delivered here (never back down the link it came up) and sent on upstream.
-    pub(crate) fn publish(&self, channel: &str, raw_message: &str, from_link: Option<ConnId>) {
-        stats::add(&self.stats.messages_in, 1);
-        self.deliver(channel, raw_message, from_link);
-        if let Some(upstream) = &self.upstream {
-            upstream.forward(channel, raw_message);
-        }
-    }
-
-    /// The counters, with the upstream link's.
-    pub(crate) fn snapshot(&self) -> StatsSnapshot {
-        let mut s = self.stats.snapshot();
-        s.upstream = self.upstream.as_ref().map(|u| u.snapshot());
-        s
-    }
-}
 
 /// A broker: its settings, subscriptions and counters.
 pub struct Broker {
@@ -181,15 +145,25 @@ impl Broker {
     }
 }
 
+/// Logs the counters every `every`, but only when they changed since the last line: an idle
+/// broker's log stays quiet.
 async fn log_stats(shared: Arc<Shared>, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
+    let mut last = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let s = shared.snapshot();
+        let s = StatsSnapshot {
+            uptime_ms: 0,
+            ..shared.snapshot()
+        };
+        if last.as_ref() == Some(&s) {
+            continue;
+        }
+        last = Some(s.clone());
         let upstream = s.upstream.as_ref().map(|u| {
             let state = if u.connected { "up" } else { "down" };
             format!(

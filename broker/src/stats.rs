@@ -9,8 +9,6 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::link::UpstreamSnapshot;
-
 /// Live counters, shared by every connection.
 #[derive(Debug)]
 pub struct Stats {
@@ -110,4 +108,19 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 /// Subtracts `n` from a gauge.
 pub(crate) fn sub(counter: &AtomicU64, n: u64) {
     counter.fetch_sub(n, Relaxed);
+}
+
+/// The link's counters, as the STATS reply shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamSnapshot {
+    pub addr: String,
+    pub connected: bool,
+    /// Successful connections so far (1 + reconnects).
+    pub connects: u64,
+    /// PUBLISH frames sent up.
+    pub forwarded: u64,
+    /// MESSAGE frames that came down and were delivered here.
+    pub received: u64,
+    /// Publishes not forwarded because the link was down or overflowed.
+    pub dropped: u64,
 }

@@ -131,7 +131,7 @@ async fn extension_stats_fields_and_counts() {
     a.expect(message("x", json!("m"))).await;
     c.send_line("nonsense").await;
     c.expect(error(
-        "frame is not valid JSON: expected ident at line 1 column 2",
+        "frame is not valid JSON: unexpected character at column 2",
     ))
     .await;
     let s = c.stats().await;

@@ -76,19 +76,6 @@ impl Proc {
         }
     }
 
-    /// The first stderr line containing `needle`.
-    fn stderr_line_with(&self, needle: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("{}: no {needle:?} on stderr ({e:?})", self.name),
-            }
-        }
-    }
-
     /// Types a line on the program's stdin.
     fn type_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is open");
@@ -173,10 +160,10 @@ fn drain(lines: &Receiver<String>) -> Vec<String> {
     }
 }
 
-/// A `broker --listen 127.0.0.1:0`, with the address it reported.
+/// A `broker --listen 127.0.0.1:0`, started the project's one way ([`hubbub::launch`]).
 struct Broker {
     addr: String,
-    _proc: Proc,
+    _proc: hubbub::launch::BrokerProcess,
 }
 
 impl Broker {
@@ -185,18 +172,15 @@ impl Broker {
     }
 
     fn start_with(extra: &[&str]) -> Self {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--stats-interval", "0"];
-        args.extend_from_slice(extra);
-        let proc = Proc::spawn(env!("CARGO_BIN_EXE_broker"), &args);
-        const READY: &str = "hubbub listening on ";
-        let line = proc.stderr_line_with(READY);
-        let addr = line
-            .split(READY)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        Self { addr, _proc: proc }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_broker"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--stats-interval", "0"])
+            .args(extra);
+        let proc = hubbub::launch::BrokerProcess::start(command).unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            addr: proc.addr.to_string(),
+            _proc: proc,
+        }
     }
 
     fn run(&self, bin: &str, args: &[&str]) -> Proc {
@@ -371,8 +355,51 @@ fn every_tool_says_when_no_broker_is_there() {
     ] {
         let mut all = vec!["--server", addr.as_str()];
         all.extend_from_slice(args);
-        assert_fails_cleanly(Proc::spawn(bin, &all), "could not connect");
+        let mut proc = Proc::spawn(bin, &all);
+        let (status, _, err) = proc.finish();
+        assert!(!status.success(), "{}: exited with {status}", proc.name);
+        assert!(
+            err.contains(&format!("could not connect to the broker at {addr}")),
+            "{}: stderr was\n{err}",
+            proc.name
+        );
+        // The cause is told once, under "Caused by", not also inside the message.
+        assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// Each program opens its `--help` with what it is; `chat` lists what can be typed; the
+/// broker's help holds no measured figures (they belong in reports, and go stale).
+#[test]
+fn each_program_says_what_it_is() {
+    let first_line = |bin: &str| {
+        let out = Command::new(bin).arg("--help").output().expect("runs");
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).expect("UTF-8");
+        (text.lines().next().unwrap_or_default().to_string(), text)
+    };
+    let broker = env!("CARGO_BIN_EXE_broker");
+    let firsts: Vec<String> = [broker, CLIENT, PUBLISHER, CHAT]
+        .iter()
+        .map(|b| first_line(b).0)
+        .collect();
+    for (i, a) in firsts.iter().enumerate() {
+        assert!(!a.is_empty());
+        assert!(!firsts[..i].contains(a), "two programs open with {a:?}");
+    }
+    let (_, chat) = first_line(CHAT);
+    for command in ["/join CH", "/leave CH", "/quit"] {
+        assert!(
+            chat.contains(command),
+            "chat --help lacks {command}:\n{chat}"
+        );
+    }
+    let (_, help) = first_line(broker);
+    assert!(
+        !help.contains(" ms") && !help.contains("M deliveries"),
+        "{help}"
+    );
 }
 
 #[test]

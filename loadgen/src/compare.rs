@@ -245,7 +245,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let embedded = match opts.brokers.contains(&Broker::Hubbub) {
-        true => Some(EmbeddedBroker::start(&threads).await?),
+        true => Some(EmbeddedBroker::start(&threads)?),
         false => None,
     };
     let brokers = find_brokers(&opts, embedded.as_ref())?;

@@ -182,7 +182,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let embedded = match (opts.target, opts.proto) {
         (Some(_), _) => None,
-        (None, Proto::Hubbub) => Some(EmbeddedBroker::start(&[]).await?),
+        (None, Proto::Hubbub) => Some(EmbeddedBroker::start(&[])?),
         (None, other) => bail!(
             "loadgen starts only hubbub itself; for --proto {other} give --target \
              (scripts/peers.sh start {other}; scripts/peers.sh addr ...)"

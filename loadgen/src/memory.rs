@@ -243,7 +243,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     check_sizes(opts.clients, opts.channels, opts.repeat)?;
     let embedded = match (opts.target, opts.proto) {
         (Some(_), _) => None,
-        (None, Proto::Hubbub) => Some(EmbeddedBroker::start(&[]).await?),
+        (None, Proto::Hubbub) => Some(EmbeddedBroker::start(&[])?),
         (None, other) => bail!(
             "loadgen starts only hubbub itself; for --proto {other} give --target and \
              --broker-pid (scripts/peers.sh start {other}; scripts/peers.sh addr|pid ...)"

@@ -136,7 +136,7 @@ impl Rig {
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create {}", out.display()))?;
         let embedded = match (common.target.is_empty(), common.proto) {
-            (true, Proto::Hubbub) => Some(EmbeddedBroker::start(&[]).await?),
+            (true, Proto::Hubbub) => Some(EmbeddedBroker::start(&[])?),
             (true, other) => anyhow::bail!(
                 "loadgen starts only hubbub itself; for --proto {other} give --target \
                  (scripts/peers.sh start {other}; scripts/peers.sh addr ...)"

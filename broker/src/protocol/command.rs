@@ -61,7 +61,7 @@ pub enum ProtocolError {
     #[error("frame is not valid UTF-8")]
     NotUtf8,
     #[error("frame is not valid JSON: {0}")]
-    InvalidJson(String),
+    InvalidJson(JsonFault),
     #[error("frame must be a JSON object")]
     NotObject,
     #[error("missing \"command\"")]
@@ -82,6 +82,35 @@ pub enum ProtocolError {
     MissingMessage,
     #[error("LINK: \"args.name\" must be a string")]
     LinkNameNotString,
+}
+
+/// What is wrong with a frame that is not JSON, in the broker's own words: the parser's wording
+/// changes with its version, and the protocol's error texts should not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum JsonFault {
+    #[error("unexpected character at column {0}")]
+    Unexpected(usize),
+    #[error("the frame ends inside a value")]
+    EndsEarly,
+    #[error("unexpected characters after the object, at column {0}")]
+    Trailing(usize),
+    #[error("duplicate key at column {0}")]
+    Duplicate(usize),
+}
+
+impl JsonFault {
+    fn of(e: &serde_json::Error) -> Self {
+        match e.classify() {
+            serde_json::error::Category::Eof => JsonFault::EndsEarly,
+            // Only a duplicate key gets this far: every field is taken raw, whatever its type.
+            serde_json::error::Category::Data => JsonFault::Duplicate(e.column()),
+            _ => JsonFault::Unexpected(e.column()),
+        }
+    }
+}
+
+fn invalid(e: serde_json::Error) -> ProtocolError {
+    ProtocolError::InvalidJson(JsonFault::of(&e))
 }
 
 /// The outer object. Fields are kept raw so that a wrong type gets its own error message
@@ -123,16 +152,17 @@ fn as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 /// Parses one frame (a line without its line ending).
 pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
     let text = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
-    // serde would also accept an array for a struct; the protocol wants an object.
-    let frame: RawFrame = match serde_json::from_str(text) {
-        Err(e) if e.is_syntax() || e.is_eof() => {
-            return Err(ProtocolError::InvalidJson(e.to_string()))
-        }
-        _ if !is_object(text) => return Err(ProtocolError::NotObject),
-        Ok(frame) => frame,
-        // An object serde still refused, e.g. with a duplicate key.
-        Err(e) => return Err(ProtocolError::InvalidJson(e.to_string())),
-    };
+    if !is_object(text) {
+        // Rare, so it may cost a second look: JSON of another kind, or not JSON at all.
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => ProtocolError::NotObject,
+            Err(e) => invalid(e),
+        });
+    }
+    let mut json = serde_json::Deserializer::from_str(text);
+    let frame = RawFrame::deserialize(&mut json).map_err(invalid)?;
+    json.end()
+        .map_err(|e| ProtocolError::InvalidJson(JsonFault::Trailing(e.column())))?;
     let name = frame.command.ok_or(ProtocolError::MissingCommand)?;
     let name = as_str(name).ok_or(ProtocolError::CommandNotString)?;
     let verb: &'static str = [
@@ -156,8 +186,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
     if !is_object(args.get()) {
         return Err(ProtocolError::ArgsNotObject(verb));
     }
-    let args: RawArgs =
-        serde_json::from_str(args.get()).map_err(|e| ProtocolError::InvalidJson(e.to_string()))?;
+    let args: RawArgs = serde_json::from_str(args.get()).map_err(invalid)?;
     let channel = args.channel.ok_or(ProtocolError::MissingChannel(verb))?;
     let channel = as_str(channel).ok_or(ProtocolError::ChannelNotString(verb))?;
     Ok(match verb {
@@ -179,8 +208,7 @@ fn parse_link(args: Option<&RawValue>) -> Result<Command<'_>, ProtocolError> {
                 #[serde(borrow, default, deserialize_with = "present")]
                 name: Option<&'a RawValue>,
             }
-            let a: LinkArgs = serde_json::from_str(args.get())
-                .map_err(|e| ProtocolError::InvalidJson(e.to_string()))?;
+            let a: LinkArgs = serde_json::from_str(args.get()).map_err(invalid)?;
             match a.name {
                 Some(raw) => as_str(raw).ok_or(ProtocolError::LinkNameNotString)?,
                 None => Cow::Borrowed(""),
@@ -277,7 +305,27 @@ mod tests {
     #[test]
     fn every_bad_input_has_its_own_error() {
         assert_eq!(err(b"\xff\xfe"), "frame is not valid UTF-8");
-        assert!(err(b"{nope").starts_with("frame is not valid JSON"));
+        assert_eq!(
+            err(b"{nope"),
+            "frame is not valid JSON: unexpected character at column 2"
+        );
+        assert_eq!(
+            err(b"hello"),
+            "frame is not valid JSON: unexpected character at column 1"
+        );
+        assert_eq!(
+            err(br#"{"command":"PING""#),
+            "frame is not valid JSON: the frame ends inside a value"
+        );
+        assert_eq!(
+            err(br#"{"command":"PING"} x"#),
+            "frame is not valid JSON: unexpected characters after the object, at column 20"
+        );
+        assert_eq!(
+            err(br#"{"command":"PING","command":"STATS"}"#),
+            "frame is not valid JSON: duplicate key at column 27"
+        );
+        assert_eq!(err(b"[1,2,3]"), "frame must be a JSON object");
         assert_eq!(err(b"[1,2]"), "frame must be a JSON object");
         assert_eq!(err(b"\"str\""), "frame must be a JSON object");
         assert_eq!(err(b"{}"), "missing \"command\"");

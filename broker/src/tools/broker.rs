@@ -6,26 +6,29 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-/// hubbub's publish/subscribe broker: newline-delimited JSON over TCP.
+/// The hubbub broker: holds subscriptions and pushes every message published on a channel to
+/// the channel's subscribers, over newline-delimited JSON on TCP (PROTOCOL.md).
 #[derive(Debug, Parser)]
-#[command(name = "broker", version, about)]
+#[command(name = "broker", version)]
 pub struct Opts {
     #[command(flatten)]
     pub config: Config,
-    /// Runtime worker threads [default: one per core]. On a machine the broker shares with
-    /// busy clients, 1 thread measured a lower delivery p99 at a fixed moderate rate (0.38 vs
-    /// 0.60 ms) and 2 threads a higher burst fan-out (9.3 M vs 6.8 M deliveries/s): see
-    /// reports/README.md, "Threads".
-    #[arg(long)]
-    pub threads: Option<usize>,
+    /// Runtime worker threads [default: one per core]. Fewer threads can lower latency on a
+    /// machine the broker shares with busy clients, at the cost of burst throughput.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Once listening, write the address (HOST:PORT) into this file: how scripts and tests
+    /// start a broker on port 0 and learn which port it got.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<std::path::PathBuf>,
 }
 
 /// The runtime the broker runs on: multi-threaded, `threads` workers (tokio's default, one
 /// per core, when `None`).
-pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+pub fn runtime(threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = threads {
-        builder.worker_threads(n.max(1));
+        builder.worker_threads(usize::from(n.max(1)));
     }
     builder.enable_all().build()
 }
@@ -42,6 +45,11 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let listen = opts.config.listen;
     let listener =
         crate::server::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    if let Some(path) = &opts.ready_file {
+        let addr = listener.local_addr()?;
+        crate::launch::write_ready_file(path, addr)
+            .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+    }
     let shutdown = super::shutdown_on_signal();
     crate::server::run(opts.config, listener, shutdown).await;
     Ok(())

@@ -11,9 +11,16 @@ use crate::client::{Client, Sender};
 use crate::protocol::Event;
 
 /// A two-way chat: prints messages on the channels you joined and publishes each line you type
-/// to the current channel. Commands: /join CH, /leave CH, /quit.
+/// to the current channel.
 #[derive(Debug, Parser)]
-#[command(name = "chat", version, about)]
+#[command(
+    name = "chat",
+    version,
+    after_help = "While it runs, type a line to publish it on the current channel, or:\n  \
+                  /join CH    subscribe to CH and make it the current channel\n  \
+                  /leave CH   unsubscribe from CH\n  \
+                  /quit       leave (Ctrl-C and Ctrl-D too)"
+)]
 pub struct Opts {
     /// Broker address.
     #[arg(long, default_value = super::DEFAULT_SERVER)]

@@ -9,7 +9,7 @@ use crate::protocol::Event;
 
 /// Subscribe to channels and print each acknowledgement and message as it arrives.
 #[derive(Debug, Parser)]
-#[command(name = "client", version, about)]
+#[command(name = "client", version)]
 pub struct Opts {
     /// Broker address.
     #[arg(long, default_value = super::DEFAULT_SERVER)]

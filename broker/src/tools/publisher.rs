@@ -10,7 +10,7 @@ use crate::client::{Client, ClientError};
 /// Publish to one or more channels in a loop (every second by default), with a counter in
 /// each message.
 #[derive(Debug, Parser)]
-#[command(name = "publisher", version, about)]
+#[command(name = "publisher", version)]
 pub struct Opts {
     /// Broker address.
     #[arg(long, default_value = super::DEFAULT_SERVER)]

@@ -5,11 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -214,16 +211,19 @@ pub async fn wait_for_stats(addr: SocketAddr, done: impl Fn(&Value) -> bool) -> 
     }
 }
 
-/// The `broker` program running as a child process; killed when dropped.
-pub struct BrokerProcess {
-    pub addr: SocketAddr,
-    child: Child,
-    /// Every line the broker wrote to stderr so far.
-    pub log: Arc<Mutex<Vec<String>>>,
+/// The `broker` program running as a child process, started through the project's one way
+/// of starting a broker ([`hubbub::launch`]); killed when dropped.
+pub struct BrokerProcess(pub hubbub::launch::BrokerProcess);
+
+impl std::ops::Deref for BrokerProcess {
+    type Target = hubbub::launch::BrokerProcess;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl BrokerProcess {
-    /// Starts `broker --listen 127.0.0.1:0 <args>` and waits for its "listening on" line.
+    /// Starts `broker --listen 127.0.0.1:0 <args>` and waits until it listens.
     pub fn spawn(args: &[&str]) -> BrokerProcess {
         Self::spawn_with_nofile(args, None)
     }
@@ -235,10 +235,7 @@ impl BrokerProcess {
         command
             .args(["--listen", "127.0.0.1:0", "--stats-interval", "0"])
             .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("RUST_LOG", "info");
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
@@ -249,54 +246,16 @@ impl BrokerProcess {
                 });
             }
         }
-        let mut child = command.spawn().expect("spawn the broker binary");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let lines = log.clone();
-        // Keeps draining stderr for the life of the process so the broker never blocks on it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = listening_addr(&line) {
-                    let _ = tx.send(addr);
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut guard = BrokerProcess {
-            addr: "0.0.0.0:0".parse().unwrap(),
-            child,
-            log,
-        };
-        guard.addr = rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
-            panic!(
-                "broker never said where it listens; stderr: {:?}",
-                guard.log.lock().unwrap()
-            )
-        });
-        guard
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+        BrokerProcess(
+            hubbub::launch::BrokerProcess::start(command).unwrap_or_else(|e| panic!("{e}")),
+        )
     }
 
     /// Sends SIGTERM and waits (up to the timeout) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the broker") {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the broker ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.0
+            .terminate(TIMEOUT)
+            .expect("the broker ignored SIGTERM")
     }
 
     /// Resident memory of the broker process, in bytes.
@@ -307,28 +266,15 @@ impl BrokerProcess {
     /// Waits until the broker has logged a line containing `text`.
     pub async fn wait_for_log(&self, text: &str) {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
-        while !self.log.lock().unwrap().iter().any(|l| l.contains(text)) {
+        while !self.logged(text) {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the broker never logged {text:?}; stderr: {:?}",
-                self.log.lock().unwrap()
+                "the broker never logged {text:?}; stderr:\n{}",
+                self.log()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The address in a `... hubbub listening on 127.0.0.1:PORT ...` log line.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.split("hubbub listening on ").nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// `VmRSS` of process `pid`, from /proc/PID/status, in bytes.

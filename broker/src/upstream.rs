@@ -1,0 +1,71 @@
+//! The state of the link to an upstream broker that everyone else touches: where forwarded
+//! publishes go while the link is up, and its counters. The loop that keeps the link up is in
+//! `link`; this part has no dependency on it, so connections can forward without knowing
+//! how the link runs.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::outbox::{Outbox, Push};
+use crate::protocol::encode;
+use crate::stats::UpstreamSnapshot;
+
+/// The upstream link's state, shared with the connections that forward through it.
+#[derive(Debug)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// Where forwarded frames wait while the link is up; `None` while it is down.
+    /// Overflow policy: the link's outbox is bounded like a client's (`--max-pending`); an
+    /// upstream that falls that far behind is dropped and reconnected, and what was queued is
+    /// lost and counted, as for any slow consumer.
+    pub(crate) current: Mutex<Option<Arc<Outbox>>>,
+    pub(crate) connected: AtomicBool,
+    pub(crate) connects: AtomicU64,
+    pub(crate) forwarded: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+impl Upstream {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            current: Mutex::new(None),
+            connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends a publish made here up the link (dropped, and counted, while it is down).
+    pub fn forward(&self, channel: &str, raw_message: &str) {
+        let current = self.current.lock().expect("upstream lock").clone();
+        match current {
+            Some(outbox)
+                if outbox.push(Bytes::from(encode::publish_command(channel, raw_message)))
+                    == Push::Queued =>
+            {
+                self.forwarded.fetch_add(1, Relaxed);
+            }
+            _ => {
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> UpstreamSnapshot {
+        UpstreamSnapshot {
+            addr: self.addr.to_string(),
+            connected: self.connected.load(Relaxed),
+            connects: self.connects.load(Relaxed),
+            forwarded: self.forwarded.load(Relaxed),
+            received: self.received.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+        }
+    }
+}
