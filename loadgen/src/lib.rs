@@ -1,39 +1,29 @@
-//! loadgen: measures a hubbub broker (or any broker speaking its protocol) under load.
+//! loadgen: measures a hubbub broker (or Redis, NATS, Mosquitto) under load, and says what
+//! limited it.
 //!
-//! # Layout
-//! - [`embedded`]: starts the project's own broker as a child process when no `--target` is
-//!   given, so a measurement needs nothing else running.
-//! - [`fanout`]: the burst fan-out measurement (P publishes to S subscribers, as fast as
-//!   the broker delivers them).
-//! - [`compare`]: the same scenarios against hubbub and its peers, with ratios.
-//! - [`wire`]: lean protocol I/O for simulated clients.
+//! # Layout (each layer depends only on those above it)
+//! - [`model`]: the result model: what a run measured, as plain data, and its units.
+//! - [`proto`]: the wire protocols loadgen speaks (hubbub, Redis, NATS, MQTT) and socket setup.
+//! - [`os`]: what loadgen reads from the operating system: limits, CPU and memory, /proc.
+//! - [`diagnose`]: the verdict of a run, a pure function of the model.
+//! - [`report`]: CSV, JSON, markdown and PNG, from the model only.
+//! - [`rig`]: orchestration: the broker under test, worker processes and their messages,
+//!   publishers, sampling; the two moves every measurement is made of (connect, hold).
+//! - [`scenario`]: one module per command (ramp, throughput, latency, fanout, memory,
+//!   compare), each a walk over the rig.
 
-pub mod compare;
-pub mod control;
 pub mod diagnose;
-pub mod embedded;
-pub mod fanout;
-pub mod latency;
-pub mod latency_run;
-pub mod listener;
-pub mod memory;
 pub mod model;
-pub mod plan;
-pub mod progress;
+pub mod os;
 pub mod proto;
-pub mod publish;
-pub mod ramp;
 pub mod report;
 pub mod rig;
-pub mod sample;
-pub mod stalled;
-pub mod stats_probe;
-pub mod throughput;
-pub mod wire;
-pub mod worker;
-pub mod workers;
+pub mod scenario;
 
 use clap::{Parser, Subcommand};
+
+use crate::rig::worker;
+use crate::scenario::{compare, fanout, latency, memory, ramp, throughput};
 
 /// Load generator for the hubbub broker.
 #[derive(Debug, Parser)]
@@ -50,7 +40,7 @@ pub enum Command {
     /// Find the highest message rate the broker sustains for a fixed set of clients.
     Throughput(throughput::Opts),
     /// Delivery latency percentiles at one fixed rate.
-    Latency(latency_run::Opts),
+    Latency(latency::Opts),
     /// Publish a burst to many subscribers of one channel and report deliveries per second.
     Fanout(fanout::Opts),
     /// Measure the broker's memory per idle subscribed connection.
@@ -87,7 +77,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         Command::Fanout(o) => runtime.block_on(fanout::run(o)),
         Command::Ramp(o) => runtime.block_on(ramp::run(o)),
         Command::Throughput(o) => runtime.block_on(throughput::run(o)),
-        Command::Latency(o) => runtime.block_on(latency_run::run(o)),
+        Command::Latency(o) => runtime.block_on(latency::run(o)),
         Command::Memory(o) => runtime.block_on(memory::run(o)),
         Command::Compare(o) => runtime.block_on(compare::run(o)),
         Command::Broker(_) | Command::Worker { .. } => unreachable!("handled above"),

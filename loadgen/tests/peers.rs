@@ -1,7 +1,7 @@
 //! loadgen's protocol drivers ([`loadgen::proto`]) against the real servers they will
 //! measure: Redis, NATS and Mosquitto as installed from the distribution, each started here on
 //! a free loopback port, and hubbub in this process. Then the one-broker measurements
-//! ([`loadgen::fanout`], [`loadgen::memory`]) run as library calls against each, hubbub
+//! ([`loadgen::scenario::fanout`], [`loadgen::scenario::memory`]) run as library calls against each, hubbub
 //! included as its own process (loadgen's hidden `broker` command) so its memory is its own.
 //!
 //! A missing server binary fails the test (with the command that installs it) rather than
@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use loadgen::proto::{Proto, Reader};
-use loadgen::{fanout, latency, memory};
+use loadgen::rig::stamp;
+use loadgen::scenario::{fanout, memory};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -214,7 +215,7 @@ async fn fan_out(proto: Proto, addr: SocketAddr) {
     // Payloads as loadgen's publishers build them: `<intended_ns>:<seq>:xxx…`, 40 bytes.
     let expected: Vec<Vec<u8>> = (0..MESSAGES)
         .map(|seq| {
-            let mut p = format!("{}:{seq}:", latency::now_ns()).into_bytes();
+            let mut p = format!("{}:{seq}:", stamp::now_ns()).into_bytes();
             p.resize(p.len().max(40), b'x');
             p
         })

@@ -21,6 +21,7 @@ pub mod hubbub;
 pub mod mqtt;
 pub mod nats;
 pub mod resp;
+pub mod socket;
 
 use std::fmt;
 use std::io;

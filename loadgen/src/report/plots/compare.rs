@@ -11,9 +11,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::draw::*;
 use super::spectrum::{spectrum_chart, spectrum_points};
 use super::{font_registered, BLUE, DOUBLE, GREEN, GREY, PURPLE, RED, SINGLE};
-use crate::compare::results::{human, Measurement};
 use crate::model::StepResult;
 use crate::report::ReportError;
+use crate::scenario::compare::results::{human, Measurement};
 
 /// A broker's colour: hubbub blue, Redis red, NATS green, Mosquitto purple.
 fn colour(broker: &str) -> RGBColor {

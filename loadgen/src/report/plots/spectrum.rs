@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(percentile_label(0.0), "0%");
         assert_eq!(percentile_label(2.0), "99%");
         assert_eq!(percentile_label(3.0), "99.9%");
-        let mut h = crate::control::new_histogram();
+        let mut h = crate::rig::control::new_histogram();
         for v in 1..=1000u64 {
             h.record(v).unwrap();
         }

@@ -33,11 +33,11 @@ use clap::Args;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::embedded::EmbeddedBroker;
 use crate::model::median;
+use crate::proto::socket;
 use crate::proto::Proto;
-use crate::stats_probe::StatsProbe;
-use crate::wire;
+use crate::rig::broker::EmbeddedBroker;
+use crate::rig::probe::StatsProbe;
 
 /// Descriptors loadgen keeps for itself (stdio, runtime, the broker's pipes).
 const FD_MARGIN: u64 = 100;
@@ -556,7 +556,7 @@ async fn open_subscribers(shape: &Shape, run: usize) -> anyhow::Result<Vec<TcpSt
                 let channel = format!("memory-{}", n % channels);
                 let client_id = format!("mem-{}-{run}-{n}", std::process::id());
                 let stream = tokio::time::timeout(CONNECT_TIMEOUT, async {
-                    let mut s = wire::connect(addr).await?;
+                    let mut s = socket::connect(addr).await?;
                     let pending = proto.handshake(&mut s, &client_id).await?;
                     proto.subscribe(&mut s, &channel, pending).await?;
                     io::Result::Ok(s)
@@ -606,8 +606,10 @@ fn write_report(dir: &std::path::Path, summary: &MemorySummary) -> anyhow::Resul
 
 /// Where a connection's memory goes, as one measurement per part (broker heap and the
 /// kernel's, both ends), each with every run, for the chart.
-fn per_connection_parts(summary: &MemorySummary) -> Vec<crate::compare::results::Measurement> {
-    let part = |name: &str, runs: Vec<f64>| crate::compare::results::Measurement {
+fn per_connection_parts(
+    summary: &MemorySummary,
+) -> Vec<crate::scenario::compare::results::Measurement> {
+    let part = |name: &str, runs: Vec<f64>| crate::scenario::compare::results::Measurement {
         scenario: name.into(),
         broker: summary.proto.to_string(),
         metric: "bytes_per_conn".into(),

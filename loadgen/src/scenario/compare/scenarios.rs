@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 
 use super::results::Measurement;
 use super::{Collected, Opts, Running, Scenario};
-use crate::{fanout, latency_run, memory, ramp};
+use crate::scenario::{fanout, latency as latency_run, memory, ramp};
 
 /// Parses `args` as the options of one of loadgen's own commands, so a scenario runs with
 /// exactly the defaults a user of that command gets.

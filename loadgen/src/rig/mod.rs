@@ -2,7 +2,18 @@
 //! holding the subscribers, the publishers, a STATS probe and the once-a-second sampler.
 //! `ramp`, `throughput` and `latency` are different walks over the same two moves:
 //! [`Rig::connect`] more subscribers, and [`Rig::hold`] traffic at a rate.
-//! [`Rig::open_stalled`] (in [`crate::stalled`]) adds subscribers that never read.
+//! [`Rig::open_stalled`] (in [`crate::rig::stalled`]) adds subscribers that never read.
+
+pub mod broker;
+pub mod control;
+pub mod plan;
+pub mod pool;
+pub mod probe;
+pub mod progress;
+pub mod publish;
+pub mod stalled;
+pub mod stamp;
+pub mod worker;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -16,16 +27,15 @@ use hdrhistogram::Histogram;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::control::{new_histogram, FromWorker, ToWorker};
-use crate::embedded::EmbeddedBroker;
+use self::progress::Position;
 use crate::model::{ErrorCounts, Limits, Percentiles, Sample, StepResult};
-use crate::plan;
-use crate::progress::{self, Position};
+use crate::os::{read_limits, running, Sampler};
 use crate::proto::Proto;
-use crate::publish::Publishers;
-use crate::sample::{read_limits, running, Sampler};
-use crate::stats_probe::StatsProbe;
-use crate::workers::Worker;
+use crate::rig::broker::EmbeddedBroker;
+use crate::rig::control::{new_histogram, FromWorker, ToWorker};
+use crate::rig::pool::Worker;
+use crate::rig::probe::StatsProbe;
+use crate::rig::publish::Publishers;
 
 /// Connections per (source address, broker) pair before loadgen adds a source address: the
 /// default ephemeral range holds 28,232 ports, so this leaves a margin.

@@ -18,10 +18,10 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::control::{new_histogram, FromWorker, HistData, ToWorker};
-use crate::latency;
 use crate::model::ErrorCounts;
 use crate::proto::{Proto, ProtoError, Reader};
+use crate::rig::control::{new_histogram, FromWorker, HistData, ToWorker};
+use crate::rig::stamp;
 
 /// What all of this worker's subscribers record into.
 struct Tally {
@@ -283,12 +283,12 @@ fn tally_frames(
     reply: &mut Vec<u8>,
     tally: &Tally,
 ) -> Result<usize, crate::proto::ProtoError> {
-    let now = latency::now_ns();
+    let now = stamp::now_ns();
     let mut hist = tally.latency.borrow_mut();
     reader.feed(
         buf,
         |payload| {
-            if let Some(sent) = latency::sent_ns(payload) {
+            if let Some(sent) = stamp::sent_ns(payload) {
                 let us = now.saturating_sub(sent) / 1000;
                 hist.saturating_record(us.max(1));
                 if us > tally.slo_us.get() {

@@ -28,10 +28,10 @@ mod report;
 
 pub use self::report::{medians, summary_markdown, CountMedian, RunRow};
 use self::report::{medians_text, setup_text, write_report};
-use crate::embedded::EmbeddedBroker;
 use crate::model::median;
+use crate::proto::socket;
 use crate::proto::{Proto, Reader};
-use crate::wire;
+use crate::rig::broker::EmbeddedBroker;
 
 /// Publishes per write: the publishers pipeline, as real high-rate publishers do.
 const BATCH: u64 = 100;
@@ -396,7 +396,7 @@ async fn burst(
 }
 
 async fn open(addr: SocketAddr, proto: Proto, id: &str) -> anyhow::Result<TcpStream> {
-    wire::connect(addr)
+    socket::connect(addr)
         .await
         .with_context(|| format!("{id}: connect to the {proto} broker at {addr}"))
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::latency;
 use crate::proto::{Proto, Reader};
+use crate::rig::stamp;
 
 /// One publisher's socket. The lock is held for every write: the publisher's batches and the
 /// replies its reader thread owes the server (NATS PONG) must not interleave.
@@ -127,7 +127,7 @@ fn publish_blocking(
     size: usize,
 ) -> (Vec<Conn>, Published) {
     let count = conns.len() as u64;
-    let start = latency::now_ns();
+    let start = stamp::now_ns();
     let interval_ns = 1e9 / rate;
     let total = (hold.as_secs_f64() * rate).round() as u64;
     let due = move |n: u64| start + (n as f64 * interval_ns) as u64;
@@ -144,16 +144,16 @@ fn publish_blocking(
                     let mut batch = Vec::new();
                     let mut batch_channels = Vec::new();
                     while n < total {
-                        let now = latency::now_ns();
+                        let now = stamp::now_ns();
                         if due(n) > now {
                             std::thread::sleep(Duration::from_nanos(due(n) - now));
                         }
-                        let now = latency::now_ns();
+                        let now = stamp::now_ns();
                         batch.clear();
                         batch_channels.clear();
                         while n < total && due(n) <= now {
                             let channel = (n % channels) as usize;
-                            let payload = latency::payload(due(n), n, size);
+                            let payload = stamp::payload(due(n), n, size);
                             proto.encode_publish(&mut batch, &names[channel], &payload);
                             batch_channels.push(channel);
                             n += count;

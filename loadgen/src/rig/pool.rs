@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use crate::control::{FromWorker, ToWorker};
+use crate::rig::control::{FromWorker, ToWorker};
 
 /// Replies a worker may have waiting. Overflow policy: the worker answers one request at a
 /// time and the coordinator awaits each reply, so at most one is ever queued; progress lines

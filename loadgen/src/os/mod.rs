@@ -1,6 +1,8 @@
 //! What loadgen reads from the operating system: the limits that decide how many clients fit,
 //! read once at start, and the CPU and memory of the broker and of loadgen, once a second.
 
+pub mod listener;
+
 use std::fs;
 
 use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};

@@ -28,11 +28,11 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 
 use self::results::{judge, scenario_table, verdict_line, Goal, Measurement};
-use crate::embedded::EmbeddedBroker;
-use crate::listener;
 use crate::model::StepResult;
+use crate::os::listener;
 use crate::proto::Proto;
 use crate::report::plots::compare as plots;
+use crate::rig::broker::EmbeddedBroker;
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {

@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::model::{StepResult, Summary};
+use crate::rig::plan;
 use crate::rig::{step_line, Common, Rig};
-use crate::{diagnose, plan, report};
+use crate::{diagnose, report};
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {

@@ -23,7 +23,7 @@ pub struct EmbeddedBroker {
 impl EmbeddedBroker {
     /// Starts a broker on a free loopback port, with `extra` broker flags.
     pub fn start(extra: &[String]) -> anyhow::Result<Self> {
-        let mut command = Command::new(crate::workers::self_exe()?);
+        let mut command = Command::new(crate::rig::pool::self_exe()?);
         command
             .args([
                 "broker",

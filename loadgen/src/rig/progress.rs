@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::Sample;
-use crate::sample::Sampler;
+use crate::os::Sampler;
 
 /// What the engine tells the sampler about where the run is.
 #[derive(Debug, Default)]

@@ -1,0 +1,10 @@
+//! One module per loadgen command: each a walk over the [`rig`](crate::rig) (or, for the
+//! burst and memory measurements, its own drivers), writing its report through
+//! [`report`](crate::report).
+
+pub mod compare;
+pub mod fanout;
+pub mod latency;
+pub mod memory;
+pub mod ramp;
+pub mod throughput;
