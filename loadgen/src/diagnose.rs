@@ -7,7 +7,8 @@
 //! general), because a specific cause also produces the general symptoms: a broker out of
 //! descriptors makes clients time out, and a saturated CPU makes deliveries late.
 
-use crate::model::{BindingLimit, ErrorCounts, LimitKind, Limits, Sample, StepResult};
+use crate::model::units::{mib, ms, percent};
+use crate::model::{BindingLimit, LimitKind, Limits, Sample, StepResult};
 
 /// Host memory use, as a fraction of the total, at which memory counts as the limit.
 const MEMORY_FULL: f64 = 0.95;
@@ -34,12 +35,6 @@ pub fn step_failed(step: &StepResult, slo_p99_us: u64) -> Option<&'static str> {
     }
 }
 
-/// Whether every delivery of this step arrived within the objective, to every subscriber that
-/// was connected: those clients were held, even if more failed to connect.
-pub fn deliveries_held(step: &StepResult, slo_p99_us: u64) -> bool {
-    step.broker_alive && step.lost == 0 && step.latency.p99_us <= slo_p99_us
-}
-
 /// Returns the clients held (the largest `clients` of a step whose connected subscribers all
 /// got every delivery within the objective, 0 if none did) and the limit that stopped the
 /// ramp, decided from the first failing step.
@@ -52,7 +47,7 @@ pub fn diagnose(
 ) -> (u64, BindingLimit) {
     let clients_held = steps
         .iter()
-        .filter(|s| deliveries_held(s, slo_p99_us))
+        .filter(|s| s.delivered_within(slo_p99_us))
         .map(|s| s.clients)
         .max()
         .unwrap_or(0);
@@ -83,6 +78,7 @@ fn no_failure(steps: &[StepResult], max_clients: u64) -> BindingLimit {
     BindingLimit {
         kind: LimitKind::MaxClients,
         evidence,
+        step: None,
     }
 }
 
@@ -92,7 +88,7 @@ fn classify(step: &StepResult, samples: &[&Sample], limits: &Limits, slo: u64) -
         "At step {} ({} clients connected of {} planned)",
         step.step, step.clients, step.target_clients
     );
-    let errs = errors_by_kind(&step.errors);
+    let errs = step.errors.by_kind();
     let cores = limits.cores.max(1) as f64;
     let cpu_capacity = CPU_SATURATED_PCT_PER_CORE * cores;
     let cpu_total = step.broker_cpu_pct + step.loadgen_cpu_pct;
@@ -178,7 +174,11 @@ fn classify(step: &StepResult, samples: &[&Sample], limits: &Limits, slo: u64) -
             format!("{at} {} connects failed: {errs}.", step.errors.total()),
         )
     };
-    BindingLimit { kind, evidence }
+    BindingLimit {
+        kind,
+        evidence,
+        step: Some(step.step),
+    }
 }
 
 /// The broker ran out of descriptors if it said so (failed accepts), or if connects start
@@ -191,7 +191,7 @@ fn broker_open_files(step: &StepResult, limits: &Limits, at: &str, errs: &str) -
     };
     if step.broker_accept_errors > 0 {
         return Some(format!(
-            "{at} the broker failed {} accepts for lack of descriptors; its open-files limit is {limit_text}; connect errors: {errs}.",
+            "{at} the broker's accept failed {} time(s) for lack of descriptors (EMFILE), with its open-files limit at {limit_text}. A failed accept leaves the client waiting in the listen queue while the broker backs off and retries, so clients it cannot take in time fail to connect: connect errors: {errs}.",
             step.broker_accept_errors
         ));
     }
@@ -227,88 +227,6 @@ fn memory_full(step: &StepResult, samples: &[&Sample], at: &str) -> Option<Strin
 
 fn mem_fraction(s: &Sample) -> f64 {
     s.host_mem_used_bytes as f64 / s.host_mem_total_bytes as f64
-}
-
-/// A short human description of a limit, worded to follow "the ramp stopped because".
-pub fn describe(kind: LimitKind) -> &'static str {
-    match kind {
-        LimitKind::MaxClients => "it reached its client cap (--max-clients)",
-        LimitKind::BrokerOpenFiles => "the broker ran out of open files",
-        LimitKind::LoadgenOpenFiles => "loadgen ran out of open files",
-        LimitKind::EphemeralPorts => "loadgen ran out of source ports",
-        LimitKind::BrokerCpu => "the broker ran out of CPU",
-        LimitKind::Memory => "memory ran short",
-        LimitKind::LatencyObjective => "deliveries missed the latency objective",
-        LimitKind::MessageLoss => "deliveries were lost",
-        LimitKind::BrokerGone => "the broker exited",
-        LimitKind::LoadgenCpu => "loadgen ran out of CPU (a limit of the test, not the broker)",
-        LimitKind::ConnectErrors => "connections failed",
-    }
-}
-
-/// What to change to get further than this limit.
-pub fn advice(kind: LimitKind) -> &'static str {
-    match kind {
-        LimitKind::MaxClients => "Nothing broke yet: raise --max-clients to find the real limit (check that loadgen's open-files limit and source ports cover the higher count).",
-        LimitKind::BrokerOpenFiles => "Raise the broker's open-files limit (`ulimit -n` up to the hard limit; raise the hard limit as root, e.g. LimitNOFILE= in its systemd unit or /etc/security/limits.conf), or spread clients over more brokers in a hub.",
-        LimitKind::LoadgenOpenFiles => "Raise loadgen's open-files limit before running (`ulimit -n $(ulimit -Hn)`; raise the hard limit as root), or split the clients over several loadgen processes.",
-        LimitKind::EphemeralPorts => "Give loadgen more loopback source addresses (127.0.0.2, 127.0.0.3, …: each adds a full port range), or widen the range: `sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`.",
-        LimitKind::BrokerCpu => "Give the broker more cores (or a machine of its own, so loadgen does not share them), or spread clients over more brokers in a hub; a profile (`perf record`) at this load shows where the CPU goes.",
-        LimitKind::Memory => "Add memory or use less per client: divide broker RSS by clients to see the cost of one, look at per-connection buffers, and run loadgen on another machine so the two do not share memory.",
-        LimitKind::LatencyObjective => "The broker keeps every client but delivers late: look at broker CPU and slow consumers, give it more cores, lower the publish rate, or loosen the objective if it is stricter than users need.",
-        LimitKind::MessageLoss => "Deliveries went missing: check the broker's slow-consumer disconnects (raise its pending-bytes limit, or have subscribers read faster) and its log.",
-        LimitKind::BrokerGone => "The broker exited: read its log and stderr, check for the OOM killer (`dmesg | grep -i oom`), fix the crash and rerun.",
-        LimitKind::LoadgenCpu => "The load generator was the bottleneck: give loadgen its own cores (`taskset`) or its own machine, then rerun; until then the result says nothing about the broker.",
-        LimitKind::ConnectErrors => "Read the errors by kind: refused means a full listen backlog (raise net.core.somaxconn and the broker's backlog), timeouts a full accept queue or a stalled broker; check the broker's log.",
-    }
-}
-
-/// Non-zero error counts by kind, e.g. "120 timeout, 3 refused", or "none".
-pub fn errors_by_kind(e: &ErrorCounts) -> String {
-    let kinds = [
-        (e.refused, "refused"),
-        (e.timeout, "timeout"),
-        (e.emfile, "EMFILE"),
-        (e.eaddrnotavail, "EADDRNOTAVAIL"),
-        (e.reset, "reset"),
-        (e.closed, "closed by broker"),
-        (e.other, "other"),
-    ];
-    let parts: Vec<String> = kinds
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, name)| format!("{n} {name}"))
-        .collect();
-    if parts.is_empty() {
-        "none".to_string()
-    } else {
-        parts.join(", ")
-    }
-}
-
-/// Microseconds as milliseconds, e.g. "12.3 ms".
-pub(crate) fn ms(us: u64) -> String {
-    let v = us as f64 / 1000.0;
-    if v >= 100.0 {
-        format!("{v:.0} ms")
-    } else if v >= 1.0 {
-        format!("{v:.1} ms")
-    } else {
-        format!("{v:.3} ms")
-    }
-}
-
-/// Bytes as MiB, e.g. "512 MiB".
-pub(crate) fn mib(bytes: u64) -> String {
-    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
 }
 
 #[cfg(test)]

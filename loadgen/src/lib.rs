@@ -21,13 +21,24 @@ pub mod rig;
 pub mod scenario;
 
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
+pub use crate::model::Outcome;
+use crate::rig::progress::say;
 use crate::rig::worker;
 use crate::scenario::{compare, fanout, latency, memory, ramp, throughput};
 
-/// Load generator for the hubbub broker.
+/// What the exit status means, for `--help`.
+const EXIT_STATUS: &str = "Exit status: 0 the run finished and met its objective; 1 an error \
+(the message says which); 2 a flag was refused; 3 the objective was not met (a ramp stopped \
+at a limit below --max-clients, late or lost deliveries, a failed --check); 4 the broker under \
+test exited during the run; 130 interrupted by Ctrl-C or SIGTERM (the report holds what was \
+measured, marked as interrupted, and every process loadgen started is stopped).";
+
+/// Load generator for the hubbub broker (and Redis, NATS, Mosquitto): ramps clients until
+/// the broker no longer keeps up, and says which limit stopped it and why.
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version, about)]
+#[command(name = "loadgen", version, after_help = EXIT_STATUS)]
 pub struct Opts {
     #[command(subcommand)]
     pub command: Command,
@@ -36,16 +47,20 @@ pub struct Opts {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ramp subscribers step by step until the broker no longer keeps up, and say why.
+    #[command(after_help = EXIT_STATUS)]
     Ramp(ramp::Opts),
     /// Find the highest message rate the broker sustains for a fixed set of clients.
+    #[command(after_help = EXIT_STATUS)]
     Throughput(throughput::Opts),
     /// Delivery latency percentiles at one fixed rate.
+    #[command(after_help = EXIT_STATUS)]
     Latency(latency::Opts),
     /// Publish a burst to many subscribers of one channel and report deliveries per second.
     Fanout(fanout::Opts),
     /// Measure the broker's memory per idle subscribed connection.
     Memory(memory::Opts),
     /// Run scenarios against hubbub, Redis, NATS and Mosquitto side by side, with ratios.
+    #[command(after_help = EXIT_STATUS)]
     Compare(compare::Opts),
     /// Run the hubbub broker in this process (how loadgen starts its embedded broker).
     #[command(hide = true)]
@@ -59,27 +74,69 @@ pub enum Command {
     },
 }
 
-/// Runs one loadgen command to completion.
-pub fn run(opts: Opts) -> anyhow::Result<()> {
+/// Runs one loadgen command to completion; the outcome says what the exit status is.
+pub fn run(opts: Opts) -> anyhow::Result<Outcome> {
     let opts = match opts.command {
-        Command::Worker { max_files } => return worker::run(max_files),
+        Command::Worker { max_files } => return worker::run(max_files).map(|()| Outcome::Passed),
         // The embedded broker builds its own runtime, as the `broker` program does.
         Command::Broker(o) => {
-            return hubbub::tools::broker::runtime(o.threads)?
+            let runtime = hubbub::tools::broker::runtime(o.threads)?;
+            return runtime
                 .block_on(hubbub::tools::broker::run(o))
+                .map(|()| Outcome::Passed);
         }
         _ => opts,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match opts.command {
-        Command::Fanout(o) => runtime.block_on(fanout::run(o)),
-        Command::Ramp(o) => runtime.block_on(ramp::run(o)),
-        Command::Throughput(o) => runtime.block_on(throughput::run(o)),
-        Command::Latency(o) => runtime.block_on(latency::run(o)),
-        Command::Memory(o) => runtime.block_on(memory::run(o)),
-        Command::Compare(o) => runtime.block_on(compare::run(o)),
-        Command::Broker(_) | Command::Worker { .. } => unreachable!("handled above"),
-    }
+    runtime.block_on(async {
+        let interrupt = interrupt_on_signal();
+        match opts.command {
+            Command::Fanout(o) => {
+                fanout::run(o, &interrupt)
+                    .await
+                    .map(|()| match interrupt.is_cancelled() {
+                        true => Outcome::Interrupted,
+                        false => Outcome::Passed,
+                    })
+            }
+            Command::Ramp(o) => ramp::run(o, &interrupt).await,
+            Command::Throughput(o) => throughput::run(o, &interrupt).await,
+            Command::Latency(o) => latency::run(o, &interrupt).await,
+            Command::Memory(o) => memory::run(o, &interrupt).await,
+            Command::Compare(o) => compare::run(o, &interrupt).await,
+            Command::Broker(_) | Command::Worker { .. } => unreachable!("handled above"),
+        }
+    })
+}
+
+/// A token cancelled on the first Ctrl-C or SIGTERM: the run stops at the next point it can,
+/// stops every process it started and writes what it measured. A second signal exits at once
+/// (the processes loadgen started then go too: workers when their stdin closes, the broker by
+/// its parent-death signal).
+fn interrupt_on_signal() -> CancellationToken {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        say("interrupted: stopping, and writing the report of what was measured (again to quit at once)");
+        cancel.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(i32::from(Outcome::Interrupted.exit_status()));
+    });
+    token
 }

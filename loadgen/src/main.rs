@@ -1,5 +1,7 @@
 //! The `loadgen` program; everything it does lives in the `loadgen` library.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
 /// The broker's allocator (see `broker/src/bin/broker.rs`), because the broker loadgen starts
@@ -7,6 +9,13 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn main() -> anyhow::Result<()> {
-    loadgen::run(loadgen::Opts::parse())
+/// Runs the command; the exit status says how it ended (`loadgen --help` lists them).
+fn main() -> ExitCode {
+    match loadgen::run(loadgen::Opts::parse()) {
+        Ok(outcome) => ExitCode::from(outcome.exit_status()),
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
 }

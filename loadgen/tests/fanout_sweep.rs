@@ -1,12 +1,13 @@
 //! `loadgen fanout` sweeping subscriber counts, run as a user runs it: the real binary against
 //! the broker it starts itself, and the report it writes read back.
 
-use std::process::Command;
+mod common;
+
+use common::{loadgen, tempdir};
 
 #[test]
 fn a_sweep_writes_every_run_and_a_chart() {
-    let dir = std::env::temp_dir().join(format!("loadgen-test-sweep-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tempdir("sweep");
     let args = [
         "fanout",
         "--subscribers",
@@ -18,15 +19,14 @@ fn a_sweep_writes_every_run_and_a_chart() {
         "--out",
         dir.to_str().expect("a UTF-8 temp dir"),
     ];
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .output()
-        .expect("loadgen runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let context = format!("loadgen {args:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
-    assert!(out.status.success(), "{context}");
-    assert_eq!(stdout.matches("median: ").count(), 3, "{context}");
+    let run = loadgen(&args);
+    run.expect_ok();
+    assert_eq!(
+        run.stdout.matches("median: ").count(),
+        3,
+        "{}",
+        run.transcript()
+    );
 
     let csv = std::fs::read_to_string(dir.join("fanout.csv")).expect("fanout.csv");
     let mut lines = csv.lines();

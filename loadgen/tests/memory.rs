@@ -1,14 +1,13 @@
 //! `loadgen memory` run as a user runs it: the real binary, the broker it starts itself, and
 //! the files it writes read back.
 
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
+use common::{loadgen, summary, tempdir};
 
 #[test]
 fn small_memory_run_writes_a_consistent_report() {
-    let dir = std::env::temp_dir().join(format!("loadgen-test-memory-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tempdir("memory");
     let args = [
         "memory",
         "--clients",
@@ -20,21 +19,15 @@ fn small_memory_run_writes_a_consistent_report() {
         "--out",
         dir.to_str().expect("a UTF-8 temp dir"),
     ];
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .env("LOADGEN_EXE", env!("CARGO_BIN_EXE_loadgen"))
-        .output()
-        .expect("loadgen runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let run = loadgen(&args);
+    run.expect_ok();
     assert!(
-        out.status.success(),
-        "loadgen {args:?} failed\n--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        run.stdout.contains("median: broker"),
+        "{}",
+        run.transcript()
     );
-    assert!(stdout.contains("median: broker"), "{stdout}");
 
-    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
-    let summary: Value = serde_json::from_str(&text).expect("summary.json is JSON");
+    let summary = summary(&dir);
     assert_eq!(summary["clients"], 500);
     assert_eq!(summary["embedded"], true);
     let runs = summary["runs"].as_array().expect("runs");

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use loadgen::proto::{Proto, Reader};
 use loadgen::rig::stamp;
 use loadgen::scenario::{fanout, memory};
@@ -138,21 +140,6 @@ fn mosquitto() -> Server {
         )
         .expect("write mosquitto.conf");
         vec!["-c".into(), config.display().to_string()]
-    })
-}
-
-/// hubbub in a process of its own, as `loadgen fanout` and `loadgen memory` start it.
-fn hubbub_process() -> Server {
-    start_bin(env!("CARGO_BIN_EXE_loadgen").into(), "hubbub", |port, _| {
-        [
-            "broker",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--stats-interval",
-            "0s",
-        ]
-        .map(String::from)
-        .to_vec()
     })
 }
 
@@ -379,8 +366,8 @@ async fn servers_say_no() {
 /// `fanout::measure` and `memory::measure_broker` as a comparison calls them: a burst whose
 /// every message reaches every subscriber exactly once (2 publishers × 500 messages, on two
 /// channels, to 3 subscribers of both), then one memory run of 200 idle subscribers.
-async fn burst_measurements(proto: Proto, server: &Server) {
-    let spec = fanout::Spec {
+async fn burst_measurements(proto: Proto, (addr, pid): (SocketAddr, u32)) {
+    let spec = loadgen::model::fanout::Spec {
         publishers: 2,
         subscribers: 3,
         channels: 2,
@@ -390,7 +377,7 @@ async fn burst_measurements(proto: Proto, server: &Server) {
     };
     let run = tokio::time::timeout(
         Duration::from_secs(10),
-        fanout::measure(server.addr, proto, &spec, "peers-test"),
+        fanout::measure(addr, proto, &spec, "peers-test"),
     )
     .await
     .unwrap_or_else(|_| panic!("{proto}: fan-out did not finish in 10 s"))
@@ -400,7 +387,7 @@ async fn burst_measurements(proto: Proto, server: &Server) {
 
     let summary = tokio::time::timeout(
         Duration::from_secs(60),
-        memory::measure_broker(server.addr, server.child.id(), proto, 200, 10, 1),
+        memory::measure_broker(addr, pid, proto, (200, 10, 1), &Default::default()),
     )
     .await
     .unwrap_or_else(|_| panic!("{proto}: the memory run did not finish in 60 s"))
@@ -412,32 +399,27 @@ async fn burst_measurements(proto: Proto, server: &Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubbub_burst_measurements() {
-    burst_measurements(Proto::Hubbub, &hubbub_process()).await;
+    // In a process of its own, as `loadgen fanout` and `loadgen memory` start it.
+    let hubbub = common::broker(&[]);
+    burst_measurements(Proto::Hubbub, (hubbub.addr, hubbub.pid())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_burst_measurements() {
-    burst_measurements(Proto::Redis, &redis()).await;
+    let server = redis();
+    burst_measurements(Proto::Redis, (server.addr, server.child.id())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_burst_measurements() {
-    burst_measurements(Proto::Nats, &nats()).await;
+    let server = nats();
+    burst_measurements(Proto::Nats, (server.addr, server.child.id())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_burst_measurements() {
-    burst_measurements(Proto::Mqtt, &mosquitto()).await;
-}
-
-/// Runs the real loadgen binary; returns whether it succeeded, and its stdout and stderr.
-fn loadgen(args: &[String]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .output()
-        .expect("loadgen runs");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+    let server = mosquitto();
+    burst_measurements(Proto::Mqtt, (server.addr, server.child.id())).await;
 }
 
 /// `loadgen compare` end to end against hubbub (which it starts) and a real Redis: the table,
@@ -485,9 +467,12 @@ fn compare_against_redis() {
     // A baseline no broker could fall short of by half passes...
     write_baseline(0.001);
     let check = ["--check", &baseline.display().to_string()];
-    let (ok, stdout, stderr) = loadgen(&args(&check));
-    assert!(ok, "compare failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("ok   fanout-1x100 deliveries_per_sec (hubbub ÷ best of redis)"));
+    let args_ok = args(&check);
+    let run = common::loadgen(&args_ok.iter().map(String::as_str).collect::<Vec<_>>());
+    run.expect_ok();
+    assert!(run
+        .stdout
+        .contains("ok   fanout-1x100 deliveries_per_sec (hubbub ÷ best of redis)"));
     let out = dir.join("out");
     let md = std::fs::read_to_string(out.join("comparison.md")).unwrap();
     for row in [
@@ -512,15 +497,19 @@ fn compare_against_redis() {
     write_baseline(1000.0);
     let mut a = args(&check);
     a.retain(|s| s != "latency");
-    let (ok, stdout, stderr) = loadgen(&a);
-    assert!(!ok, "a 1000× baseline must fail:\n{stdout}");
+    let run = common::loadgen(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    // A regression is an objective not met: exit status 3.
+    run.expect_code(3);
     assert!(
-        stdout.contains("FAIL fanout-1x100 deliveries_per_sec"),
-        "{stdout}"
+        run.stdout.contains("FAIL fanout-1x100 deliveries_per_sec"),
+        "{}",
+        run.transcript()
     );
     assert!(
-        stderr.contains("1 of 1 ratios fell past their tolerance"),
-        "{stderr}"
+        run.stderr
+            .contains("1 of 1 ratios fell past their tolerance"),
+        "{}",
+        run.transcript()
     );
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);

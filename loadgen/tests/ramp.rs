@@ -1,48 +1,16 @@
 //! loadgen run as a user runs it: the real binary, real brokers on loopback, and the files it
 //! writes read back.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
-
-fn loadgen(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .env("LOADGEN_EXE", env!("CARGO_BIN_EXE_loadgen"))
-        .output()
-        .expect("loadgen runs");
-    if !out.status.success() {
-        panic!(
-            "loadgen {args:?} failed\n--- stdout\n{}\n--- stderr\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-fn summary(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
-    serde_json::from_str(&text).expect("summary.json is JSON")
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("loadgen-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use common::{csv_rows, loadgen, summary, tempdir, u};
 
 /// A small ramp against the broker loadgen starts itself, split over four worker processes
 /// (each held to its share by its own open-files limit) and two source addresses.
 #[test]
 fn small_ramp_writes_a_consistent_report() {
     let dir = tempdir("ramp");
-    let out = loadgen(&[
+    let run = loadgen(&[
         "ramp",
         "--max-clients",
         "2000",
@@ -65,8 +33,12 @@ fn small_ramp_writes_a_consistent_report() {
         "--out",
         dir.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("held 2000 clients"), "{stdout}");
+    run.expect_ok();
+    assert!(
+        run.stdout.contains("held 2,000 clients"),
+        "{}",
+        run.transcript()
+    );
 
     for file in ["steps.csv", "samples.csv", "summary.json", "summary.md"] {
         assert!(dir.join(file).is_file(), "{file} missing");
@@ -124,14 +96,6 @@ fn small_ramp_writes_a_consistent_report() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn csv_rows(path: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect()
-}
-
 /// Against a broker that accepts only 300 connections, the ramp stops at the step that
 /// crosses it and reports the refusals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +109,7 @@ async fn stops_when_the_broker_refuses_clients() {
     .unwrap();
     let dir = tempdir("refuse");
     let (target, out_dir) = (broker.addr.to_string(), dir.to_str().unwrap().to_string());
-    let out = tokio::task::spawn_blocking(move || {
+    let run = tokio::task::spawn_blocking(move || {
         loadgen(&[
             "ramp",
             "--target",
@@ -170,9 +134,11 @@ async fn stops_when_the_broker_refuses_clients() {
     })
     .await
     .unwrap();
+    // The ramp found its limit below --max-clients: the objective was not met.
+    run.expect_code(3);
     let s = summary(&dir);
     let steps = s["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 2, "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(steps.len(), 2, "{}", run.transcript());
     // 300 connections: 1 publisher, 1 stats probe, 298 subscribers, each of which still got
     // every message: the broker held 298 and refused the rest.
     assert_eq!(u(&steps[1]["clients"]), 298);
@@ -192,7 +158,7 @@ async fn stops_when_the_broker_refuses_clients() {
 #[test]
 fn throughput_search_reports_every_stage() {
     let dir = tempdir("throughput");
-    loadgen(&[
+    let run = loadgen(&[
         "throughput",
         "--subscribers",
         "10",
@@ -211,6 +177,7 @@ fn throughput_search_reports_every_stage() {
         "--out",
         dir.to_str().unwrap(),
     ]);
+    run.expect_ok();
     let s = summary(&dir);
     assert_eq!(s["kind"], "throughput");
     let stages = s["steps"].as_array().unwrap();
@@ -233,7 +200,7 @@ fn throughput_search_reports_every_stage() {
 #[test]
 fn latency_run_reports_ordered_percentiles() {
     let dir = tempdir("latency");
-    loadgen(&[
+    let run = loadgen(&[
         "latency",
         "--subscribers",
         "20",
@@ -246,6 +213,7 @@ fn latency_run_reports_ordered_percentiles() {
         "--out",
         dir.to_str().unwrap(),
     ]);
+    run.expect_ok();
     let s = summary(&dir);
     assert_eq!(s["kind"], "latency");
     let step = &s["steps"][0];

@@ -200,7 +200,19 @@ fn broker_open_files_from_accept_errors() {
     s.errors.timeout = 12;
     let (_, b) = verdict(&ramp(s));
     assert_eq!(b.kind, LimitKind::BrokerOpenFiles);
-    assert!(b.evidence.contains("failed 12 accepts"), "{}", b.evidence);
+    assert!(
+        b.evidence
+            .contains("accept failed 12 time(s) for lack of descriptors"),
+        "{}",
+        b.evidence
+    );
+    assert!(
+        b.evidence
+            .contains("clients it cannot take in time fail to connect: connect errors: 12 timeout"),
+        "{}",
+        b.evidence
+    );
+    assert_eq!(b.step, Some(2));
     assert!(
         b.evidence.contains("10000 soft / 524288 hard"),
         "{}",
@@ -376,11 +388,8 @@ fn every_kind_has_words() {
         LoadgenCpu,
         ConnectErrors,
     ] {
-        assert!(!describe(k).is_empty());
-        assert!(advice(k).len() > 40);
+        assert!(!k.describe().is_empty());
+        assert!(k.advice().len() > 40);
     }
-    assert_eq!(errors_by_kind(&ErrorCounts::default()), "none");
-    assert_eq!(ms(1_500), "1.5 ms");
-    assert_eq!(ms(250), "0.250 ms");
-    assert_eq!(mib(3 * MIB), "3 MiB");
+    assert_eq!(crate::model::ErrorCounts::default().by_kind(), "none");
 }

@@ -1,8 +1,26 @@
+//! The result model: what a run measured, as plain data.
+//!
+//! # Layout
+//! - this file: a run's steps, samples, limits read at start, and the summaries.
+//! - [`limit`]: which limit stopped a run, and what each means.
+//! - [`histogram`]: latency histograms, and their lossless form between processes.
+//! - [`units`]: how numbers, durations and sizes are written for people.
+//! - [`compare`], [`fanout`], [`memory`]: what those commands measure.
+//!
 //! The data a run produces: what each step measured, the once-a-second samples, the limits
 //! read at start, and the verdict. Plain data, so the engine, the report writers and the
 //! diagnosis can be written and tested apart.
 
+pub mod compare;
+pub mod fanout;
+pub mod histogram;
+pub mod limit;
+pub mod memory;
+pub mod units;
+
 use serde::{Deserialize, Serialize};
+
+pub use self::limit::{BindingLimit, LimitKind, Outcome};
 
 /// Connect and I/O errors, counted by kind, the way a user would act on them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +49,30 @@ impl ErrorCounts {
             + self.reset
             + self.closed
             + self.other
+    }
+
+    /// Non-zero error counts by kind, e.g. "120 timeout, 3 refused", or "none".
+    pub fn by_kind(&self) -> String {
+        let e = self;
+        let kinds = [
+            (e.refused, "refused"),
+            (e.timeout, "timeout"),
+            (e.emfile, "EMFILE"),
+            (e.eaddrnotavail, "EADDRNOTAVAIL"),
+            (e.reset, "reset"),
+            (e.closed, "closed by broker"),
+            (e.other, "other"),
+        ];
+        let parts: Vec<String> = kinds
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, name)| format!("{n} {name}"))
+            .collect();
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
     }
 
     pub fn add(&mut self, o: &ErrorCounts) {
@@ -98,15 +140,42 @@ pub struct StepResult {
     pub broker_slow_consumers: u64,
 }
 
+/// What a run was doing when a sample was taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Starting the broker, the workers and the publishers.
+    #[default]
+    Starting,
+    /// Connecting a step's new subscribers.
+    Connecting,
+    /// Publishing at the step's rate.
+    Holding,
+    /// Publishing done; waiting for the last deliveries.
+    Draining,
+}
+
+impl StepResult {
+    /// Whether every subscriber connected at this step got every delivery within the
+    /// objective (those clients were held, even if more failed to connect).
+    pub fn delivered_within(&self, slo_p99_us: u64) -> bool {
+        self.broker_alive && self.lost == 0 && self.latency.p99_us <= slo_p99_us
+    }
+}
+
 /// One once-a-second sample.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// Seconds since the run started.
     pub t_secs: f64,
     pub step: usize,
+    pub phase: Phase,
     pub clients: u64,
-    /// Deliveries received in the last second.
+    /// Deliveries per second, as the subscribers received them over their last second.
     pub delivered_per_sec: u64,
+    /// Deliveries per second the publishing rate calls for (0 while not publishing):
+    /// the rate times the subscribers a message reaches on average.
+    pub expected_per_sec: u64,
     /// CPU of the broker process(es), in % of one core (200 = two cores busy).
     pub broker_cpu_pct: f64,
     pub broker_rss_bytes: u64,
@@ -137,46 +206,14 @@ pub struct Limits {
     pub source_addresses: usize,
 }
 
-/// Which limit stopped the ramp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitKind {
-    /// Nothing failed: the ramp reached `--max-clients`.
-    MaxClients,
-    /// The broker ran out of file descriptors (its open-files limit).
-    BrokerOpenFiles,
-    /// loadgen ran out of file descriptors.
-    LoadgenOpenFiles,
-    /// Source ports ran out (EADDRNOTAVAIL).
-    EphemeralPorts,
-    /// The broker's CPU was saturated.
-    BrokerCpu,
-    /// Host or broker memory ran short.
-    Memory,
-    /// Deliveries were later than the objective.
-    LatencyObjective,
-    /// Deliveries went missing without another explanation.
-    MessageLoss,
-    /// The broker process exited.
-    BrokerGone,
-    /// loadgen itself was saturated, so the result says nothing about the broker.
-    LoadgenCpu,
-    /// Connections failed for a reason none of the above explains.
-    ConnectErrors,
-}
-
-/// The verdict, with the numbers behind it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BindingLimit {
-    pub kind: LimitKind,
-    pub evidence: String,
-}
-
 /// `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// The largest client count at which every delivery arrived within the objective.
     pub clients_held: u64,
+    /// The run was stopped by Ctrl-C or SIGTERM; `steps` holds what was measured before.
+    #[serde(default)]
+    pub interrupted: bool,
     pub binding_limit: BindingLimit,
     pub limits: Limits,
     pub command_line: String,
@@ -202,6 +239,9 @@ pub struct RunSummary {
     pub latency: Percentiles,
     /// Why the search stopped, if the broker fell behind.
     pub stopped_because: Option<String>,
+    /// The run was stopped by Ctrl-C or SIGTERM; `steps` holds what was measured before.
+    #[serde(default)]
+    pub interrupted: bool,
     pub slo_p99_us: u64,
     pub limits: Limits,
     pub command_line: String,
@@ -259,6 +299,7 @@ mod tests {
                 max_us: 5_000,
             },
             stopped_because: None,
+            interrupted: false,
             slo_p99_us: 50_000,
             limits: Limits {
                 ephemeral_ports: (32768, 60999),
@@ -274,6 +315,18 @@ mod tests {
                 ..Default::default()
             }],
         }
+    }
+
+    #[test]
+    fn median_takes_the_middle() {
+        let median = |v: &[f64]| median(v.iter().copied());
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(
+            median(&[1.0, 2.0]),
+            Some(2.0),
+            "the upper middle of an even count"
+        );
+        assert_eq!(median(&[]), None);
     }
 
     #[test]

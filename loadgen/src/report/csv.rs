@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::ReportError;
+use super::{write_rows, ReportError};
+use crate::model::units::to_mib;
 use crate::model::{Sample, StepResult};
 
 /// One row of `steps.csv`; the field order is the column order.
@@ -99,25 +100,6 @@ pub fn write_steps_csv(path: &Path, steps: &[StepResult]) -> Result<(), ReportEr
 /// Writes `samples.csv`: a header named after [`Sample`]'s fields, then one row per sample.
 pub fn write_samples_csv(path: &Path, samples: &[Sample]) -> Result<(), ReportError> {
     write_rows(path, samples.iter())
-}
-
-fn write_rows<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> Result<(), ReportError> {
-    let csv_err = |source| ReportError::Csv {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut w = ::csv::Writer::from_path(path).map_err(csv_err)?;
-    for row in rows {
-        w.serialize(row).map_err(csv_err)?;
-    }
-    w.flush().map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-pub(crate) fn to_mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
 }
 
 fn round_to(v: f64, per_unit: f64) -> f64 {
@@ -211,8 +193,10 @@ mod tests {
             Sample {
                 t_secs: 0.5,
                 step: 0,
+                phase: crate::model::Phase::Holding,
                 clients: 100,
                 delivered_per_sec: 12_345,
+                expected_per_sec: 12_000,
                 broker_cpu_pct: 33.333_333,
                 broker_rss_bytes: 123_456_789,
                 loadgen_cpu_pct: 12.5,

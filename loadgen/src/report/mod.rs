@@ -1,18 +1,22 @@
-//! Writes what a ramp run measured, for a person and for other tools.
+//! Writes what a run measured, for a person and for other tools. Depends on the
+//! [`model`](crate::model) only: everything here formats data it is given; deciding the
+//! verdict is [`diagnose`](crate::diagnose)'s job, measuring the scenarios'.
 //!
 //! # Layout
 //! - [`csv`]: `steps.csv` (one row per step) and `samples.csv` (one row per second), for
 //!   spreadsheets and scripts.
-//! - [`summary`]: `summary.json` (the whole [`Summary`](crate::model::Summary)) and
+//! - [`summary`]: a ramp's `summary.json` (the whole [`Summary`](crate::model::Summary)) and
 //!   `summary.md`, the answer in words: clients held, the limit that stopped the ramp, the
 //!   evidence, and what to change to go further.
-//! - [`plots`]: PNG charts (latency, throughput, broker resources, connects) drawn with a
-//!   bundled font, so they render on a machine with no fonts installed.
-//!
-//! Everything here only formats data it is given; deciding the verdict is
-//! [`crate::diagnose`]'s job.
+//! - [`run`]: the same for a fixed-size run (`throughput`, `latency`).
+//! - [`fanout`], [`memory`], [`compare`]: the reports of those commands.
+//! - [`plots`]: PNG charts drawn with a bundled font, so they render on a machine with no
+//!   fonts installed.
 
+pub mod compare;
 pub mod csv;
+pub mod fanout;
+pub mod memory;
 pub mod plots;
 pub mod run;
 pub mod summary;
@@ -22,7 +26,7 @@ pub use self::plots::{plot_all, plot_spectrum, XAxis};
 pub use self::run::{headline, run_markdown, write_run};
 pub use self::summary::{steps_table_markdown, summary_markdown, write_summary};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a report file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -39,4 +43,52 @@ pub enum ReportError {
     /// plotters' errors carry the backend's error type; kept as text so callers need not.
     #[error("drawing {path}: {message}")]
     Plot { path: PathBuf, message: String },
+}
+
+/// Where a command writes its report unless told (`--out`): `reports/runs/<UTC time>-<kind>`.
+pub fn default_out(kind: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "");
+    PathBuf::from("reports/runs").join(format!("{stamp}-{kind}"))
+}
+
+/// Creates the report folder `dir` (and its parents).
+pub fn create_dir(dir: &Path) -> Result<(), ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `text` to `path`.
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), ReportError> {
+    std::fs::write(path, text).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `value` to `path` as pretty JSON.
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), ReportError> {
+    write_text(path, &serde_json::to_string_pretty(value)?)
+}
+
+/// Writes a CSV file: a header named after `T`'s fields, then one row per item.
+pub(crate) fn write_rows<T: serde::Serialize>(
+    path: &Path,
+    rows: impl Iterator<Item = T>,
+) -> Result<(), ReportError> {
+    let csv_err = |source| ReportError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut w = ::csv::Writer::from_path(path).map_err(csv_err)?;
+    for row in rows {
+        w.serialize(row).map_err(csv_err)?;
+    }
+    w.flush().map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -11,10 +11,10 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-pub use self::draw::XAxis;
 use self::draw::*;
-use super::csv::to_mib;
+pub use self::draw::{Verdict, XAxis};
 use super::ReportError;
+use crate::model::units::to_mib;
 use crate::model::{Sample, StepResult};
 
 pub mod compare;
@@ -39,15 +39,27 @@ const GREY: RGBColor = RGBColor(110, 110, 110);
 /// Draws one chart into the file at the path.
 type ChartFn<'a> = &'a dyn Fn(&Path) -> Plot;
 
+/// What every chart of a run shows besides its data.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub slo_p99_us: u64,
+    /// What the x axis counts.
+    pub x: XAxis,
+    /// What was measured, in a line: the broker, the rate, the channels, the step.
+    pub setup: &'a str,
+    /// The machine's cores, for the CPU chart's ceiling.
+    pub cores: usize,
+    /// Where the run failed, and the limit that bound it.
+    pub verdict: Option<&'a Verdict>,
+}
+
 /// Draws `latency.png`, `throughput.png`, `broker.png` and (against clients) `connect.png`
-/// into `dir` with `x` on the x axis, and returns their paths; draws nothing for a run with
-/// no steps.
+/// into `dir`, and returns their paths; draws nothing for a run with no steps.
 pub fn plot_all(
     dir: &Path,
     steps: &[StepResult],
     samples: &[Sample],
-    slo_p99_us: u64,
-    x: XAxis,
+    ctx: &Context,
 ) -> Result<Vec<PathBuf>, ReportError> {
     if steps.is_empty() {
         return Ok(Vec::new());
@@ -59,16 +71,16 @@ pub fn plot_all(
         });
     }
     let charts: [(&str, ChartFn); 4] = [
-        ("latency.png", &|p| latency(p, x, steps, slo_p99_us)),
-        ("throughput.png", &|p| throughput(p, x, steps)),
-        ("broker.png", &|p| resources(p, x, steps, samples)),
-        ("connect.png", &|p| connect(p, steps)),
+        ("latency.png", &|p| latency(p, ctx, steps)),
+        ("throughput.png", &|p| throughput(p, ctx, steps)),
+        ("broker.png", &|p| resources(p, ctx, steps, samples)),
+        ("connect.png", &|p| connect(p, ctx, steps)),
     ];
     let mut written = Vec::new();
     // Connecting happens once per step of a ramp; other runs connect once, before measuring.
     let charts = charts
         .into_iter()
-        .filter(|(name, _)| x == XAxis::Clients || *name != "connect.png");
+        .filter(|(name, _)| ctx.x == XAxis::Clients || *name != "connect.png");
     for (name, draw) in charts {
         let path = dir.join(name);
         draw(&path).map_err(|e| ReportError::Plot {
@@ -86,9 +98,15 @@ fn font_registered() -> bool {
     *OK.get_or_init(|| register_font("sans-serif", FontStyle::Normal, FONT).is_ok())
 }
 
-fn latency(path: &Path, x: XAxis, steps: &[StepResult], slo_us: u64) -> Plot {
+fn latency(path: &Path, ctx: &Context, steps: &[StepResult]) -> Plot {
     let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
     root.fill(&WHITE)?;
+    let x = ctx.x;
+    let area = titled(
+        &root,
+        &format!("Delivery latency vs {}", x.noun()),
+        ctx.setup,
+    )?;
     let series = [
         StepSeries {
             name: "p50",
@@ -107,89 +125,102 @@ fn latency(path: &Path, x: XAxis, steps: &[StepResult], slo_us: u64) -> Plot {
         },
         StepSeries {
             name: "p99.9",
-            color: PURPLE,
+            color: GREY,
             value: |s| ms(s.latency.p999_us),
         },
     ];
-    let slo = ms(slo_us);
+    let slo = ms(ctx.slo_p99_us);
     let values = steps
         .iter()
         .flat_map(|st| series.iter().map(|s| (s.value)(st)));
-    let title = format!("Delivery latency vs {}", x.noun());
     let frame = Frame {
-        title: &title,
+        title: "",
         x,
         title_px: TITLE_PX,
         y_desc: "delivery latency (ms, log scale)",
     };
-    let x_max = x.max(steps);
-    let mut chart = log_chart(&root, &frame, x_max, log_bounds(values.chain([slo])))?;
+    let x_max = x_reach(x.max(steps), ctx.verdict);
+    let bounds = log_bounds(values.chain([slo]));
+    let mut chart = log_chart(&area, &frame, x_max, bounds)?;
     step_lines(&mut chart, x, steps, &series)?;
     objective_line(&mut chart, x_max, slo)?;
+    verdict_lines(&mut chart, ctx.verdict, bounds)?;
     legend(&mut chart)?;
     root.present()?;
     Ok(())
 }
 
-fn throughput(path: &Path, x: XAxis, steps: &[StepResult]) -> Plot {
+fn throughput(path: &Path, ctx: &Context, steps: &[StepResult]) -> Plot {
     let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
     root.fill(&WHITE)?;
+    let x = ctx.x;
+    let title = format!("Deliveries per second vs {}", x.noun());
+    let area = titled(&root, &title, ctx.setup)?;
     // A step that held no traffic has no rate to show.
     let rate = |s: &StepResult, n: u64| (s.hold_secs > 0.0).then(|| n as f64 / s.hold_secs);
     let y_max = steps
         .iter()
         .filter_map(|s| Some(rate(s, s.delivered)?.max(rate(s, s.expected)?)))
-        .fold(1.0, f64::max);
-    let title = format!("Deliveries per second vs {}", x.noun());
+        .fold(1.0, f64::max)
+        * HEADROOM;
     let frame = Frame {
-        title: &title,
+        title: "",
         x,
         title_px: TITLE_PX,
         y_desc: "deliveries per second (mean over each hold)",
     };
-    let mut chart = linear_chart(&root, &frame, x.max(steps), y_max * HEADROOM, |v| count(*v))?;
+    let x_max = x_reach(x.max(steps), ctx.verdict);
+    let mut chart = linear_chart(&area, &frame, x_max, y_max, |v| count(*v))?;
     let points = |f: fn(&StepResult) -> u64| -> Vec<(f64, f64)> {
         steps
             .iter()
             .filter_map(|s| Some((x.of(s), rate(s, f(s))?)))
             .collect()
     };
-    // Expected goes on top, dashed: where nothing is lost the two coincide, and the dashes
-    // show through the delivered line instead of hiding under it.
+    // Where nothing is lost the two coincide: expected is a line, delivered large dots on
+    // it, so both stay visible, and a dot below the line is a shortfall.
     chart
-        .draw_series(line(points(|s| s.delivered), BLUE))?
+        .draw_series(dashed(points(|s| s.expected), ORANGE))?
+        .label("expected (publishes × subscribers of their channel)")
+        .legend(|(x, y)| legend_dashed(x, y, ORANGE));
+    let delivered = points(|s| s.delivered);
+    chart.draw_series(LineSeries::new(delivered.clone(), BLUE.stroke_width(1)))?;
+    chart
+        .draw_series(delivered.iter().map(|&p| Circle::new(p, 6, BLUE.filled())))?
         .label("delivered")
-        .legend(|(x, y)| legend_line(x, y, BLUE));
-    chart
-        .draw_series(dashed(points(|s| s.expected), GREY))?
-        .label("expected (publishes × subscribers)")
-        .legend(|(x, y)| legend_dashed(x, y, GREY));
+        .legend(|(x, y)| Circle::new((x + 12, y), 6, BLUE.filled()));
+    verdict_lines(&mut chart, ctx.verdict, (0.0, y_max))?;
     legend(&mut chart)?;
     root.present()?;
     Ok(())
 }
 
-fn resources(path: &Path, x: XAxis, steps: &[StepResult], samples: &[Sample]) -> Plot {
+fn resources(path: &Path, ctx: &Context, steps: &[StepResult], samples: &[Sample]) -> Plot {
     let root = BitMapBackend::new(path, DOUBLE).into_drawing_area();
     root.fill(&WHITE)?;
+    let x = ctx.x;
     let title = format!("Broker and loadgen resources vs {}", x.noun());
-    let root = root
-        .margin(10, 0, 0, 0)
-        .titled(&title, ("sans-serif", TITLE_PX))?;
-    let (top, bottom) = root.split_vertically(50.percent());
+    let area = titled(&root, &title, ctx.setup)?;
+    let (top, bottom) = area.split_vertically(50.percent());
     let on_axis = |s: &&Sample| x.of_sample(s).is_some();
     let samples: Vec<Sample> = samples.iter().filter(on_axis).cloned().collect();
-    let x_max = x.max(steps).max(
+    let data_max = x.max(steps).max(
         samples
             .iter()
             .filter_map(|s| x.of_sample(s))
             .fold(0.0, f64::max),
     );
+    let x_max = x_reach(data_max, ctx.verdict);
+    let ceiling = 100.0 * ctx.cores.max(1) as f64;
+    let cpu_desc = format!(
+        "CPU (% of one core; {} cores = {ceiling:.0}%)",
+        ctx.cores.max(1)
+    );
     let panels = [
         (
             &top,
             Frame {
-                title: "Memory (resident set size): lines are step means, dots per-second samples",
+                title: "Memory (resident set size): lines are step peaks, dots per-second samples",
                 x,
                 title_px: PANEL_TITLE_PX,
                 y_desc: "RSS (MiB)",
@@ -208,14 +239,15 @@ fn resources(path: &Path, x: XAxis, steps: &[StepResult], samples: &[Sample]) ->
                     sample: |s| to_mib(s.loadgen_rss_bytes),
                 },
             ],
+            None,
         ),
         (
             &bottom,
             Frame {
-                title: "CPU (100% = one core busy): lines are step means, dots per-second samples",
+                title: "CPU: lines are means while publishing, dots per-second samples",
                 x,
                 title_px: PANEL_TITLE_PX,
-                y_desc: "CPU (% of one core)",
+                y_desc: &cpu_desc,
             },
             [
                 ResourceSeries {
@@ -231,33 +263,41 @@ fn resources(path: &Path, x: XAxis, steps: &[StepResult], samples: &[Sample]) ->
                     sample: |s| s.loadgen_cpu_pct,
                 },
             ],
+            Some(ceiling),
         ),
     ];
-    for (area, frame, series) in panels {
+    for (area, frame, series, ceiling) in panels {
         let y_max = series
             .iter()
             .flat_map(|r| {
                 let by_step = steps.iter().map(r.step);
                 by_step.chain(samples.iter().map(r.sample))
             })
-            .fold(10.0, f64::max);
-        let mut chart = linear_chart(area, &frame, x_max, y_max * HEADROOM, |v| number(*v))?;
+            .chain(ceiling)
+            .fold(10.0, f64::max)
+            * HEADROOM;
+        let mut chart = linear_chart(area, &frame, x_max, y_max, |v| number(*v))?;
         resource_lines(&mut chart, x, steps, &samples, &series)?;
+        if let Some(c) = ceiling {
+            chart
+                .draw_series(dashed(vec![(0.0, c), (x_max, c)], GREY))?
+                .label(format!("all {} cores busy ({c:.0}%)", ctx.cores.max(1)))
+                .legend(|(x, y)| legend_dashed(x, y, GREY));
+        }
+        verdict_lines(&mut chart, ctx.verdict, (0.0, y_max))?;
         legend(&mut chart)?;
     }
     root.present()?;
     Ok(())
 }
 
-fn connect(path: &Path, steps: &[StepResult]) -> Plot {
+fn connect(path: &Path, ctx: &Context, steps: &[StepResult]) -> Plot {
     let root = BitMapBackend::new(path, DOUBLE).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root
-        .margin(10, 0, 0, 0)
-        .titled("Connecting new clients, per step", ("sans-serif", TITLE_PX))?;
-    let (top, bottom) = root.split_vertically(50.percent());
+    let area = titled(&root, "Connecting new clients, per step", ctx.setup)?;
+    let (top, bottom) = area.split_vertically(50.percent());
     let x = XAxis::Clients;
-    let x_max = x.max(steps);
+    let x_max = x_reach(x.max(steps), ctx.verdict);
 
     let series = [
         StepSeries {
@@ -280,12 +320,13 @@ fn connect(path: &Path, steps: &[StepResult]) -> Plot {
         title_px: PANEL_TITLE_PX,
         y_desc: "latency (ms, log scale)",
     };
-    let mut chart = log_chart(&top, &frame, x_max, log_bounds(values))?;
+    let bounds = log_bounds(values);
+    let mut chart = log_chart(&top, &frame, x_max, bounds)?;
     step_lines(&mut chart, x, steps, &series)?;
+    verdict_lines(&mut chart, ctx.verdict, bounds)?;
     legend(&mut chart)?;
 
-    // One series, named by the panel title: no legend, so no headroom either.
-    let rate_max = steps.iter().map(|s| s.connect_rate).fold(1.0, f64::max) * 1.1;
+    let rate_max = steps.iter().map(|s| s.connect_rate).fold(1.0, f64::max) * HEADROOM;
     let frame = Frame {
         title: "Connect rate during the step's connect phase",
         x,
@@ -293,10 +334,15 @@ fn connect(path: &Path, steps: &[StepResult]) -> Plot {
         y_desc: "new connections per second",
     };
     let mut chart = linear_chart(&bottom, &frame, x_max, rate_max, |v| count(*v))?;
-    chart.draw_series(line(
-        steps.iter().map(|s| (s.clients as f64, s.connect_rate)),
-        GREEN,
-    ))?;
+    chart
+        .draw_series(line(
+            steps.iter().map(|s| (s.clients as f64, s.connect_rate)),
+            GREEN,
+        ))?
+        .label("connect rate")
+        .legend(|(x, y)| legend_line(x, y, GREEN));
+    verdict_lines(&mut chart, ctx.verdict, (0.0, rate_max))?;
+    legend(&mut chart)?;
     root.present()?;
     Ok(())
 }

@@ -6,13 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{plot_all, steps_table_markdown, write_samples_csv, write_steps_csv};
-use super::{ReportError, XAxis};
+use super::plots::{plot_all, Context};
+use super::ReportError;
+use super::{steps_table_markdown, write_json, write_samples_csv, write_steps_csv, write_text};
+use crate::model::units::ms;
 use crate::model::{LatencySummary, RunSummary, Sample};
-
-fn ms(us: u64) -> String {
-    format!("{:.2} ms", us as f64 / 1000.0)
-}
 
 /// The headline: what was measured, in one sentence.
 pub fn headline(s: &RunSummary) -> String {
@@ -51,7 +49,17 @@ pub fn headline(s: &RunSummary) -> String {
 
 /// `summary.md` of a fixed-size run.
 pub fn run_markdown(s: &RunSummary) -> String {
-    let mut md = format!("# loadgen {}\n\n**{}**\n\n", s.kind, headline(s));
+    let interrupted = match s.interrupted {
+        true => {
+            " (interrupted: Ctrl-C or SIGTERM stopped it; the stages below were measured in full)"
+        }
+        false => "",
+    };
+    let mut md = format!(
+        "# loadgen {}{interrupted}\n\n**{}**\n\n",
+        s.kind,
+        headline(s)
+    );
     let _ = writeln!(
         md,
         "Objective: delivery p99 within {}; a rate passes when every delivery arrives within it.\n",
@@ -63,15 +71,15 @@ pub fn run_markdown(s: &RunSummary) -> String {
     md
 }
 
-/// Writes steps.csv, samples.csv, summary.json, summary.md and (with an `x` axis) the
-/// per-stage plots into `dir`, and prints the headline.
+/// Writes steps.csv, samples.csv, summary.json, summary.md and (given their context) the
+/// per-stage plots into `dir`.
 pub fn write_run(
     dir: &Path,
     s: &RunSummary,
     samples: &[Sample],
-    x: Option<XAxis>,
+    plots: Option<&Context>,
 ) -> Result<(), ReportError> {
-    write_files(dir, s, s, run_markdown(s), samples, x)
+    write_files(dir, s, s, run_markdown(s), samples, plots)
 }
 
 /// The stalled subscribers' outcome and the healthy subscribers' numbers, in one line:
@@ -121,27 +129,14 @@ fn write_files(
     json: &impl Serialize,
     md: String,
     samples: &[Sample],
-    x: Option<XAxis>,
+    plots: Option<&Context>,
 ) -> Result<(), ReportError> {
     write_steps_csv(&dir.join("steps.csv"), &s.steps)?;
     write_samples_csv(&dir.join("samples.csv"), samples)?;
-    let json_path = dir.join("summary.json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(json)?).map_err(|source| {
-        ReportError::Io {
-            path: json_path,
-            source,
-        }
-    })?;
-    let md_path = dir.join("summary.md");
-    std::fs::write(&md_path, md).map_err(|source| ReportError::Io {
-        path: md_path,
-        source,
-    })?;
-    if let Some(x) = x {
-        plot_all(dir, &s.steps, samples, s.slo_p99_us, x)?;
+    write_json(&dir.join("summary.json"), json)?;
+    write_text(&dir.join("summary.md"), &md)?;
+    if let Some(ctx) = plots {
+        plot_all(dir, &s.steps, samples, ctx)?;
     }
-    println!("{}", steps_table_markdown(&s.steps));
-    println!("{}", headline(s));
-    println!("report written to {}", dir.display());
     Ok(())
 }

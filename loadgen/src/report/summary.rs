@@ -7,38 +7,97 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::ReportError;
-use crate::diagnose::{advice, describe, ms};
-use crate::model::{Limits, StepResult, Summary};
-
-use super::csv::to_mib;
+use super::plots::Verdict;
+use super::{write_json, write_text, ReportError};
+use crate::model::units::{grouped, ms, ms_number, to_mib};
+use crate::model::{LimitKind, Limits, StepResult, Summary};
 
 /// Writes `summary.json` (pretty) and `summary.md` into `dir`.
 pub fn write_summary(dir: &Path, summary: &Summary) -> Result<(), ReportError> {
-    let json = serde_json::to_string_pretty(summary)?;
-    write_file(&dir.join("summary.json"), &json)?;
-    write_file(&dir.join("summary.md"), &summary_markdown(summary))
+    write_json(&dir.join("summary.json"), summary)?;
+    write_text(&dir.join("summary.md"), &summary_markdown(summary))
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
-    std::fs::write(path, text).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+/// The verdict in words: how many clients were held (and at which step, so a held count
+/// from a step that also had failures reads right), and why the ramp stopped.
+pub fn verdict_text(s: &Summary) -> String {
+    let kind = s.binding_limit.kind;
+    let held = s
+        .steps
+        .iter()
+        .rfind(|st| st.clients == s.clients_held && st.delivered_within(s.slo_p99_us));
+    let at = match held {
+        None => String::new(),
+        Some(st) if st.clients == st.target_clients => format!(
+            " (step {}: every one of them got every message within the {} objective)",
+            st.step,
+            ms(s.slo_p99_us)
+        ),
+        Some(st) => format!(
+            " (step {}: {} of {} planned connected, and every one of them got every message \
+             within the {} objective)",
+            st.step,
+            grouped(st.clients),
+            grouped(st.target_clients),
+            ms(s.slo_p99_us)
+        ),
+    };
+    let stopped = match kind {
+        LimitKind::Interrupted => "the ramp was interrupted",
+        _ => "the ramp stopped because",
+    };
+    let because = match kind {
+        LimitKind::Interrupted => String::new(),
+        _ => format!(" {}", kind.describe()),
+    };
+    format!(
+        "held {} clients{at}; {stopped}{because}: {}",
+        grouped(s.clients_held),
+        s.binding_limit.evidence
+    )
+}
+
+impl Verdict {
+    /// The lines a ramp's charts carry: the failing step, and the limit it ran into where
+    /// that limit is a number of clients.
+    pub fn of(s: &Summary) -> Verdict {
+        let b = &s.binding_limit;
+        let failed_at = b
+            .step
+            .and_then(|n| s.steps.iter().find(|st| st.step == n))
+            .map(|st| {
+                (
+                    st.clients as f64,
+                    format!("step {} failed: {}", st.step, b.kind.describe()),
+                )
+            });
+        let limit = match b.kind {
+            LimitKind::BrokerOpenFiles => s
+                .limits
+                .broker_nofile_soft
+                .map(|n| (n as f64, format!("broker open-files limit: {}", grouped(n)))),
+            LimitKind::EphemeralPorts => {
+                let (lo, hi) = s.limits.ephemeral_ports;
+                let ports = u64::from(hi.saturating_sub(lo)) + 1;
+                let n = ports * s.limits.source_addresses.max(1) as u64;
+                Some((n as f64, format!("source ports: {}", grouped(n))))
+            }
+            _ => None,
+        };
+        Verdict { failed_at, limit }
+    }
 }
 
 /// The text of `summary.md`.
 pub fn summary_markdown(s: &Summary) -> String {
     let kind = s.binding_limit.kind;
     let mut md = String::new();
-    md.push_str("# hubbub load test\n\n");
-    let _ = writeln!(
-        md,
-        "**hubbub held {} simultaneous clients**; the ramp stopped because {}: {}\n",
-        s.clients_held,
-        describe(kind),
-        s.binding_limit.evidence
-    );
+    md.push_str(if s.interrupted {
+        "# hubbub load test (interrupted)\n\n"
+    } else {
+        "# hubbub load test\n\n"
+    });
+    let _ = writeln!(md, "**{}**\n", verdict_text(s));
     let _ = writeln!(
         md,
         "Clients held: the most subscribers connected at once while every one of them received \
@@ -47,7 +106,7 @@ pub fn summary_markdown(s: &Summary) -> String {
         ms(s.slo_p99_us)
     );
     md.push_str("## To go further\n\n");
-    let _ = writeln!(md, "{}\n", advice(kind));
+    let _ = writeln!(md, "{}\n", kind.advice());
     md.push_str("## Limits read at start\n\n");
     md.push_str(&limits_table_markdown(&s.limits));
     md.push_str("\n## Steps\n\n");
@@ -123,11 +182,6 @@ fn limits_table_markdown(l: &Limits) -> String {
     md
 }
 
-/// Microseconds as a bare millisecond number with sensible precision for a table cell.
-fn ms_number(us: u64) -> String {
-    ms(us).trim_end_matches(" ms").to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +208,9 @@ mod tests {
         };
         Summary {
             clients_held: 20_000,
+            interrupted: false,
             binding_limit: BindingLimit {
+                step: Some(2),
                 kind: LimitKind::LatencyObjective,
                 evidence: "At step 2 (30000 clients connected of 30000 planned) delivery p99 \
                            was 72.5 ms against an objective of 50.0 ms."
@@ -185,11 +241,12 @@ mod tests {
     #[test]
     fn markdown_leads_with_the_verdict() {
         let md = summary_markdown(&summary());
-        let verdict = "**hubbub held 20000 simultaneous clients**; the ramp stopped because \
-                       deliveries missed the latency objective: At step 2 (30000 clients";
+        let verdict = "**held 20,000 clients (step 1: every one of them got every message \
+                       within the 50.0 ms objective); the ramp stopped because deliveries \
+                       missed the latency objective: At step 2 (30000 clients";
         assert!(md.contains(verdict), "{md}");
         assert!(md.find(verdict) < md.find("## Steps"));
-        assert!(md.contains(advice(LimitKind::LatencyObjective)));
+        assert!(md.contains(LimitKind::LatencyObjective.advice()));
         assert!(
             md.contains("| broker open files (soft / hard) | 65536 / unknown |"),
             "{md}"
@@ -200,6 +257,37 @@ mod tests {
         assert!(md.contains("| memory | 24.0 GiB |"));
         assert!(md.contains("loadgen ramp --max-clients 100000"));
         assert!(md.contains(&steps_table_markdown(&summary().steps)));
+    }
+
+    #[test]
+    fn the_held_count_says_which_step_and_how_many_of_its_clients() {
+        let mut s = summary();
+        s.steps[2].clients = 29_983;
+        s.steps[2].latency.p99_us = 1_000;
+        s.clients_held = 29_983;
+        let text = verdict_text(&s);
+        assert!(
+            text.starts_with(
+                "held 29,983 clients (step 2: 29,983 of 30,000 planned connected, and every \
+                 one of them got every message within the 50.0 ms objective); the ramp \
+                 stopped because"
+            ),
+            "{text}"
+        );
+        let marks = Verdict::of(&s);
+        assert_eq!(
+            marks.failed_at,
+            Some((
+                29_983.0,
+                "step 2 failed: deliveries missed the latency objective".into()
+            ))
+        );
+        assert_eq!(marks.limit, None);
+        s.binding_limit.kind = LimitKind::BrokerOpenFiles;
+        assert_eq!(
+            Verdict::of(&s).limit,
+            Some((65_536.0, "broker open-files limit: 65,536".into()))
+        );
     }
 
     #[test]

@@ -3,9 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::model::histogram::HistData;
 use crate::model::ErrorCounts;
 use crate::proto::Proto;
 
@@ -38,6 +38,23 @@ pub enum ToWorker {
     Exit,
 }
 
+/// A worker's state, sent once a second for the live line and the samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Deliveries since the worker started.
+    pub delivered_total: u64,
+    /// Deliveries per second over the worker's last second. Taken by the worker over its own
+    /// tick rather than by the coordinator from two totals: the coordinator's second and the
+    /// worker's are not aligned, and a difference of totals read across them swings between
+    /// zero and twice the rate.
+    pub delivered_per_sec: f64,
+    /// Subscribers connected now.
+    pub clients: u64,
+    /// Of the `Connect` in progress (0 when none): subscribers connected and failed so far.
+    pub connected: u64,
+    pub connect_failed: u64,
+}
+
 /// Worker → coordinator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -61,54 +78,12 @@ pub enum FromWorker {
         clients: u64,
     },
     /// Sent unasked once a second.
-    Progress { delivered_total: u64, clients: u64 },
-}
-
-/// A histogram as `(value, count)` pairs: lossless at the histogram's precision, and plain
-/// JSON.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct HistData(pub Vec<(u64, u64)>);
-
-/// Microseconds from 1 µs to 10 minutes at 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
-}
-
-impl HistData {
-    pub fn from_histogram(h: &Histogram<u64>) -> Self {
-        HistData(
-            h.iter_recorded()
-                .map(|v| (v.value_iterated_to(), v.count_at_value()))
-                .collect(),
-        )
-    }
-
-    /// Adds these counts into `into` (saturating at the histogram's range).
-    pub fn merge_into(&self, into: &mut Histogram<u64>) {
-        for &(value, count) in &self.0 {
-            into.saturating_record_n(value, count);
-        }
-    }
+    Progress(Progress),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histograms_survive_the_trip() {
-        let mut h = new_histogram();
-        for v in [1, 10, 100, 1000, 1000, 123_456] {
-            h.record(v).unwrap();
-        }
-        let json = serde_json::to_string(&HistData::from_histogram(&h)).unwrap();
-        let back: HistData = serde_json::from_str(&json).unwrap();
-        let mut merged = new_histogram();
-        back.merge_into(&mut merged);
-        assert_eq!(merged.len(), 6);
-        assert_eq!(merged.value_at_quantile(0.5), h.value_at_quantile(0.5));
-        assert_eq!(merged.max(), h.max());
-    }
 
     #[test]
     fn requests_are_tagged_json_lines() {

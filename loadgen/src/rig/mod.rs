@@ -2,10 +2,22 @@
 //! holding the subscribers, the publishers, a STATS probe and the once-a-second sampler.
 //! `ramp`, `throughput` and `latency` are different walks over the same two moves:
 //! [`Rig::connect`] more subscribers, and [`Rig::hold`] traffic at a rate.
-//! [`Rig::open_stalled`] (in [`crate::rig::stalled`]) adds subscribers that never read.
+//! [`Rig::open_stalled`] (in [`stalled`]) adds subscribers that never read.
+//!
+//! # Layout
+//! - this file: the [`Rig`] and its two moves.
+//! - [`options`]: the flags every rig-based command shares.
+//! - [`broker`]: the broker under test, started here or given.
+//! - [`plan`]: steps, shares, channel names: the rules, as pure functions.
+//! - [`pool`] and [`worker`]: the worker processes, from each side; [`control`]: what they
+//!   say to each other.
+//! - [`publish`]: open-loop publishers; [`stamp`]: the send time in each payload.
+//! - [`probe`]: the broker's own counters; [`progress`]: the samples and the live line.
+//! - [`stalled`]: subscribers that never read.
 
 pub mod broker;
 pub mod control;
+pub mod options;
 pub mod plan;
 pub mod pool;
 pub mod probe;
@@ -21,94 +33,45 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::Args;
+use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use self::progress::Position;
-use crate::model::{ErrorCounts, Limits, Percentiles, Sample, StepResult};
+use self::broker::UnderTest;
+use self::control::{FromWorker, ToWorker};
+pub use self::options::{Audience, Common};
+use self::pool::Worker;
+use self::probe::StatsProbe;
+use self::progress::{say, Position};
+use self::publish::Publishers;
+use crate::model::histogram::{new_histogram, percentiles};
+use crate::model::{ErrorCounts, Limits, Phase, Sample, StepResult};
 use crate::os::{read_limits, running, Sampler};
 use crate::proto::Proto;
-use crate::rig::broker::EmbeddedBroker;
-use crate::rig::control::{new_histogram, FromWorker, ToWorker};
-use crate::rig::pool::Worker;
-use crate::rig::probe::StatsProbe;
-use crate::rig::publish::Publishers;
 
 /// Connections per (source address, broker) pair before loadgen adds a source address: the
 /// default ephemeral range holds 28,232 ports, so this leaves a margin.
 const PER_SOURCE: u64 = 25_000;
 /// Descriptors a worker keeps for itself (stdio, runtime, the odd file).
 const FD_MARGIN: u64 = 100;
-/// Options every measurement shares.
-#[derive(Debug, Clone, Args)]
-pub struct Common {
-    /// Broker(s) to load, HOST:PORT[,HOST:PORT…]; without it loadgen starts its own (hubbub).
-    #[arg(long, value_delimiter = ',')]
-    pub target: Vec<SocketAddr>,
-    /// The protocol the target speaks (`scripts/peers.sh start` runs the others on loopback).
-    #[arg(long, value_enum, default_value_t = Proto::Hubbub)]
-    pub proto: Proto,
-    /// Process id(s) of an external broker, to sample its CPU, memory and limits.
-    #[arg(long, value_delimiter = ',')]
-    pub broker_pid: Vec<u32>,
-    /// Publisher connections.
-    #[arg(long, default_value_t = 4)]
-    pub publishers: usize,
-    /// Payload bytes per message.
-    #[arg(long, default_value_t = 64)]
-    pub size: usize,
-    /// Latency objective for the 99th percentile (e.g. 50ms).
-    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
-    pub slo_p99: Duration,
-    /// Where to write the report (default: reports/runs/<timestamp>-<command>/).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Subscribers per worker process (default: the open-files hard limit less a margin).
-    #[arg(long)]
-    pub per_process: Option<u64>,
-    /// Loopback source addresses to connect from (default: enough for the ephemeral ports).
-    #[arg(long)]
-    pub sources: Option<usize>,
-    /// How long a subscriber may take to connect and be acknowledged.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub connect_timeout: Duration,
-    /// Connects in flight at once, per worker.
-    #[arg(long, default_value_t = 256)]
-    pub connect_concurrency: usize,
-}
 
-impl Common {
-    /// The latency objective in microseconds, the unit every histogram here counts in.
-    pub fn slo_us(&self) -> u64 {
-        self.slo_p99.as_micros() as u64
-    }
-}
-
-/// The clients of a fixed-size run (`throughput`, `latency`).
-#[derive(Debug, Clone, Args)]
-pub struct Audience {
-    /// Subscribers.
-    #[arg(long, default_value_t = 100)]
-    pub subscribers: u64,
-    /// Channels; subscriber n listens on channel n mod channels, message n goes to the same.
-    #[arg(long, default_value_t = 1)]
-    pub channels: u64,
-}
+/// The run was interrupted (Ctrl-C or SIGTERM); what was measured before stands.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
 
 /// A running measurement.
 pub struct Rig {
     pub common: Common,
-    /// Subscriber n listens on channel `ch-{n mod channels}`; message n goes to the same.
+    /// Subscriber n listens on channel `plan::channel_name(n % channels)`; message n goes to
+    /// the same.
     pub channels: u64,
     pub out: PathBuf,
     pub limits: Limits,
     pub command_line: String,
-    pub targets: Vec<SocketAddr>,
-    embedded: Option<EmbeddedBroker>,
-    broker_pids: Vec<u32>,
+    pub brokers: UnderTest,
+    interrupt: CancellationToken,
     sources: Vec<IpAddr>,
     workers: Vec<Worker>,
     /// Subscribers asked of each worker so far.
@@ -129,73 +92,78 @@ pub struct Finished {
     pub limits: Limits,
     pub out: PathBuf,
     pub command_line: String,
+    /// What was measured, in a line: the broker and the rig's shape.
+    pub setup: String,
 }
 
 impl Rig {
     /// Starts (or finds) the broker, enough workers for `max_clients` subscribers over
     /// `channels` channels, and the publishers; `kind` names the default report folder.
+    /// `interrupt` cancelled makes [`Rig::connect`] and [`Rig::hold`] return [`Interrupted`].
     pub async fn start(
         common: &Common,
         channels: u64,
         max_clients: u64,
         kind: &str,
+        interrupt: &CancellationToken,
     ) -> anyhow::Result<Rig> {
         let _ = rlimit::increase_nofile_limit(u64::MAX);
         let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-        let out = common.out.clone().unwrap_or_else(|| default_out(kind));
-        std::fs::create_dir_all(&out)
-            .with_context(|| format!("cannot create {}", out.display()))?;
-        let embedded = match (common.target.is_empty(), common.proto) {
-            (true, Proto::Hubbub) => Some(EmbeddedBroker::start(&[])?),
-            (true, other) => anyhow::bail!(
-                "loadgen starts only hubbub itself; for --proto {other} give --target \
-                 (scripts/peers.sh start {other}; scripts/peers.sh addr ...)"
-            ),
-            (false, _) => None,
-        };
-        let (targets, broker_pids) = match &embedded {
-            Some(b) => (vec![b.addr], vec![b.pid]),
-            None => (common.target.clone(), common.broker_pid.clone()),
-        };
-        let source_count = common
-            .sources
-            .unwrap_or_else(|| plan::sources_for(max_clients, targets.len(), PER_SOURCE));
-        let sources: Vec<IpAddr> = (1..=source_count.min(254) as u8)
+        let out = common
+            .out
+            .clone()
+            .unwrap_or_else(|| crate::report::default_out(kind));
+        crate::report::create_dir(&out)?;
+        let limits_here = read_limits(None, 0);
+        let per_process = common.per_process.unwrap_or(
+            limits_here
+                .loadgen_nofile_hard
+                .saturating_sub(FD_MARGIN)
+                .max(1),
+        );
+        let worker_count = plan::workers_for(max_clients, per_process);
+        if worker_count > plan::MAX_WORKERS {
+            bail!(
+                "--per-process {per_process} would need {worker_count} worker processes for \
+                 {max_clients} clients; the most loadgen starts is {} (raise --per-process)",
+                plan::MAX_WORKERS
+            );
+        }
+        let brokers = UnderTest::resolve(&common.target, &common.broker_pid, common.proto, &[])?;
+        let source_count = common.sources.map(usize::from).unwrap_or_else(|| {
+            plan::sources_for(max_clients, brokers.addrs.len(), PER_SOURCE).min(254)
+        });
+        let sources: Vec<IpAddr> = (1..=source_count as u8)
             .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
             .collect();
-        let limits = read_limits(broker_pids.first().copied(), sources.len());
-        let per_process = common
-            .per_process
-            .unwrap_or(limits.loadgen_nofile_hard.saturating_sub(FD_MARGIN).max(1));
+        let limits = read_limits(brokers.pids.first().copied(), sources.len());
         let mut workers = Vec::new();
-        for _ in 0..plan::workers_for(max_clients, per_process) {
+        for _ in 0..worker_count {
             workers.push(Worker::spawn(per_process + FD_MARGIN)?);
         }
-        eprintln!(
-            "{kind}: up to {max_clients} subscribers against {:?}{}; {} worker process(es) of up to {per_process} clients, {} source address(es); report in {}",
-            targets,
-            if embedded.is_some() { " (started by loadgen)" } else { "" },
+        say(&format!(
+            "{kind}: against {}; {} worker process(es) of up to {per_process} clients, {} \
+             source address(es); report in {}",
+            brokers.describe(),
             workers.len(),
             sources.len(),
             out.display(),
-        );
+        ));
         let publishers =
-            Publishers::connect(&targets, common.publishers.max(1), common.proto).await?;
+            Publishers::connect(&brokers.addrs, common.publishers, common.proto).await?;
         // Only hubbub answers STATS.
         let probe = match common.proto {
-            Proto::Hubbub => StatsProbe::connect(&targets).await,
+            Proto::Hubbub => StatsProbe::connect(&brokers.addrs).await,
             _ => StatsProbe::default(),
         };
         let position = Arc::new(Position::default());
-        *position.workers.lock().expect("position lock") = workers
-            .iter()
-            .map(|w| (w.delivered_total.clone(), w.clients.clone()))
-            .collect();
+        position.cores.store(limits.cores, Relaxed);
+        position.watch_workers(workers.iter().map(|w| w.progress.clone()).collect());
         let mut loadgen_pids = vec![std::process::id()];
         loadgen_pids.extend(workers.iter().map(|w| w.pid));
         let stop_sampling = CancellationToken::new();
         let sampler = progress::spawn(
-            Sampler::new(&broker_pids, &loadgen_pids),
+            Sampler::new(&brokers.pids, &loadgen_pids),
             position.clone(),
             stop_sampling.clone(),
         );
@@ -205,9 +173,8 @@ impl Rig {
             out,
             limits,
             command_line,
-            targets,
-            embedded,
-            broker_pids,
+            brokers,
+            interrupt: interrupt.clone(),
             sources,
             held: vec![0; workers.len()],
             workers,
@@ -229,14 +196,26 @@ impl Rig {
         audience: &Audience,
         kind: &str,
         steps: usize,
+        interrupt: &CancellationToken,
     ) -> anyhow::Result<(Rig, StepResult)> {
-        let mut rig = Rig::start(common, audience.channels, audience.subscribers, kind).await?;
+        let mut rig = Rig::start(
+            common,
+            audience.channels,
+            audience.subscribers,
+            kind,
+            interrupt,
+        )
+        .await?;
         let mut connected = StepResult {
             step: 1,
             ..Default::default()
         };
         rig.at_step(1, steps);
-        rig.connect(&mut connected, audience.subscribers).await?;
+        if let Err(e) = rig.connect(&mut connected, audience.subscribers).await {
+            // Stop what was started; the error is the news.
+            let _ = rig.finish(&mut []).await;
+            return Err(e);
+        }
         Ok((rig, connected))
     }
 
@@ -246,16 +225,31 @@ impl Rig {
         self.position.steps.store(steps, Relaxed);
     }
 
+    /// The brokers' addresses.
+    pub fn targets(&self) -> &[SocketAddr] {
+        &self.brokers.addrs
+    }
+
+    /// Fails with [`Interrupted`] once the run has been interrupted.
+    fn check_interrupt(&self) -> anyhow::Result<()> {
+        match self.interrupt.is_cancelled() {
+            true => Err(Interrupted.into()),
+            false => Ok(()),
+        }
+    }
+
     /// Connects subscribers until `target` have been asked for; fills the connect fields.
     pub async fn connect(&mut self, result: &mut StepResult, target: u64) -> anyhow::Result<()> {
+        self.check_interrupt()?;
         result.target_clients = target;
         let new = target.saturating_sub(self.next_index);
+        self.position.connecting(new, self.common.connect_timeout);
         let shares = plan::split(new, &self.held, self.per_process);
         for (w, &count) in self.workers.iter_mut().zip(&shares) {
             w.send(&ToWorker::Connect {
                 first_index: self.next_index,
                 count,
-                targets: self.targets.clone(),
+                targets: self.brokers.addrs.clone(),
                 sources: self.sources.clone(),
                 channels: self.channels,
                 timeout_ms: self.common.connect_timeout.as_millis() as u64,
@@ -266,19 +260,31 @@ impl Rig {
             .await?;
             self.next_index += count;
         }
+        let interrupt = self.interrupt.clone();
+        let replies = async {
+            let mut replies = Vec::new();
+            for w in self.workers.iter_mut() {
+                replies.push((w.pid, w.reply().await?));
+            }
+            anyhow::Ok(replies)
+        };
+        let replies = tokio::select! {
+            replies = replies => replies?,
+            _ = interrupt.cancelled() => return Err(Interrupted.into()),
+        };
         let mut hist = new_histogram();
         let mut slowest_ms: u64 = 1;
         let mut connected = 0;
-        for (i, w) in self.workers.iter_mut().enumerate() {
+        for (i, (pid, reply)) in replies.into_iter().enumerate() {
             let FromWorker::Connected {
                 ok,
                 per_channel,
                 errors,
                 connect_hist,
                 elapsed_ms,
-            } = w.reply().await?
+            } = reply
             else {
-                anyhow::bail!("worker {} answered Connect with something else", w.pid);
+                bail!("worker {pid} answered Connect with something else");
             };
             self.held[i] += shares[i];
             connected += ok;
@@ -303,14 +309,28 @@ impl Rig {
         rate: f64,
         hold: Duration,
     ) -> anyhow::Result<Histogram<u64>> {
+        self.check_interrupt()?;
         let before = self.probe.read().await;
         // Start afresh: drop deliveries counted so far, keep connections lost.
         let (_, lost, _, _, _) = self.report_all().await?;
         result.errors.add(&lost);
+        let subscribers: u64 = self.subscribers_per_channel.iter().sum();
+        // Messages go to every channel in turn, so each reaches the average audience.
+        self.position
+            .holding(rate, rate * subscribers as f64 / self.channels as f64);
         let (channels, size) = (self.channels, self.common.size);
-        let published = self.publishers.publish(rate, hold, channels, size).await?;
+        let published = self
+            .publishers
+            .publish(rate, hold, channels, size, &self.interrupt)
+            .await?;
+        self.check_interrupt()?;
+        self.position.draining();
         // Give the last messages time to arrive; later than this they are late anyway.
-        tokio::time::sleep(Duration::from_secs(1) + self.common.slo_p99 * 2).await;
+        let drain = Duration::from_secs(1) + self.common.slo_p99 * 2;
+        tokio::select! {
+            _ = tokio::time::sleep(drain) => {}
+            _ = self.interrupt.cancelled() => return Err(Interrupted.into()),
+        }
         let (delivered, lost, late, latency, clients) = self.report_all().await?;
         let after = self.probe.read().await;
         result.errors.add(&lost);
@@ -328,7 +348,7 @@ impl Rig {
         result.lost = result.expected.saturating_sub(delivered);
         result.late = late;
         result.latency = percentiles(&latency);
-        result.broker_alive = self.broker_pids.iter().all(|&p| running(p));
+        result.broker_alive = self.brokers.pids.iter().all(|&p| running(p));
         result.broker_accept_errors = after.accept_errors.saturating_sub(before.accept_errors);
         result.broker_slow_consumers = after.slow_consumers.saturating_sub(before.slow_consumers);
         Ok(latency)
@@ -351,7 +371,7 @@ impl Rig {
                 clients: c,
             } = w.reply().await?
             else {
-                anyhow::bail!("worker {} answered Report with something else", w.pid);
+                bail!("worker {} answered Report with something else", w.pid);
             };
             delivered += d;
             late += l;
@@ -362,53 +382,54 @@ impl Rig {
         Ok((delivered, errors, late, hist, clients))
     }
 
-    /// Stops sampling, the workers and the embedded broker; fills the steps' resource
-    /// averages from the samples.
-    pub async fn finish(mut self, steps: &mut [StepResult]) -> anyhow::Result<Finished> {
+    /// Stops sampling, the workers and the broker loadgen started; fills the steps'
+    /// resource figures from the samples. Called however the run ended, so that no process
+    /// loadgen started outlives it.
+    pub async fn finish(self, steps: &mut [StepResult]) -> anyhow::Result<Finished> {
         self.stop_sampling.cancel();
         let samples = self.sampler.await?;
         fill_step_averages(steps, &samples);
-        for w in self.workers.drain(..) {
+        for w in self.workers {
             w.exit().await;
         }
-        if let Some(b) = self.embedded.take() {
-            b.stop().await?;
-        }
+        let setup = format!(
+            "{}, {} over {} channel(s), {} publisher(s), {} B messages",
+            self.brokers.describe(),
+            crate::model::units::plural(self.next_index as usize, "subscriber"),
+            self.channels,
+            self.common.publishers,
+            self.common.size,
+        );
+        self.brokers.stop().await.context("stopping the broker")?;
         Ok(Finished {
             samples,
             limits: self.limits,
             out: self.out,
             command_line: self.command_line,
+            setup,
         })
     }
 }
 
-/// Latency percentiles of a histogram, zero when it is empty.
-pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
-    if h.is_empty() {
-        return Percentiles::default();
-    }
-    Percentiles {
-        p50_us: h.value_at_quantile(0.5),
-        p90_us: h.value_at_quantile(0.9),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
-        max_us: h.max(),
-    }
-}
-
-/// Per-step means of the samples taken during each step (peak RSS).
+/// Per-step means of the samples taken while each step held its rate (all of the step's
+/// samples if none were: connecting costs CPU that publishing does not), and peak RSS.
 fn fill_step_averages(steps: &mut [StepResult], samples: &[Sample]) {
     for s in steps.iter_mut() {
-        let mine: Vec<_> = samples.iter().filter(|x| x.step == s.step).collect();
-        if mine.is_empty() {
+        let all: Vec<_> = samples.iter().filter(|x| x.step == s.step).collect();
+        let held: Vec<_> = all
+            .iter()
+            .copied()
+            .filter(|x| x.phase == Phase::Holding)
+            .collect();
+        if all.is_empty() {
             continue;
         }
-        let n = mine.len() as f64;
-        s.broker_cpu_pct = mine.iter().map(|x| x.broker_cpu_pct).sum::<f64>() / n;
-        s.loadgen_cpu_pct = mine.iter().map(|x| x.loadgen_cpu_pct).sum::<f64>() / n;
-        s.broker_rss_bytes = mine.iter().map(|x| x.broker_rss_bytes).max().unwrap_or(0);
-        s.loadgen_rss_bytes = mine.iter().map(|x| x.loadgen_rss_bytes).max().unwrap_or(0);
+        s.broker_rss_bytes = all.iter().map(|x| x.broker_rss_bytes).max().unwrap_or(0);
+        s.loadgen_rss_bytes = all.iter().map(|x| x.loadgen_rss_bytes).max().unwrap_or(0);
+        let cpu = if held.is_empty() { all } else { held };
+        let n = cpu.len() as f64;
+        s.broker_cpu_pct = cpu.iter().map(|x| x.broker_cpu_pct).sum::<f64>() / n;
+        s.loadgen_cpu_pct = cpu.iter().map(|x| x.loadgen_cpu_pct).sum::<f64>() / n;
     }
 }
 
@@ -426,12 +447,4 @@ pub fn step_line(s: &StepResult, failed: Option<&str>) -> String {
         s.latency.p99_us as f64 / 1000.0,
         failed.map(|why| format!("  <- {why}")).unwrap_or_default(),
     )
-}
-
-/// `reports/runs/<UTC timestamp>-<kind>`.
-pub fn default_out(kind: &str) -> PathBuf {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace([':', '-'], "");
-    PathBuf::from("reports/runs").join(format!("{stamp}-{kind}"))
 }

@@ -1,4 +1,15 @@
 //! A ramp is data: every flag normalises into a list of steps, and the engine has one path.
+//! Also the rules that say which client goes where: its channel, its worker, its source.
+
+/// The most worker processes loadgen starts: a `--per-process` so small that it would need
+/// more is surely a mistake, and would fork for minutes before running out of something.
+pub const MAX_WORKERS: usize = 256;
+
+/// The name of channel `n`: subscriber `i` of a run listens on `channel_name(i % channels)`,
+/// and message `m` is published on `channel_name(m % channels)`.
+pub fn channel_name(n: u64) -> String {
+    format!("ch-{n}")
+}
 
 /// Subscribers the ramp should have connected at the end of each step.
 pub fn steps(max_clients: u64, step: u64) -> Vec<u64> {

@@ -1,20 +1,23 @@
-//! The coordinator's side of its worker processes.
+//! The coordinator's side of its worker processes: spawning them, sending requests, awaiting
+//! replies, and keeping each one's latest [`Progress`] for the live line.
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use crate::rig::control::{FromWorker, ToWorker};
+use super::control::{FromWorker, Progress, ToWorker};
 
 /// Replies a worker may have waiting. Overflow policy: the worker answers one request at a
 /// time and the coordinator awaits each reply, so at most one is ever queued; progress lines
 /// never enter this queue.
 const REPLIES: usize = 4;
+/// How long a worker told to exit may take before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// One worker process; killed when dropped.
 pub struct Worker {
@@ -23,8 +26,7 @@ pub struct Worker {
     stdin: ChildStdin,
     replies: mpsc::Receiver<FromWorker>,
     /// From the worker's once-a-second progress lines.
-    pub delivered_total: Arc<AtomicU64>,
-    pub clients: Arc<AtomicU64>,
+    pub progress: Arc<Mutex<Progress>>,
 }
 
 /// The executable to run workers and the embedded broker from: loadgen itself, or
@@ -51,20 +53,13 @@ impl Worker {
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let (tx, replies) = mpsc::channel(REPLIES);
-        let delivered_total = Arc::new(AtomicU64::new(0));
-        let clients = Arc::new(AtomicU64::new(0));
-        let (d, c) = (delivered_total.clone(), clients.clone());
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let latest = progress.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 match serde_json::from_str::<FromWorker>(&line) {
-                    Ok(FromWorker::Progress {
-                        delivered_total,
-                        clients,
-                    }) => {
-                        d.store(delivered_total, Relaxed);
-                        c.store(clients, Relaxed);
-                    }
+                    Ok(FromWorker::Progress(p)) => *latest.lock().expect("progress lock") = p,
                     Ok(reply) => {
                         if tx.send(reply).await.is_err() {
                             return;
@@ -79,8 +74,7 @@ impl Worker {
             child,
             stdin,
             replies,
-            delivered_total,
-            clients,
+            progress,
         })
     }
 
@@ -103,10 +97,16 @@ impl Worker {
         }
     }
 
-    /// Tells the worker to exit and waits for it.
+    /// Tells the worker to exit and waits for it (killing it if it takes longer than
+    /// [`EXIT_GRACE`], as one still connecting may).
     pub async fn exit(mut self) {
         let _ = self.send(&ToWorker::Exit).await;
         drop(self.stdin);
-        let _ = self.child.wait().await;
+        if tokio::time::timeout(EXIT_GRACE, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
     }
 }

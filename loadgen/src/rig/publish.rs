@@ -10,14 +10,18 @@
 //! every broker would show at least that much latency. `nanosleep` wakes within tens of
 //! microseconds.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::proto::{Proto, Reader};
+use tokio_util::sync::CancellationToken;
+
+use super::plan::channel_name;
+use crate::proto::inbound::Inbound;
+use crate::proto::Proto;
 use crate::rig::stamp;
 
 /// One publisher's socket. The lock is held for every write: the publisher's batches and the
@@ -71,25 +75,18 @@ impl Publishers {
             let (mut reader, mut replier) = (stream.try_clone()?, stream.try_clone()?);
             let lock = writing.clone();
             std::thread::spawn(move || {
-                let mut parser = Reader::new(proto);
-                let (mut buf, mut reply) = (pending, Vec::new());
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = reader.read(&mut chunk) {
-                    if n == 0 {
+                let mut inbound = Inbound::new(proto, pending);
+                while let Ok(true) = inbound.read_blocking(&mut reader) {
+                    let Ok(reply) = inbound.parse(&mut ()) else {
                         return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    match parser.feed(&buf, |_| {}, &mut reply) {
-                        Ok(used) => drop(buf.drain(..used)),
-                        Err(_) => return,
-                    }
+                    };
                     if !reply.is_empty() {
                         let _guard = lock.lock().expect("publisher write lock");
-                        if replier.write_all(&reply).is_err() {
+                        if replier.write_all(reply).is_err() {
                             return;
                         }
-                        reply.clear();
                     }
+                    inbound.clear_reply();
                 }
             });
             conns.push(Conn { stream, writing });
@@ -97,18 +94,20 @@ impl Publishers {
         Ok(Self { proto, conns })
     }
 
-    /// Publishes at `rate` messages per second in all, for `hold`.
+    /// Publishes at `rate` messages per second in all, for `hold`, or until `stop` is
+    /// cancelled.
     pub async fn publish(
         &mut self,
         rate: f64,
         hold: Duration,
         channels: u64,
         size: usize,
+        stop: &CancellationToken,
     ) -> anyhow::Result<Published> {
         let conns = std::mem::take(&mut self.conns);
-        let proto = self.proto;
+        let (proto, stop) = (self.proto, stop.clone());
         let (conns, published) = tokio::task::spawn_blocking(move || {
-            publish_blocking(proto, conns, rate, hold, channels, size)
+            publish_blocking(proto, conns, rate, hold, channels, size, &stop)
         })
         .await?;
         self.conns = conns;
@@ -125,13 +124,14 @@ fn publish_blocking(
     hold: Duration,
     channels: u64,
     size: usize,
+    stop: &CancellationToken,
 ) -> (Vec<Conn>, Published) {
     let count = conns.len() as u64;
     let start = stamp::now_ns();
     let interval_ns = 1e9 / rate;
     let total = (hold.as_secs_f64() * rate).round() as u64;
     let due = move |n: u64| start + (n as f64 * interval_ns) as u64;
-    let names: Vec<String> = (0..channels).map(|c| format!("ch-{c}")).collect();
+    let names: Vec<String> = (0..channels).map(channel_name).collect();
     let names = &names;
     let results: Vec<(Option<Conn>, Vec<u64>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = conns
@@ -143,10 +143,13 @@ fn publish_blocking(
                     let mut n = p as u64;
                     let mut batch = Vec::new();
                     let mut batch_channels = Vec::new();
-                    while n < total {
+                    while n < total && !stop.is_cancelled() {
                         let now = stamp::now_ns();
                         if due(n) > now {
-                            std::thread::sleep(Duration::from_nanos(due(n) - now));
+                            // At most a tenth of a second, so that `stop` is seen in time.
+                            let wait = Duration::from_nanos(due(n) - now);
+                            std::thread::sleep(wait.min(Duration::from_millis(100)));
+                            continue;
                         }
                         let now = stamp::now_ns();
                         batch.clear();

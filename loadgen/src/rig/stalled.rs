@@ -10,7 +10,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::rig::Rig;
+use super::plan::channel_name;
+use super::Rig;
+use crate::proto::socket;
 
 /// SO_RCVBUF of a stalled subscriber (Linux doubles it, and the window follows it): small,
 /// so that what the client does not read piles up in the broker, where the slow-consumer
@@ -20,7 +22,7 @@ const STALLED_RCVBUF: u32 = 4096;
 /// its send buffer by segments (2 × cwnd × the segment's memory): loopback's 64 KiB segments
 /// let ~2.8 MB wait in the kernel per stalled connection before the broker's outbox holds a
 /// byte, 1 KB segments (a network's are 1.5 KB) under 100 KB (`ss -tm`: 2.8 MB and 87 KB).
-const STALLED_MSS: libc::c_int = 1024;
+const STALLED_MSS: u32 = 1024;
 /// How long [`Stalled::count_closed`] drains each stalled subscriber. One the broker closed
 /// reaches its EOF (or a reset) once the kernels' buffered bytes are read, a few hundred KB
 /// at most, milliseconds on loopback; one still open yields its backlog and then nothing.
@@ -41,10 +43,10 @@ impl Rig {
     pub async fn open_stalled(&self, count: u64) -> anyhow::Result<Stalled> {
         let proto = self.common.proto;
         let timeout = self.common.connect_timeout;
-        let channels: Vec<String> = (0..self.channels).map(|c| format!("ch-{c}")).collect();
+        let channels: Vec<String> = (0..self.channels).map(channel_name).collect();
         let mut streams = Vec::with_capacity(count as usize);
         for i in 0..count {
-            let target = self.targets[i as usize % self.targets.len()];
+            let target = self.targets()[i as usize % self.targets().len()];
             // Unique per connection: an MQTT broker drops the older of two with one id.
             let client_id = format!("loadgen-{}-stalled-{i}", std::process::id());
             let who = format!("stalled subscriber {i} at {target}");
@@ -55,7 +57,7 @@ impl Rig {
             // Before connect: the window scale and the segment size are agreed in the
             // handshake.
             socket.set_recv_buffer_size(STALLED_RCVBUF)?;
-            announce_mss(&socket, STALLED_MSS)?;
+            socket::announce_mss(&socket, STALLED_MSS)?;
             let mut stream = within(timeout, &who, "connect", socket.connect(target)).await?;
             stream.set_nodelay(true)?;
             let handshake = proto.handshake(&mut stream, &client_id);
@@ -68,26 +70,6 @@ impl Rig {
             streams.push(stream);
         }
         Ok(Stalled { streams })
-    }
-}
-
-/// Sets TCP_MAXSEG on a socket not yet connected, which caps the MSS its SYN announces.
-fn announce_mss(socket: &TcpSocket, mss: libc::c_int) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
-    let done = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_MAXSEG,
-            (&mss as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if done == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 

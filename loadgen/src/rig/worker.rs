@@ -4,7 +4,8 @@
 //! ramp runs several workers. Each is single-threaded (a current-thread runtime): its
 //! subscribers record into one histogram with no locks, and parallelism comes from running
 //! several workers. It obeys [`ToWorker`] lines on stdin and exits when stdin closes, so a
-//! worker never outlives its coordinator.
+//! worker never outlives its coordinator. It reports its [`Progress`] every second, also while
+//! it is connecting, so the coordinator can show a connect phase that waits on timeouts.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
@@ -13,15 +14,18 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
+use super::control::{FromWorker, Progress, ToWorker};
+use super::plan::channel_name;
+use super::stamp;
+use crate::model::histogram::{new_histogram, HistData};
 use crate::model::ErrorCounts;
-use crate::proto::{Proto, ProtoError, Reader};
-use crate::rig::control::{new_histogram, FromWorker, HistData, ToWorker};
-use crate::rig::stamp;
+use crate::proto::inbound::{Deliveries, Inbound};
+use crate::proto::{socket, Proto, ProtoError};
 
 /// What all of this worker's subscribers record into.
 struct Tally {
@@ -33,6 +37,9 @@ struct Tally {
     /// Connections lost after they were established.
     lost: RefCell<ErrorCounts>,
     clients: Cell<u64>,
+    /// Of the `Connect` in progress.
+    connected: Cell<u64>,
+    connect_failed: Cell<u64>,
 }
 
 /// Runs the worker until told to exit or its stdin closes.
@@ -77,40 +84,66 @@ async fn serve() -> anyhow::Result<()> {
         latency: RefCell::new(new_histogram()),
         lost: RefCell::new(ErrorCounts::default()),
         clients: Cell::new(0),
+        connected: Cell::new(0),
+        connect_failed: Cell::new(0),
     });
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_tick = (Instant::now(), 0);
+    let mut connecting: Option<JoinHandle<FromWorker>> = None;
     loop {
-        let line = tokio::select! {
-            line = lines.next_line() => line?,
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line? else { return Ok(()) };
+                match serde_json::from_str::<ToWorker>(&line)? {
+                    ToWorker::Exit => return Ok(()),
+                    ToWorker::Report => send(&report(&tally))?,
+                    connect @ ToWorker::Connect { .. } => {
+                        tally.connected.set(0);
+                        tally.connect_failed.set(0);
+                        let task = connect_many(connect, tally.clone());
+                        connecting = Some(tokio::task::spawn_local(task));
+                    }
+                }
+            }
+            done = async { connecting.as_mut().expect("checked").await }, if connecting.is_some() => {
+                connecting = None;
+                send(&done?)?;
+                tally.connected.set(0);
+                tally.connect_failed.set(0);
+            }
             _ = tick.tick() => {
-                send(&FromWorker::Progress {
-                    delivered_total: tally.delivered_total.get(),
+                let (now, total) = (Instant::now(), tally.delivered_total.get());
+                let secs = now.duration_since(last_tick.0).as_secs_f64().max(1e-3);
+                let per_sec = (total - last_tick.1) as f64 / secs;
+                last_tick = (now, total);
+                send(&FromWorker::Progress(Progress {
+                    delivered_total: total,
+                    delivered_per_sec: per_sec,
                     clients: tally.clients.get(),
-                })?;
-                continue;
+                    connected: tally.connected.get(),
+                    connect_failed: tally.connect_failed.get(),
+                }))?;
             }
-        };
-        let Some(line) = line else { return Ok(()) };
-        match serde_json::from_str::<ToWorker>(&line)? {
-            ToWorker::Exit => return Ok(()),
-            ToWorker::Report => {
-                let mut hist = tally.latency.borrow_mut();
-                send(&FromWorker::Report {
-                    delivered: tally.delivered.replace(0),
-                    late: tally.late.replace(0),
-                    latency_hist: HistData::from_histogram(&hist),
-                    errors: std::mem::take(&mut *tally.lost.borrow_mut()),
-                    clients: tally.clients.get(),
-                })?;
-                hist.reset();
-            }
-            connect @ ToWorker::Connect { .. } => send(&connect_many(connect, &tally).await)?,
         }
     }
 }
 
-async fn connect_many(op: ToWorker, tally: &Rc<Tally>) -> FromWorker {
+/// The deliveries and losses since the last report; starts afresh.
+fn report(tally: &Tally) -> FromWorker {
+    let mut hist = tally.latency.borrow_mut();
+    let report = FromWorker::Report {
+        delivered: tally.delivered.replace(0),
+        late: tally.late.replace(0),
+        latency_hist: HistData::from_histogram(&hist),
+        errors: std::mem::take(&mut *tally.lost.borrow_mut()),
+        clients: tally.clients.get(),
+    };
+    hist.reset();
+    report
+}
+
+async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
     let ToWorker::Connect {
         first_index,
         count,
@@ -146,11 +179,18 @@ async fn connect_many(op: ToWorker, tally: &Rc<Tally>) -> FromWorker {
             match result {
                 Ok(Ok((stream, early))) => {
                     tally.clients.set(tally.clients.get() + 1);
+                    tally.connected.set(tally.connected.get() + 1);
                     tokio::task::spawn_local(subscriber(proto, stream, early, tally));
                     Ok((channel, took_us))
                 }
-                Ok(Err(e)) => Err(Some(e)),
-                Err(_) => Err(None),
+                Ok(Err(e)) => {
+                    tally.connect_failed.set(tally.connect_failed.get() + 1);
+                    Err(Some(e))
+                }
+                Err(_) => {
+                    tally.connect_failed.set(tally.connect_failed.get() + 1);
+                    Err(None)
+                }
             }
         });
     }
@@ -210,96 +250,43 @@ async fn open(
     channel: u64,
     client_id: &str,
 ) -> io::Result<(TcpStream, Vec<u8>)> {
-    let socket = match target {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    if source.is_ipv4() == target.is_ipv4() {
-        defer_port_choice(&socket);
-        socket.bind(SocketAddr::new(source, 0))?;
-    }
-    let mut stream = socket.connect(target).await?;
+    let mut stream = socket::from_source(target, source)?.connect(target).await?;
     stream.set_nodelay(true)?;
     let pending = proto.handshake(&mut stream, client_id).await?;
     let early = proto
-        .subscribe(&mut stream, &format!("ch-{channel}"), pending)
+        .subscribe(&mut stream, &channel_name(channel), pending)
         .await?;
     Ok((stream, early))
 }
 
-/// IP_BIND_ADDRESS_NO_PORT: binding a source address normally reserves a port at `bind`,
-/// before the destination is known, which limits each source address to one connection per
-/// port across *all* destinations. Deferring the choice to `connect` lets the kernel reuse a
-/// port for different destinations (more brokers, more ports per source address).
-fn defer_port_choice(socket: &TcpSocket) {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+/// A held subscriber's deliveries: each timed from its intended send time into the worker's
+/// histogram.
+struct Timed<'a>(&'a Tally);
+
+impl Deliveries for Timed<'_> {
+    fn payload(&mut self, payload: &[u8]) {
+        let Some(sent) = stamp::sent_ns(payload) else {
+            return;
+        };
+        let tally = self.0;
+        let us = stamp::now_ns().saturating_sub(sent) / 1000;
+        tally.latency.borrow_mut().saturating_record(us.max(1));
+        if us > tally.slo_us.get() {
+            tally.late.set(tally.late.get() + 1);
+        }
+        tally.delivered.set(tally.delivered.get() + 1);
+        tally.delivered_total.set(tally.delivered_total.get() + 1);
     }
 }
 
 /// Reads one subscriber's messages until the connection ends, timing each delivery and
 /// answering what the protocol requires (NATS PING).
 async fn subscriber(proto: Proto, mut stream: TcpStream, early: Vec<u8>, tally: Rc<Tally>) {
-    let mut reader = Reader::new(proto);
-    let mut buf = early;
-    let mut reply = Vec::new();
-    let lost = loop {
-        match tally_frames(&mut reader, &buf, &mut reply, &tally) {
-            Ok(used) => {
-                buf.drain(..used);
-            }
-            Err(e) => break io::Error::other(e),
-        }
-        if !reply.is_empty() {
-            if let Err(e) = stream.write_all(&reply).await {
-                break e;
-            }
-            reply.clear();
-        }
-        buf.reserve(4096);
-        match stream.read_buf(&mut buf).await {
-            Ok(0) => break io::Error::from(io::ErrorKind::UnexpectedEof),
-            Ok(_) => {}
-            Err(e) => break e,
-        }
-    };
+    let lost = Inbound::new(proto, early)
+        .serve(&mut stream, &mut Timed(&tally))
+        .await;
     tally.clients.set(tally.clients.get() - 1);
     classify(&lost, &mut tally.lost.borrow_mut());
-}
-
-/// Records every complete message in `buf`; returns how many bytes were consumed.
-fn tally_frames(
-    reader: &mut Reader,
-    buf: &[u8],
-    reply: &mut Vec<u8>,
-    tally: &Tally,
-) -> Result<usize, crate::proto::ProtoError> {
-    let now = stamp::now_ns();
-    let mut hist = tally.latency.borrow_mut();
-    reader.feed(
-        buf,
-        |payload| {
-            if let Some(sent) = stamp::sent_ns(payload) {
-                let us = now.saturating_sub(sent) / 1000;
-                hist.saturating_record(us.max(1));
-                if us > tally.slo_us.get() {
-                    tally.late.set(tally.late.get() + 1);
-                }
-                tally.delivered.set(tally.delivered.get() + 1);
-                tally.delivered_total.set(tally.delivered_total.get() + 1);
-            }
-        },
-        reply,
-    )
 }
 
 #[cfg(test)]

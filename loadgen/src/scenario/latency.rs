@@ -10,9 +10,14 @@ use std::time::Duration;
 
 use clap::Args;
 use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
 
-use crate::model::{LatencySummary, RunSummary};
-use crate::rig::{step_line, Audience, Common, Rig};
+use crate::model::histogram::new_histogram;
+use crate::model::units::grouped;
+use crate::model::{LatencySummary, Outcome, RunSummary, StepResult};
+use crate::rig::options::{positive_duration, positive_rate};
+use crate::rig::progress::say;
+use crate::rig::{step_line, Audience, Common, Interrupted, Rig};
 use crate::{diagnose, report};
 
 #[derive(Debug, Clone, Args)]
@@ -20,10 +25,10 @@ pub struct Opts {
     #[command(flatten)]
     pub audience: Audience,
     /// Messages per second, in all, published on a fixed schedule.
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(long, default_value_t = 1000.0, value_parser = positive_rate)]
     pub rate: f64,
     /// How long the rate is held and measured.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub duration: Duration,
     /// Extra subscribers, opened by this process on every channel, that never read their
     /// sockets (slow consumers). They are counted apart: the healthy subscribers' numbers
@@ -34,24 +39,50 @@ pub struct Opts {
     pub common: Common,
 }
 
-pub async fn run(opts: Opts) -> anyhow::Result<()> {
-    execute(&opts).await.map(drop)
+pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Outcome> {
+    let (summary, _) = execute(&opts, interrupt).await?;
+    println!("{}", report::steps_table_markdown(&summary.steps));
+    println!("{}", report::headline(&summary));
+    Ok(outcome(&summary))
+}
+
+/// How a fixed-size run ended, for the exit status.
+pub fn outcome(s: &RunSummary) -> Outcome {
+    if s.interrupted {
+        Outcome::Interrupted
+    } else if s.steps.iter().any(|st| !st.broker_alive) {
+        Outcome::BrokerGone
+    } else if s.stopped_because.is_some() {
+        Outcome::ObjectiveMissed
+    } else {
+        Outcome::Passed
+    }
 }
 
 /// Measures, writes the report, and returns the summary with the whole latency histogram
 /// (in microseconds), for callers that compare runs.
-pub async fn execute(opts: &Opts) -> anyhow::Result<(RunSummary, Histogram<u64>)> {
+pub async fn execute(
+    opts: &Opts,
+    interrupt: &CancellationToken,
+) -> anyhow::Result<(RunSummary, Histogram<u64>)> {
     let slo_us = opts.common.slo_us();
-    let (mut rig, mut step) = Rig::start_fixed(&opts.common, &opts.audience, "latency", 1).await?;
-    let stalled = rig.open_stalled(opts.stalled).await?;
-    let histogram = rig.hold(&mut step, opts.rate, opts.duration).await?;
-    // Before `finish`, which stops an embedded broker and so would close every one of them.
-    let stalled_disconnected = stalled.count_closed().await;
-    let failed = diagnose::step_failed(&step, slo_us);
-    eprintln!("{}", step_line(&step, failed));
+    let (mut rig, mut step) =
+        Rig::start_fixed(&opts.common, &opts.audience, "latency", 1, interrupt).await?;
+    let measured = measure(&mut rig, &mut step, opts).await;
     let mut steps = vec![step];
     let done = rig.finish(&mut steps).await?;
-    let step = &steps[0];
+    let (histogram, stalled_disconnected, interrupted) = match measured {
+        Ok((h, closed)) => (h, closed, false),
+        Err(e) if e.is::<Interrupted>() => {
+            steps.clear();
+            (new_histogram(), 0, true)
+        }
+        Err(e) => return Err(e),
+    };
+    let failed = steps
+        .first()
+        .and_then(|st| diagnose::step_failed(st, slo_us));
+    let step = steps.first().cloned().unwrap_or_default();
     let summary = RunSummary {
         kind: "latency".into(),
         subscribers: opts.audience.subscribers,
@@ -59,19 +90,28 @@ pub async fn execute(opts: &Opts) -> anyhow::Result<(RunSummary, Histogram<u64>)
         channels: opts.audience.channels,
         size: opts.common.size,
         rate: opts.rate,
-        deliveries_per_sec: step.delivered as f64 / step.hold_secs,
+        deliveries_per_sec: step.delivered as f64 / step.hold_secs.max(1e-9),
         latency: step.latency,
         stopped_because: failed.map(str::to_string),
+        interrupted,
         slo_p99_us: slo_us,
         limits: done.limits,
         command_line: done.command_line,
         steps,
     };
     let title = format!(
-        "Delivery latency at {:.0} msg/s, {} → {} subscribers",
-        opts.rate, opts.common.publishers, opts.audience.subscribers
+        "Delivery latency at {} msg/s, by percentile",
+        grouped(opts.rate.round() as u64)
     );
-    report::plot_spectrum(&done.out.join("latency.png"), &histogram, slo_us, &title)?;
+    let setup = format!(
+        "{}; held {}",
+        done.setup,
+        humantime::format_duration(opts.duration)
+    );
+    if !interrupted {
+        let path = done.out.join("latency.png");
+        report::plot_spectrum(&path, &histogram, slo_us, &title, &setup)?;
+    }
     let full = LatencySummary {
         run: summary,
         stalled: opts.stalled,
@@ -81,5 +121,24 @@ pub async fn execute(opts: &Opts) -> anyhow::Result<(RunSummary, Histogram<u64>)
     if full.stalled > 0 {
         println!("{}", report::run::stalled_line(&full));
     }
+    say(&format!("report written to {}", done.out.display()));
     Ok((full.run, histogram))
+}
+
+/// The stalled subscribers, then the rate held; returns the latency histogram and how many
+/// stalled subscribers the broker closed.
+async fn measure(
+    rig: &mut Rig,
+    step: &mut StepResult,
+    opts: &Opts,
+) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let stalled = rig.open_stalled(opts.stalled).await?;
+    let histogram = rig.hold(step, opts.rate, opts.duration).await?;
+    // Before `finish`, which stops an embedded broker and so would close every one of them.
+    let stalled_disconnected = stalled.count_closed().await;
+    say(&step_line(
+        step,
+        diagnose::step_failed(step, opts.common.slo_us()),
+    ));
+    Ok((histogram, stalled_disconnected))
 }

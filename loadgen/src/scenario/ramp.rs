@@ -4,56 +4,144 @@
 use std::time::Duration;
 
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
-use crate::model::{StepResult, Summary};
-use crate::rig::plan;
-use crate::rig::{step_line, Common, Rig};
+use crate::model::units::{grouped, ms};
+use crate::model::{BindingLimit, LimitKind, Outcome, StepResult, Summary};
+use crate::report::plots::Verdict;
+use crate::rig::options::{positive_duration, positive_rate};
+use crate::rig::progress::say;
+use crate::rig::{plan, step_line, Common, Interrupted, Rig};
 use crate::{diagnose, report};
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
     /// Stop after this many subscribers.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_clients: u64,
     /// Subscribers added per step (default: a tenth of --max-clients).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub step: Option<u64>,
     /// How long each step's traffic is held and measured.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = positive_duration)]
     pub hold: Duration,
     /// Messages per second, in all, published on a fixed schedule.
-    #[arg(long, default_value_t = 2000.0)]
+    #[arg(long, default_value_t = 2000.0, value_parser = positive_rate)]
     pub rate: f64,
-    /// Channels; subscriber n listens on channel n mod channels.
-    #[arg(long, default_value_t = 1000)]
+    /// Channels; subscriber n listens on channel n mod channels, and messages go to every
+    /// channel in turn, so each reaches about clients ÷ channels subscribers.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub channels: u64,
     #[command(flatten)]
     pub common: Common,
 }
 
 /// Runs a ramp, writes its report and prints the verdict.
-pub async fn run(opts: Opts) -> anyhow::Result<()> {
-    let summary = execute(&opts).await?;
+pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Outcome> {
+    let summary = execute(&opts, interrupt).await?;
     println!("{}", report::steps_table_markdown(&summary.steps));
-    println!(
-        "held {} clients; the ramp stopped because {}: {}",
-        summary.clients_held,
-        diagnose::describe(summary.binding_limit.kind),
-        summary.binding_limit.evidence
-    );
-    Ok(())
+    println!("{}", report::summary::verdict_text(&summary));
+    Ok(Outcome::of(summary.binding_limit.kind))
 }
 
 /// Runs a ramp and writes its report (the folder is named on stderr); returns the verdict
-/// and every step, for callers that compare ramps.
-pub async fn execute(opts: &Opts) -> anyhow::Result<Summary> {
-    let steps = plan::steps(
-        opts.max_clients,
-        opts.step.unwrap_or(opts.max_clients.div_ceil(10)),
-    );
+/// and every step, for callers that compare ramps. An interrupted ramp still stops every
+/// process it started and writes what it measured, marked as interrupted.
+pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Result<Summary> {
+    let step = opts.step.unwrap_or(opts.max_clients.div_ceil(10));
+    let steps = plan::steps(opts.max_clients, step);
     let slo_us = opts.common.slo_us();
-    let mut rig = Rig::start(&opts.common, opts.channels, opts.max_clients, "ramp").await?;
+    say(&format!(
+        "ramp: subscribers {} at a time up to {}, each on one of {} channels (a message reaches \
+         about clients ÷ {} of them); {} msg/s for {} at each step; objective: p99 within {}",
+        grouped(step),
+        grouped(opts.max_clients),
+        grouped(opts.channels),
+        grouped(opts.channels),
+        grouped(opts.rate.round() as u64),
+        humantime::format_duration(opts.hold),
+        ms(slo_us),
+    ));
+    let mut rig = Rig::start(
+        &opts.common,
+        opts.channels,
+        opts.max_clients,
+        "ramp",
+        interrupt,
+    )
+    .await?;
     let mut results: Vec<StepResult> = Vec::new();
+    let walked = walk(&mut rig, opts, &steps, &mut results).await;
+    let done = rig.finish(&mut results).await?;
+    let interrupted = match walked {
+        Ok(()) => false,
+        Err(e) if e.is::<Interrupted>() => true,
+        Err(e) => return Err(e),
+    };
+    let (clients_held, mut binding_limit) = diagnose::diagnose(
+        &results,
+        &done.samples,
+        &done.limits,
+        slo_us,
+        opts.max_clients,
+    );
+    if interrupted {
+        binding_limit = BindingLimit {
+            kind: LimitKind::Interrupted,
+            evidence: format!(
+                "Interrupted during step {} of {}; the {} step(s) before it were measured in full.",
+                results.len() + 1,
+                steps.len(),
+                results.len()
+            ),
+            step: None,
+        };
+    }
+    let summary = Summary {
+        clients_held,
+        interrupted,
+        binding_limit,
+        limits: done.limits,
+        command_line: done.command_line,
+        slo_p99_us: slo_us,
+        steps: results,
+    };
+    let out = &done.out;
+    let setup = format!(
+        "{}; {} msg/s for {} per step, steps of {}",
+        done.setup,
+        grouped(opts.rate.round() as u64),
+        humantime::format_duration(opts.hold),
+        grouped(step),
+    );
+    report::write_steps_csv(&out.join("steps.csv"), &summary.steps)?;
+    report::write_samples_csv(&out.join("samples.csv"), &done.samples)?;
+    report::write_summary(out, &summary)?;
+    let verdict = Verdict::of(&summary);
+    report::plot_all(
+        out,
+        &summary.steps,
+        &done.samples,
+        &report::plots::Context {
+            slo_p99_us: slo_us,
+            x: report::XAxis::Clients,
+            setup: &setup,
+            cores: summary.limits.cores,
+            verdict: Some(&verdict),
+        },
+    )?;
+    say(&format!("report written to {}", out.display()));
+    Ok(summary)
+}
+
+/// The steps, each connected then held, until one fails or all are done.
+async fn walk(
+    rig: &mut Rig,
+    opts: &Opts,
+    steps: &[u64],
+    results: &mut Vec<StepResult>,
+) -> anyhow::Result<()> {
+    let slo_us = opts.common.slo_us();
     for (i, &target) in steps.iter().enumerate() {
         // Steps count from 1, as a person reads them.
         let mut result = StepResult {
@@ -64,39 +152,11 @@ pub async fn execute(opts: &Opts) -> anyhow::Result<Summary> {
         rig.connect(&mut result, target).await?;
         rig.hold(&mut result, opts.rate, opts.hold).await?;
         let failed = diagnose::step_failed(&result, slo_us);
-        eprintln!("{}", step_line(&result, failed));
+        say(&step_line(&result, failed));
         results.push(result);
         if failed.is_some() {
             break;
         }
     }
-    let done = rig.finish(&mut results).await?;
-    let (clients_held, binding_limit) = diagnose::diagnose(
-        &results,
-        &done.samples,
-        &done.limits,
-        slo_us,
-        opts.max_clients,
-    );
-    let summary = Summary {
-        clients_held,
-        binding_limit,
-        limits: done.limits,
-        command_line: done.command_line,
-        slo_p99_us: slo_us,
-        steps: results,
-    };
-    let out = &done.out;
-    report::write_steps_csv(&out.join("steps.csv"), &summary.steps)?;
-    report::write_samples_csv(&out.join("samples.csv"), &done.samples)?;
-    report::write_summary(out, &summary)?;
-    report::plot_all(
-        out,
-        &summary.steps,
-        &done.samples,
-        slo_us,
-        report::XAxis::Clients,
-    )?;
-    eprintln!("report written to {}", out.display());
-    Ok(summary)
+    Ok(())
 }

@@ -11,9 +11,10 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::draw::*;
 use super::spectrum::{spectrum_chart, spectrum_points};
 use super::{font_registered, BLUE, DOUBLE, GREEN, GREY, PURPLE, RED, SINGLE};
+use crate::model::compare::Measurement;
+use crate::model::units::{short, Style};
 use crate::model::StepResult;
 use crate::report::ReportError;
-use crate::scenario::compare::results::{human, Measurement};
 
 /// A broker's colour: hubbub blue, Redis red, NATS green, Mosquitto purple.
 fn colour(broker: &str) -> RGBColor {
@@ -159,7 +160,9 @@ fn bars(path: &Path, title: &str, y_desc: &str, groups: &[String], rows: &[&Meas
                     .iter()
                     .map(|&v| Circle::new((mid, v), 3, BLACK.mix(0.6).filled())),
             )?;
-            let text = m.median().map_or("failed".to_string(), human);
+            let text = m
+                .median()
+                .map_or("failed".to_string(), |v| short(v, Style::Table));
             let at = m.median().unwrap_or(0.0);
             chart.draw_series(std::iter::once(Text::new(
                 text,
@@ -267,7 +270,7 @@ fn draw_ramps(path: &Path, ramps: &[(String, Vec<StepResult>)], slo_us: u64) -> 
     }
     objective_line(&mut chart, x_max, slo)?;
     legend(&mut chart)?;
-    let rss = |s: &StepResult| super::to_mib(s.broker_rss_bytes);
+    let rss = |s: &StepResult| crate::model::units::to_mib(s.broker_rss_bytes);
     let frame = Frame {
         title: "Broker memory (RSS) at each step",
         x,

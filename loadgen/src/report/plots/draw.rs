@@ -8,7 +8,9 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::model::units::{short, trimmed, Style};
 use crate::model::{Sample, StepResult};
 
 pub(super) type Plot = Result<(), Box<dyn Error>>;
@@ -22,6 +24,8 @@ pub(super) const TITLE_PX: u32 = 26;
 pub(super) const PANEL_TITLE_PX: u32 = 20;
 pub(super) const LABEL_PX: u32 = 16;
 pub(super) const DESC_PX: u32 = 18;
+pub(super) const SUBTITLE_PX: u32 = 16;
+const GREY_TEXT: RGBColor = RGBColor(90, 90, 90);
 
 /// Linear charts reach this multiple of their largest value, and log charts keep the top 30%
 /// of their decades free, so the legend in the upper left never covers data.
@@ -143,11 +147,70 @@ fn builder<'b, 'a>(
     frame: &Frame,
 ) -> ChartBuilder<'b, 'static, BitMapBackend<'a>> {
     let mut b = ChartBuilder::on(area);
-    b.caption(frame.title, ("sans-serif", frame.title_px))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(80);
+    if !frame.title.is_empty() {
+        b.caption(frame.title, ("sans-serif", frame.title_px));
+    }
+    b.margin(15).x_label_area_size(50).y_label_area_size(80);
     b
+}
+
+/// Titles a whole image: `title`, and under it what was measured (`setup`, the run's
+/// parameters) in smaller grey type, so a chart read on its own still says what it shows.
+/// Returns the area below the two.
+pub(super) fn titled<'a>(
+    root: &Area<'a>,
+    title: &str,
+    setup: &str,
+) -> Result<Area<'a>, Box<dyn Error>> {
+    let area = root
+        .margin(8, 0, 0, 0)
+        .titled(title, ("sans-serif", TITLE_PX))?;
+    let (width, _) = area.dim_in_pixel();
+    let style = TextStyle::from(("sans-serif", SUBTITLE_PX).into_font())
+        .color(&GREY_TEXT)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    area.draw(&Text::new(setup.to_string(), (width as i32 / 2, 0), style))?;
+    let (_, below) = area.split_vertically(SUBTITLE_PX + 8);
+    Ok(below)
+}
+
+/// Where a run failed and the limit that bound it, drawn on every chart of the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdict {
+    /// The failing step's place on the x axis (clients, or the offered rate) and what the
+    /// line is labelled: "step 4 failed: the broker ran out of open files".
+    pub failed_at: Option<(f64, String)>,
+    /// A limit that bound the run, at its place on the x axis: "broker open files: 20,000".
+    pub limit: Option<(f64, String)>,
+}
+
+/// The verdict as vertical lines from `y_lo` to `y_hi`, with legend entries: red at the
+/// failing step, purple at the limit.
+pub(super) fn verdict_lines<'b, 'a: 'b, Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'b, 'a, Y>,
+    verdict: Option<&Verdict>,
+    (y_lo, y_hi): (f64, f64),
+) -> Plot {
+    let Some(v) = verdict else { return Ok(()) };
+    for (mark, color) in [(&v.failed_at, super::RED), (&v.limit, super::PURPLE)] {
+        let Some((x, label)) = mark else { continue };
+        chart
+            .draw_series(dashed(vec![(*x, y_lo), (*x, y_hi)], color))?
+            .label(label.as_str())
+            .legend(move |(x, y)| legend_dashed(x, y, color));
+    }
+    Ok(())
+}
+
+/// How far the x axis must reach for the verdict's lines, at most half again past the data
+/// (a limit far beyond the run says nothing on this chart).
+pub(super) fn x_reach(data_max: f64, verdict: Option<&Verdict>) -> f64 {
+    let limit = verdict
+        .and_then(|v| v.limit.as_ref())
+        .map(|(x, _)| *x * 1.05)
+        .filter(|x| *x <= data_max * 1.5)
+        .unwrap_or(0.0);
+    data_max.max(limit)
 }
 
 /// One line per series, with its legend entry.
@@ -302,28 +365,10 @@ pub(super) fn ms(us: u64) -> f64 {
 
 /// A count for an axis: 950, 1.5k, 20k, 1.2M.
 pub(super) fn count(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e6 {
-        format!("{}M", number(v / 1e6))
-    } else if a >= 1e3 {
-        format!("{}k", number(v / 1e3))
-    } else {
-        number(v)
-    }
+    short(v, Style::Axis)
 }
 
 /// A number with at most three significant decimals and no trailing zeros.
 pub(super) fn number(v: f64) -> String {
-    let s = if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    };
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    trimmed(v)
 }

@@ -42,12 +42,14 @@ pub fn spectrum_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     points
 }
 
-/// Draws the latency distribution of `h` against the objective into `path`.
+/// Draws the latency distribution of `h` against the objective into `path`, titled `title`
+/// over `setup` (what was measured).
 pub fn plot_spectrum(
     path: &Path,
     h: &Histogram<u64>,
     slo_us: u64,
     title: &str,
+    setup: &str,
 ) -> Result<(), ReportError> {
     let fail = |e: Box<dyn std::error::Error>| ReportError::Plot {
         path: path.to_path_buf(),
@@ -56,7 +58,7 @@ pub fn plot_spectrum(
     if !font_registered() {
         return Err(fail("the embedded font could not be loaded".into()));
     }
-    draw(path, h, slo_us, title).map_err(fail)
+    draw(path, h, slo_us, title, setup).map_err(fail)
 }
 
 /// The frame every percentile chart shares: a nines x axis and a log latency axis.
@@ -66,8 +68,11 @@ pub(super) fn spectrum_chart<'b, 'a>(
     x_max: f64,
     (lo, hi): (f64, f64),
 ) -> Result<Log<'b, 'a>, Box<dyn std::error::Error>> {
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", TITLE_PX))
+    let mut builder = ChartBuilder::on(root);
+    if !title.is_empty() {
+        builder.caption(title, ("sans-serif", TITLE_PX));
+    }
+    let mut chart = builder
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(80)
@@ -85,21 +90,22 @@ pub(super) fn spectrum_chart<'b, 'a>(
     Ok(chart)
 }
 
-fn draw(path: &Path, h: &Histogram<u64>, slo_us: u64, title: &str) -> Plot {
+fn draw(path: &Path, h: &Histogram<u64>, slo_us: u64, title: &str, setup: &str) -> Plot {
     let points = spectrum_points(h);
-    let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
-    root.fill(&WHITE)?;
+    let image = BitMapBackend::new(path, SINGLE).into_drawing_area();
+    image.fill(&WHITE)?;
+    let root = titled(&image, title, setup)?;
     let slo = ms(slo_us);
     let x_max = points.last().map_or(1.0, |p| p.0).max(1.0);
     let (lo, hi) = log_bounds(points.iter().map(|p| p.1).chain([slo]));
-    let mut chart = spectrum_chart(&root, title, x_max, (lo, hi))?;
+    let mut chart = spectrum_chart(&root, "", x_max, (lo, hi))?;
     chart
         .draw_series(line(points, BLUE))?
         .label("delivery latency")
         .legend(|(x, y)| legend_line(x, y, BLUE));
     objective_line(&mut chart, x_max, slo)?;
     legend(&mut chart)?;
-    root.present()?;
+    image.present()?;
     Ok(())
 }
 
@@ -112,7 +118,7 @@ mod tests {
         assert_eq!(percentile_label(0.0), "0%");
         assert_eq!(percentile_label(2.0), "99%");
         assert_eq!(percentile_label(3.0), "99.9%");
-        let mut h = crate::rig::control::new_histogram();
+        let mut h = crate::model::histogram::new_histogram();
         for v in 1..=1000u64 {
             h.record(v).unwrap();
         }
@@ -124,7 +130,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("loadgen-spectrum-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("latency-percentiles.png");
-        plot_spectrum(&path, &h, 50_000, "test").unwrap();
+        plot_spectrum(&path, &h, 50_000, "test", "1,000 samples").unwrap();
         assert!(std::fs::metadata(&path).unwrap().len() > 10_000);
     }
 }

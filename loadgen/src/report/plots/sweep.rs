@@ -17,8 +17,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::draw::*;
 use super::{font_registered, BLUE, DOUBLE, ORANGE};
+use crate::model::fanout::{medians, CountMedian, RunRow};
 use crate::report::ReportError;
-use crate::scenario::fanout::{medians, CountMedian, RunRow};
 
 type LogX = WithKeyPoints<LogCoord<f64>>;
 

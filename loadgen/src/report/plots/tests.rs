@@ -63,8 +63,14 @@ fn plausible_run() -> (Vec<StepResult>, Vec<Sample>) {
             samples.push(Sample {
                 t_secs: (i * 15) as f64 + k as f64,
                 step: i,
+                phase: if k < 5 {
+                    crate::model::Phase::Connecting
+                } else {
+                    crate::model::Phase::Holding
+                },
                 clients: c,
                 delivered_per_sec: c,
+                expected_per_sec: c,
                 broker_cpu_pct: broker_cpu(c) * (1.0 + 0.15 * wobble),
                 broker_rss_bytes: broker_rss(c),
                 loadgen_cpu_pct: loadgen_cpu(c) * (1.0 - 0.2 * wobble),
@@ -78,6 +84,25 @@ fn plausible_run() -> (Vec<StepResult>, Vec<Sample>) {
     (steps, samples)
 }
 
+/// The context a ramp of this run would draw with: it stopped at its last step, for lack of
+/// CPU, below a 40,000-descriptor limit.
+fn ctx<'a>(x: XAxis, verdict: &'a Verdict) -> Context<'a> {
+    Context {
+        slo_p99_us: SLO_US,
+        x,
+        setup: "hubbub at 127.0.0.1:4243 (started by loadgen), 40,000 subscribers over 1,000 channels; 2,000 msg/s for 10s per step",
+        cores: 2,
+        verdict: Some(verdict),
+    }
+}
+
+fn verdict() -> Verdict {
+    Verdict {
+        failed_at: Some((40_000.0, "step 10 failed: the broker ran out of CPU".into())),
+        limit: Some((42_000.0, "broker open-files limit: 42,000".into())),
+    }
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("loadgen-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -88,7 +113,7 @@ fn temp_dir(name: &str) -> PathBuf {
 fn renders_four_valid_pngs() {
     let dir = temp_dir("plots");
     let (steps, samples) = plausible_run();
-    let written = plot_all(&dir, &steps, &samples, SLO_US, XAxis::Clients).unwrap();
+    let written = plot_all(&dir, &steps, &samples, &ctx(XAxis::Clients, &verdict())).unwrap();
     let names: Vec<_> = written
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap())
@@ -121,14 +146,20 @@ fn renders_a_single_step_and_zero_values() {
         broker_alive: false,
         ..Default::default()
     };
-    let written = plot_all(&dir, &[step], &[], SLO_US, XAxis::Clients).unwrap();
+    let written = plot_all(
+        &dir,
+        &[step],
+        &[],
+        &ctx(XAxis::Clients, &Verdict::default()),
+    )
+    .unwrap();
     assert_eq!(written.len(), 4);
 }
 
 #[test]
 fn nothing_to_draw_without_steps() {
     let dir = temp_dir("plots-empty");
-    assert!(plot_all(&dir, &[], &[], SLO_US, XAxis::Clients)
+    assert!(plot_all(&dir, &[], &[], &ctx(XAxis::Clients, &verdict()))
         .unwrap()
         .is_empty());
 }
@@ -137,7 +168,7 @@ fn nothing_to_draw_without_steps() {
 fn against_the_offered_rate_there_is_no_connect_chart() {
     let dir = temp_dir("plots-rate");
     let (steps, samples) = plausible_run();
-    let written = plot_all(&dir, &steps, &samples, SLO_US, XAxis::OfferedRate).unwrap();
+    let written = plot_all(&dir, &steps, &samples, &ctx(XAxis::OfferedRate, &verdict())).unwrap();
     let names: Vec<_> = written
         .iter()
         .map(|p| p.file_name().unwrap().to_owned())
@@ -165,5 +196,5 @@ fn sample_plots() {
     let dir = Path::new("/tmp/plots");
     std::fs::create_dir_all(dir).unwrap();
     let (steps, samples) = plausible_run();
-    plot_all(dir, &steps, &samples, SLO_US, XAxis::Clients).unwrap();
+    plot_all(dir, &steps, &samples, &ctx(XAxis::Clients, &verdict())).unwrap();
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::results::{against_best, Measurement};
+use crate::model::compare::{against_best, Measurement};
 
 /// `benches/baseline.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,41 +1,40 @@
 //! One function per kind of scenario: each measures every broker (repeated runs interleaved
 //! where the scenario repeats) and adds what it measured to the [`Collected`] results.
+//!
+//! Each runs the same code a user reaches through its own command, with that command's
+//! options built as values: the command's defaults ([`defaults`]), then the fields this
+//! scenario sets, by name, so that renaming an option breaks here at compile time.
 
 use std::path::Path;
+use std::time::Duration;
 
-use clap::{Args, Parser};
 use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
 
-use super::results::Measurement;
 use super::{Collected, Opts, Running, Scenario};
-use crate::scenario::{fanout, latency as latency_run, memory, ramp};
+use crate::model::compare::Measurement;
+use crate::model::fanout::Spec;
+use crate::rig::options::{defaults, Common};
+use crate::scenario::{fanout, latency, memory, ramp};
 
-/// Parses `args` as the options of one of loadgen's own commands, so a scenario runs with
-/// exactly the defaults a user of that command gets.
-fn command_opts<T: Args>(args: &[String]) -> anyhow::Result<T> {
-    #[derive(Parser)]
-    struct Wrap<T: Args> {
-        #[command(flatten)]
-        inner: T,
-    }
-    let argv = std::iter::once("loadgen".to_string()).chain(args.iter().cloned());
-    Ok(Wrap::<T>::try_parse_from(argv)?.inner)
+/// What every scenario is measured with: the comparison's options, the brokers, where the
+/// detailed reports go, and the token that interrupts the run.
+pub(super) struct At<'a> {
+    pub opts: &'a Opts,
+    pub brokers: &'a [Running],
+    pub out: &'a Path,
+    pub interrupt: &'a CancellationToken,
 }
 
-/// The flags that point a rig-based command at `b`.
-fn target_args(b: &Running, out: &Path) -> Vec<String> {
-    [
-        "--target",
-        &b.addr.to_string(),
-        "--proto",
-        &b.broker.proto().to_string(),
-        "--broker-pid",
-        &b.pid.to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
+/// The options that point a rig-based command at `b`, writing its report into `out`.
+fn aimed_at(b: &Running, out: &Path) -> Common {
+    Common {
+        target: vec![b.addr],
+        proto: b.broker.proto(),
+        broker_pid: vec![b.pid],
+        out: Some(out.to_path_buf()),
+        ..Common::default()
+    }
 }
 
 fn measurement(
@@ -56,16 +55,11 @@ fn measurement(
     }
 }
 
-pub(super) async fn fanout(
-    opts: &Opts,
-    brokers: &[Running],
-    scenario: Scenario,
-    got: &mut Collected,
-) {
+pub(super) async fn fanout(at: &At<'_>, scenario: Scenario, got: &mut Collected) {
     let (publishers, subscribers, channels, size) =
         scenario.fanout_shape().expect("a fan-out scenario");
-    let per_publisher = (opts.deliveries / (publishers * subscribers) as u64).max(1);
-    let spec = fanout::Spec {
+    let per_publisher = (at.opts.deliveries / (publishers * subscribers) as u64).max(1);
+    let spec = Spec {
         publishers,
         subscribers,
         channels,
@@ -73,12 +67,16 @@ pub(super) async fn fanout(
         size,
         window: 5_000,
     };
-    let mut rows: Vec<Measurement> = brokers
+    let mut rows: Vec<Measurement> = at
+        .brokers
         .iter()
         .map(|b| measurement(scenario, b, "deliveries_per_sec", "/s", true))
         .collect();
-    for rep in 0..opts.repeat {
-        for (b, row) in brokers.iter().zip(&mut rows) {
+    for rep in 0..at.opts.repeat {
+        for (b, row) in at.brokers.iter().zip(&mut rows) {
+            if at.interrupt.is_cancelled() {
+                break;
+            }
             let tag = format!("{}-{}-{rep}", scenario.name(), std::process::id());
             match fanout::measure(b.addr, b.broker.proto(), &spec, &tag).await {
                 Ok(r) => {
@@ -100,72 +98,75 @@ pub(super) async fn fanout(
     got.measurements.extend(rows);
 }
 
-pub(super) async fn latency(
-    opts: &Opts,
-    brokers: &[Running],
-    out: &Path,
-    got: &mut Collected,
-) -> anyhow::Result<()> {
-    let metrics = [("p50_ms", 0), ("p99_ms", 1), ("p999_ms", 2)];
-    let mut rows: Vec<Vec<Measurement>> = brokers
+/// One broker's latency measurements: a row per percentile.
+struct LatencyRows {
+    p50: Measurement,
+    p99: Measurement,
+    p999: Measurement,
+    /// Each run's whole histogram, for the chart.
+    histograms: Vec<Histogram<u64>>,
+}
+
+pub(super) async fn latency(at: &At<'_>, got: &mut Collected) {
+    let mut rows: Vec<LatencyRows> = at
+        .brokers
         .iter()
-        .map(|b| {
-            metrics
-                .iter()
-                .map(|(m, _)| measurement(Scenario::Latency, b, m, "ms", false))
-                .collect()
+        .map(|b| LatencyRows {
+            p50: measurement(Scenario::Latency, b, "p50_ms", "ms", false),
+            p99: measurement(Scenario::Latency, b, "p99_ms", "ms", false),
+            p999: measurement(Scenario::Latency, b, "p999_ms", "ms", false),
+            histograms: Vec::new(),
         })
         .collect();
-    let mut histograms: Vec<Vec<Histogram<u64>>> = vec![Vec::new(); brokers.len()];
-    for rep in 0..opts.repeat {
-        for (i, b) in brokers.iter().enumerate() {
-            let dir = out
-                .join("detail")
-                .join(format!("latency-{}-{}", b.broker.name(), rep + 1));
-            let mut args = target_args(b, &dir);
-            args.extend(
-                [
-                    "--rate",
-                    &opts.latency_rate.to_string(),
-                    "--duration",
-                    &humantime::format_duration(opts.latency_duration).to_string(),
-                ]
-                .map(String::from),
-            );
-            let run_opts: latency_run::Opts = command_opts(&args)?;
-            match latency_run::execute(&run_opts).await {
+    for rep in 0..at.opts.repeat {
+        for (b, row) in at.brokers.iter().zip(&mut rows) {
+            if at.interrupt.is_cancelled() {
+                break;
+            }
+            let dir =
+                at.out
+                    .join("detail")
+                    .join(format!("latency-{}-{}", b.broker.name(), rep + 1));
+            let run_opts = latency::Opts {
+                rate: at.opts.latency_rate,
+                duration: at.opts.latency_duration,
+                common: aimed_at(b, &dir),
+                ..defaults::<latency::Opts>()
+            };
+            match latency::execute(&run_opts, at.interrupt).await {
+                Ok((summary, _)) if summary.interrupted => {}
                 Ok((summary, histogram)) => {
                     let l = summary.latency;
-                    for ((_, k), row) in metrics.iter().zip(&mut rows[i]) {
-                        let us = [l.p50_us, l.p99_us, l.p999_us][*k];
-                        row.runs.push(us as f64 / 1000.0);
-                    }
+                    row.p50.runs.push(l.p50_us as f64 / 1000.0);
+                    row.p99.runs.push(l.p99_us as f64 / 1000.0);
+                    row.p999.runs.push(l.p999_us as f64 / 1000.0);
                     if let Some(why) = summary.stopped_because {
-                        rows[i][1].notes.push(format!("run {}: {why}", rep + 1));
+                        row.p99.notes.push(format!("run {}: {why}", rep + 1));
                     }
                     got.slo_p99_us = summary.slo_p99_us;
-                    histograms[i].push(histogram);
+                    row.histograms.push(histogram);
                 }
-                Err(e) => rows[i][1]
-                    .notes
-                    .push(format!("run {} failed: {e:#}", rep + 1)),
+                Err(e) => row.p99.notes.push(format!("run {} failed: {e:#}", rep + 1)),
             }
         }
     }
-    for (b, mut hs) in brokers.iter().zip(histograms) {
+    for (b, mut row) in at.brokers.iter().zip(rows) {
         // The run with the median p99 stands for its broker in the chart.
+        let hs = &mut row.histograms;
         hs.sort_by_key(|h| h.value_at_quantile(0.99));
         if !hs.is_empty() {
             let median = hs.swap_remove(hs.len() / 2);
             got.spectra.push((b.broker.name().into(), median));
         }
+        got.measurements.extend([row.p50, row.p99, row.p999]);
     }
-    got.measurements.extend(rows.into_iter().flatten());
-    Ok(())
 }
 
-pub(super) async fn memory(opts: &Opts, brokers: &[Running], got: &mut Collected) {
-    for b in brokers {
+pub(super) async fn memory(at: &At<'_>, got: &mut Collected) {
+    for b in at.brokers {
+        if at.interrupt.is_cancelled() {
+            break;
+        }
         let mut rss = measurement(Scenario::Memory, b, "rss_per_conn_bytes", "B", false);
         let mut slab = measurement(
             Scenario::Memory,
@@ -176,15 +177,9 @@ pub(super) async fn memory(opts: &Opts, brokers: &[Running], got: &mut Collected
         );
         slab.notes
             .push("machine-wide, both ends of each connection; other programs move it too".into());
-        let result = memory::measure_broker(
-            b.addr,
-            b.pid,
-            b.broker.proto(),
-            opts.memory_clients,
-            100,
-            opts.repeat,
-        )
-        .await;
+        let sizes = (at.opts.memory_clients, 100, at.opts.repeat);
+        let result =
+            memory::measure_broker(b.addr, b.pid, b.broker.proto(), sizes, at.interrupt).await;
         match result {
             Ok(summary) => {
                 eprintln!(
@@ -209,34 +204,30 @@ pub(super) async fn memory(opts: &Opts, brokers: &[Running], got: &mut Collected
     }
 }
 
-pub(super) async fn ramp(
-    opts: &Opts,
-    brokers: &[Running],
-    out: &Path,
-    got: &mut Collected,
-) -> anyhow::Result<()> {
-    for b in brokers {
-        let dir = out.join("detail").join(format!("ramp-{}", b.broker.name()));
-        let mut args = target_args(b, &dir);
-        args.extend(
-            [
-                "--max-clients",
-                &opts.ramp_max.to_string(),
-                "--step",
-                &(opts.ramp_max / 5).to_string(),
-                "--hold",
-                "3s",
-            ]
-            .map(String::from),
-        );
-        let ramp_opts: ramp::Opts = command_opts(&args)?;
+pub(super) async fn ramp(at: &At<'_>, got: &mut Collected) {
+    for b in at.brokers {
+        if at.interrupt.is_cancelled() {
+            break;
+        }
+        let dir = at
+            .out
+            .join("detail")
+            .join(format!("ramp-{}", b.broker.name()));
+        let ramp_opts = ramp::Opts {
+            max_clients: at.opts.ramp_max,
+            step: Some(at.opts.ramp_max / 5),
+            hold: Duration::from_secs(3),
+            common: aimed_at(b, &dir),
+            ..defaults::<ramp::Opts>()
+        };
         let mut held = measurement(Scenario::Ramp, b, "clients_held", "clients", true);
-        match ramp::execute(&ramp_opts).await {
+        match ramp::execute(&ramp_opts, at.interrupt).await {
+            Ok(summary) if summary.interrupted => {}
             Ok(summary) => {
                 held.runs.push(summary.clients_held as f64);
                 held.notes.push(format!(
                     "stopped because {}: {}",
-                    crate::diagnose::describe(summary.binding_limit.kind),
+                    summary.binding_limit.kind.describe(),
                     summary.binding_limit.evidence
                 ));
                 got.slo_p99_us = summary.slo_p99_us;
@@ -246,5 +237,4 @@ pub(super) async fn ramp(
         }
         got.measurements.push(held);
     }
-    Ok(())
 }

@@ -1,8 +1,7 @@
-//! What a comparison measured, and the table it makes: one [`Measurement`] per scenario,
-//! broker and metric, with every run kept, so a reader can see the spread behind each median.
-//! Pure data and formatting; the measuring is in [`super`].
-
-use std::fmt::Write as _;
+//! What a comparison measured: one [`Measurement`] per scenario, broker and metric, with every
+//! run kept, so a reader can see the spread behind each median; and the project's targets as
+//! goals to judge them by. Pure data; the measuring is in `scenario::compare`, the tables in
+//! `report::compare`.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +25,7 @@ pub struct Measurement {
 impl Measurement {
     /// The middle run (the upper middle of an even count); `None` if no run succeeded.
     pub fn median(&self) -> Option<f64> {
-        crate::model::median(self.runs.iter().copied())
+        super::median(self.runs.iter().copied())
     }
 }
 
@@ -106,123 +105,6 @@ pub fn judge(all: &[Measurement], goal: Goal) -> Option<Verdict> {
     })
 }
 
-/// A value for a table: 10.9M, 48.2k, 0.541, 912.
-pub fn human(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e6 {
-        format!("{:.2}M", v / 1e6)
-    } else if a >= 1e4 {
-        format!("{:.1}k", v / 1e3)
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-/// A measured value in its unit: counts of clients exactly, everything else by [`human`].
-fn show(m: &Measurement, v: f64) -> String {
-    match m.unit.as_str() {
-        "clients" => format!("{v:.0}"),
-        _ => human(v),
-    }
-}
-
-/// The markdown table of one scenario: a row per broker and metric, with the median, every
-/// run, and ours ÷ theirs.
-pub fn scenario_table(all: &[Measurement], scenario: &str) -> String {
-    let mut md = String::from(
-        "| broker | metric | median | runs | hubbub ÷ broker | notes |\n\
-         |---|---|---:|---|---:|---|\n",
-    );
-    for m in all.iter().filter(|m| m.scenario == scenario) {
-        let median = m
-            .median()
-            .map_or("failed".into(), |v| format!("{} {}", show(m, v), m.unit));
-        let runs: Vec<String> = m.runs.iter().map(|&v| show(m, v)).collect();
-        let ratio =
-            ratio(all, scenario, &m.metric, &m.broker).map_or("–".into(), |r| format!("{r:.2}×"));
-        let better = if m.higher_is_better {
-            "higher is better"
-        } else {
-            "lower is better"
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {} ({better}) | {median} | {} | {ratio} | {} |",
-            m.broker,
-            m.metric,
-            runs.join(", "),
-            m.notes.join("; ").replace('|', "/"),
-        );
-    }
-    md
-}
-
-/// One line per goal: the target, the measured ratio, met or not.
-pub fn verdict_line(v: &Verdict) -> String {
-    let op = if v.higher_is_better { "≥" } else { "≤" };
-    format!(
-        "{} `{}`: hubbub ÷ best of {} ({}) = **{:.2}×**, target {op} {}× — {}",
-        v.goal.scenario,
-        v.goal.metric,
-        v.goal.against.join(" and "),
-        v.best,
-        v.ratio,
-        v.goal.factor,
-        if v.met { "met" } else { "**not met**" }
-    )
-}
-
-/// `comparison.csv`: one row per run (so the spread is there for anyone to plot), each with
-/// its measurement's median and ratio.
-pub fn write_csv(path: &std::path::Path, all: &[Measurement]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_path(path)?;
-    w.write_record([
-        "scenario",
-        "broker",
-        "metric",
-        "unit",
-        "higher_is_better",
-        "run",
-        "value",
-        "median",
-        "hubbub_ratio",
-        "notes",
-    ])?;
-    for m in all {
-        let median = m.median().map_or(String::new(), |v| v.to_string());
-        let ratio = ratio(all, &m.scenario, &m.metric, &m.broker)
-            .map_or(String::new(), |r| format!("{r:.4}"));
-        let notes = m.notes.join("; ");
-        let rows: Vec<(String, String)> = if m.runs.is_empty() {
-            vec![(String::new(), String::new())]
-        } else {
-            m.runs
-                .iter()
-                .enumerate()
-                .map(|(i, v)| ((i + 1).to_string(), v.to_string()))
-                .collect()
-        };
-        for (run, value) in rows {
-            w.write_record([
-                m.scenario.as_str(),
-                &m.broker,
-                &m.metric,
-                &m.unit,
-                &m.higher_is_better.to_string(),
-                &run,
-                &value,
-                &median,
-                &ratio,
-                &notes,
-            ])?;
-        }
-    }
-    w.flush()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,10 +153,5 @@ mod tests {
         let v = judge(&all, goal("p99", 0.6)).unwrap();
         assert_eq!((v.best.as_str(), v.ratio, v.met), ("redis", 0.5, true));
         assert!(!judge(&all, goal("p99", 0.4)).unwrap().met);
-        let table = scenario_table(&all, "s");
-        assert!(table
-            .contains("| redis | rate (higher is better) | 10.000 u | 8.000, 10.000 | 2.00× |"));
-        assert!(verdict_line(&v).contains("= **0.50×**, target ≤ 0.6× — met"));
-        assert!(table.contains("| mosquitto | rate (higher is better) | failed |"));
     }
 }

@@ -11,11 +11,11 @@
 //! # Layout
 //! - this file: the options, the brokers, the scenarios' names and the report.
 //! - [`scenarios`]: one function per kind of scenario, measuring every broker.
-//! - [`results`]: the measurements, the ratio table, the goals, `comparison.csv`.
-//! - the overlay charts are in [`crate::report::plots::compare`].
+//! - [`baseline`]: CI's regression check against committed ratios.
+//! - the measurements and goals are [`crate::model::compare`]; the tables
+//!   [`crate::report::compare`], the overlay charts [`crate::report::plots::compare`].
 
 pub mod baseline;
-pub mod results;
 mod scenarios;
 
 use std::fmt::Write as _;
@@ -23,16 +23,22 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
 
-use self::results::{judge, scenario_table, verdict_line, Goal, Measurement};
+use crate::model::compare::{judge, Goal, Measurement};
+use crate::model::Outcome;
 use crate::model::StepResult;
 use crate::os::listener;
 use crate::proto::Proto;
+use crate::report;
+use crate::report::compare::{scenario_table, verdict_line};
 use crate::report::plots::compare as plots;
 use crate::rig::broker::EmbeddedBroker;
+use crate::rig::options::{at_least_one_usize, positive_duration, positive_rate};
+use crate::rig::progress::say;
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
@@ -47,8 +53,8 @@ pub struct Opts {
     pub brokers: Vec<Broker>,
     /// Runtime worker threads for the hubbub loadgen starts (its `--threads`; default one
     /// per core).
-    #[arg(long)]
-    pub hubbub_threads: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub hubbub_threads: Option<u16>,
     /// Where Redis listens.
     #[arg(long, default_value = "127.0.0.1:6390")]
     pub redis: SocketAddr,
@@ -59,23 +65,23 @@ pub struct Opts {
     #[arg(long, default_value = "127.0.0.1:1893")]
     pub mosquitto: SocketAddr,
     /// Runs of each fan-out and latency scenario per broker; medians are compared.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one_usize())]
     pub repeat: usize,
     /// Deliveries per fan-out run (publishes are sized to reach it).
-    #[arg(long, default_value_t = 3_000_000)]
+    #[arg(long, default_value_t = 3_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub deliveries: u64,
     /// The latency scenario's fixed rate, messages per second in all.
-    #[arg(long, default_value_t = 2000.0)]
+    #[arg(long, default_value_t = 2000.0, value_parser = positive_rate)]
     pub latency_rate: f64,
     /// How long each latency run holds its rate.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = positive_duration)]
     pub latency_duration: Duration,
     /// Idle subscribed connections in the memory scenario.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one_usize())]
     pub memory_clients: usize,
     /// The ramp scenario's ceiling: past one process's open-files limit (20,000 here), so
     /// each broker is ramped to whatever stops it first.
-    #[arg(long, default_value_t = 25_000)]
+    #[arg(long, default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(5..))]
     pub ramp_max: u64,
     /// Where to write the comparison (default: reports/runs/<timestamp>-compare/).
     #[arg(long)]
@@ -227,8 +233,7 @@ struct Collected {
     slo_p99_us: u64,
 }
 
-pub async fn run(opts: Opts) -> anyhow::Result<()> {
-    anyhow::ensure!(opts.repeat >= 1, "--repeat must be at least 1");
+pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Outcome> {
     let scenarios = if opts.scenarios.is_empty() {
         Scenario::ALL.to_vec()
     } else {
@@ -237,8 +242,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let out = opts
         .out
         .clone()
-        .unwrap_or_else(|| crate::rig::default_out("compare"));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        .unwrap_or_else(|| report::default_out("compare"));
+    report::create_dir(&out)?;
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let threads: Vec<String> = match opts.hubbub_threads {
         Some(n) => vec!["--threads".into(), n.to_string()],
@@ -249,7 +254,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         false => None,
     };
     let brokers = find_brokers(&opts, embedded.as_ref())?;
-    eprintln!(
+    say(&format!(
         "compare: {} against {}; report in {}",
         scenarios
             .iter()
@@ -262,37 +267,50 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", "),
         out.display()
-    );
+    ));
     let mut got = Collected::default();
     for &scenario in &scenarios {
-        eprintln!("== {}", scenario.name());
+        if interrupt.is_cancelled() {
+            break;
+        }
+        say(&format!("== {}", scenario.name()));
+        let at = scenarios::At {
+            opts: &opts,
+            brokers: &brokers,
+            out: &out,
+            interrupt,
+        };
         match scenario {
-            Scenario::Latency => scenarios::latency(&opts, &brokers, &out, &mut got).await?,
-            Scenario::Memory => scenarios::memory(&opts, &brokers, &mut got).await,
-            Scenario::Ramp => scenarios::ramp(&opts, &brokers, &out, &mut got).await?,
-            fan => scenarios::fanout(&opts, &brokers, fan, &mut got).await,
+            Scenario::Latency => scenarios::latency(&at, &mut got).await,
+            Scenario::Memory => scenarios::memory(&at, &mut got).await,
+            Scenario::Ramp => scenarios::ramp(&at, &mut got).await,
+            fan => scenarios::fanout(&at, fan, &mut got).await,
         }
         // Written after every scenario, so an interrupted comparison keeps what it measured.
         write_report(&out, &opts, &scenarios, &got)?;
     }
     println!("{}", markdown(&opts, &scenarios, &got));
-    println!("report written to {}", out.display());
+    say(&format!("report written to {}", out.display()));
     if let Some(broker) = embedded {
         broker.stop().await?;
     }
+    if interrupt.is_cancelled() {
+        return Ok(Outcome::Interrupted);
+    }
     match &opts.check {
         Some(path) => check_baseline(path, opts.write_baseline, &got.measurements),
-        None => Ok(()),
+        None => Ok(Outcome::Passed),
     }
 }
 
-/// Checks the run against the baseline at `path` (or, with `write`, refreshes it).
-fn check_baseline(path: &Path, write: bool, all: &[Measurement]) -> anyhow::Result<()> {
+/// Checks the run against the baseline at `path` (or, with `write`, refreshes it); a ratio
+/// fallen past its tolerance misses the objective (exit status 3).
+fn check_baseline(path: &Path, write: bool, all: &[Measurement]) -> anyhow::Result<Outcome> {
     let current = baseline::read(path)?;
     if write {
         baseline::write(path, &baseline::refreshed(&current, all)?)?;
         println!("baseline written to {}", path.display());
-        return Ok(());
+        return Ok(Outcome::Passed);
     }
     let checks = baseline::check(&current, all);
     println!("regression check against {}:", path.display());
@@ -301,13 +319,14 @@ fn check_baseline(path: &Path, write: bool, all: &[Measurement]) -> anyhow::Resu
     }
     let failed = checks.iter().filter(|c| !c.passed).count();
     if failed > 0 {
-        bail!(
+        say(&format!(
             "{failed} of {} ratios fell past their tolerance (see above); if the change is \
              meant, refresh the baseline as the README says",
             checks.len()
-        );
+        ));
+        return Ok(Outcome::ObjectiveMissed);
     }
-    Ok(())
+    Ok(Outcome::Passed)
 }
 
 /// Where each broker listens and its pid: hubbub is the one loadgen started; the others are
@@ -405,7 +424,7 @@ fn write_report(
     scenarios: &[Scenario],
     got: &Collected,
 ) -> anyhow::Result<()> {
-    results::write_csv(&out.join("comparison.csv"), &got.measurements)?;
+    crate::report::compare::write_csv(&out.join("comparison.csv"), &got.measurements)?;
     std::fs::write(
         out.join("comparison.json"),
         serde_json::to_string_pretty(&got.measurements)?,

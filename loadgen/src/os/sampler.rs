@@ -1,0 +1,66 @@
+//! The CPU and memory of the broker and of loadgen, read once a second.
+
+use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+use super::procfs::running;
+
+/// CPU and memory of two groups of processes and of the host, at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reading {
+    pub broker_cpu_pct: f64,
+    pub broker_rss_bytes: u64,
+    pub loadgen_cpu_pct: f64,
+    pub loadgen_rss_bytes: u64,
+    pub host_mem_used_bytes: u64,
+    pub host_mem_total_bytes: u64,
+    /// Every broker process is still running.
+    pub broker_alive: bool,
+}
+
+/// Samples the broker's processes and loadgen's own (itself and its workers).
+pub struct Sampler {
+    sys: System,
+    broker: Vec<Pid>,
+    loadgen: Vec<Pid>,
+}
+
+impl Sampler {
+    pub fn new(broker: &[u32], loadgen: &[u32]) -> Self {
+        let mut sampler = Self {
+            sys: System::new(),
+            broker: broker.iter().map(|&p| Pid::from_u32(p)).collect(),
+            loadgen: loadgen.iter().map(|&p| Pid::from_u32(p)).collect(),
+        };
+        // CPU use is a difference between two refreshes: take the first now.
+        sampler.read();
+        sampler
+    }
+
+    /// Reads CPU (since the last call) and memory now.
+    pub fn read(&mut self) -> Reading {
+        let all: Vec<Pid> = self.broker.iter().chain(&self.loadgen).copied().collect();
+        let kind = ProcessRefreshKind::nothing().with_cpu().with_memory();
+        self.sys
+            .refresh_processes_specifics(ProcessesToUpdate::Some(&all), true, kind);
+        self.sys
+            .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+        let sum = |pids: &[Pid]| {
+            pids.iter()
+                .filter_map(|p| self.sys.process(*p))
+                .fold((0.0, 0), |(c, m), p| {
+                    (c + p.cpu_usage() as f64, m + p.memory())
+                })
+        };
+        let (broker_cpu_pct, broker_rss_bytes) = sum(&self.broker);
+        let (loadgen_cpu_pct, loadgen_rss_bytes) = sum(&self.loadgen);
+        Reading {
+            broker_cpu_pct,
+            broker_rss_bytes,
+            loadgen_cpu_pct,
+            loadgen_rss_bytes,
+            host_mem_used_bytes: self.sys.used_memory(),
+            host_mem_total_bytes: self.sys.total_memory(),
+            broker_alive: self.broker.iter().all(|p| running(p.as_u32())),
+        }
+    }
+}
