@@ -14,31 +14,43 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 run_dir=${HUBBUB_RUN_DIR:-$root/target/hub}
 broker=${HUBBUB_BROKER:-$root/target/release/broker}
 
-wait_for_port() { # PORT
+# The broker writes its address into its --ready-file once it listens.
+wait_for_file() { # FILE
   for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    [ -s "$1" ] && return 0
     sleep 0.1
   done
-  echo "nothing listens on 127.0.0.1:$1; see $run_dir/*.log" >&2
+  echo "$1 never appeared; see $run_dir/*.log" >&2
   return 1
 }
 
-wait_for_log() { # FILE TEXT
+# The broker's counters (the STATS extension), one JSON line.
+stats() { # PORT
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  echo '{"command":"STATS"}' >&3
+  local line
+  read -r -t 5 line <&3
+  exec 3<&-
+  echo "$line"
+}
+
+wait_for_link() { # PORT: until the leaf's STATS says its upstream link is connected
   for _ in $(seq 100); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
+    stats "$1" 2>/dev/null | grep -q '"connected":true' && return 0
     sleep 0.1
   done
-  echo "$1 never said '$2'" >&2
+  echo "the broker on port $1 never linked to its upstream; see $run_dir/*.log" >&2
   return 1
 }
 
 start_broker() { # NAME PORT [ARGS…]
   local name=$1 port=$2
   shift 2
-  RUST_LOG=${RUST_LOG:-info} "$broker" --listen "127.0.0.1:$port" --name "$name" "$@" \
-    >"$run_dir/$name.log" 2>&1 &
+  rm -f "$run_dir/$name.addr"
+  RUST_LOG=${RUST_LOG:-info} "$broker" --listen "127.0.0.1:$port" --name "$name" \
+    --ready-file "$run_dir/$name.addr" "$@" >"$run_dir/$name.log" 2>&1 &
   echo $! >"$run_dir/$name.pid"
-  wait_for_port "$port"
+  wait_for_file "$run_dir/$name.addr"
 }
 
 join_files() { # PATTERN: the contents of the matching files, comma-separated
@@ -57,12 +69,10 @@ start)
   mkdir -p "$run_dir"
   start_broker hub "$base"
   for i in $(seq "$leaves"); do
-    port=$((base + i))
-    start_broker "leaf-$i" "$port" --upstream "127.0.0.1:$base"
-    echo "127.0.0.1:$port" >"$run_dir/leaf-$i.addr"
+    start_broker "leaf-$i" "$((base + i))" --upstream "127.0.0.1:$base"
   done
   for i in $(seq "$leaves"); do
-    wait_for_log "$run_dir/leaf-$i.log" "link to upstream up"
+    wait_for_link "$((base + i))"
   done
   echo "hub 127.0.0.1:$base with $leaves leaves: $(join_files "$run_dir/leaf-*.addr")"
   ;;

@@ -58,11 +58,15 @@ section_compare() {
     --hubbub-threads 1 --out $out/compare-threads-1
 }
 
-# A broker of our own for the limits section, with its open-files limit set to $1.
+# A broker of our own for the limits section, with its open-files limit set to $1; it writes
+# its address into target/limits-broker.addr once it listens.
 broker_with_nofile() { # NOFILE PORT
-  (ulimit -n "$1" && exec target/release/broker --listen "127.0.0.1:$2") >/dev/null 2>&1 &
+  local ready=target/limits-broker.addr
+  rm -f "$ready"
+  (ulimit -n "$1" && exec target/release/broker --listen "127.0.0.1:$2" --ready-file "$ready") \
+    >/dev/null 2>&1 &
   broker_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0; sleep 0.1; done
+  for _ in $(seq 100); do [ -s "$ready" ] && return 0; sleep 0.1; done
   echo "the broker did not start on port $2" >&2
   return 1
 }

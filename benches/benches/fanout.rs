@@ -14,16 +14,16 @@
 
 use std::collections::VecDeque;
 use std::hint::black_box;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use clap::Parser;
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use hubbub::client::{Client, Sender};
+use hubbub::launch::BrokerProcess;
 use hubbub::outbox::Outbox;
 use hubbub::registry::Registry;
 use hubbub::{Config, RunningBroker, Stats};
@@ -155,56 +155,25 @@ impl Placement {
     }
 }
 
-/// The broker child process; closing its stdin stops it, so it cannot outlive the bench.
-struct ChildBroker {
-    child: Child,
-    addr: SocketAddr,
+/// The broker as a child process: this executable re-run with [`CHILD_BROKER_ENV`] as the
+/// `broker` program, started the project's one way ([`hubbub::launch`]), which also sees that
+/// it cannot outlive the bench.
+fn spawn_child_broker() -> BrokerProcess {
+    let exe = std::env::current_exe().expect("path of the bench executable");
+    let mut command = Command::new(exe);
+    command
+        .env(CHILD_BROKER_ENV, "1")
+        .args(["--listen", "127.0.0.1:0", "--stats-interval", "0s"]);
+    BrokerProcess::start(command).unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl ChildBroker {
-    fn spawn() -> Self {
-        let exe = std::env::current_exe().expect("path of the bench executable");
-        let mut child = Command::new(exe)
-            .env(CHILD_BROKER_ENV, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the broker child process");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the broker's address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("broker child process said {line:?}"));
-        Self { child, addr }
-    }
-}
-
-impl Drop for ChildBroker {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
-/// The body of the child process: serve until stdin closes.
+/// The body of the child process: the `broker` program, with the arguments it was given.
 fn serve_as_child_broker() {
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let rt = Runtime::new().expect("tokio runtime");
-    let broker = rt
-        .block_on(hubbub::start(bench_config()))
-        .expect("start the broker");
-    println!("listening on {}", broker.addr);
-    std::io::stdout().flush().expect("stdout");
-    // Blocks until the parent closes our stdin (or dies); the broker serves meanwhile on the
-    // runtime's worker threads.
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
-    rt.block_on(broker.stop());
+    let opts = hubbub::tools::broker::Opts::parse();
+    let runtime = hubbub::tools::broker::runtime(opts.threads).expect("tokio runtime");
+    runtime
+        .block_on(hubbub::tools::broker::run(opts))
+        .expect("the broker runs");
 }
 
 fn bench_config() -> Config {
@@ -217,7 +186,7 @@ fn bench_config() -> Config {
 
 enum BrokerHandle {
     InProcess(RunningBroker),
-    Child(ChildBroker),
+    Child(BrokerProcess),
 }
 
 /// A broker with N subscribers reading on their own tasks, and one publisher.
@@ -240,7 +209,7 @@ impl Loopback {
                     .await
                     .expect("start the broker"),
             ),
-            Placement::ChildProcess => BrokerHandle::Child(ChildBroker::spawn()),
+            Placement::ChildProcess => BrokerHandle::Child(spawn_child_broker()),
         };
         let addr = match &broker {
             BrokerHandle::InProcess(b) => b.addr,

@@ -40,7 +40,7 @@ pub enum LaunchError {
 /// Writes `addr` to `path` for whoever waits on it (see [`BrokerProcess::start`]).
 pub fn write_ready_file(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
     let aside = path.with_extension("partial");
-    std::fs::write(&aside, addr.to_string())?;
+    std::fs::write(&aside, format!("{addr}\n"))?;
     std::fs::rename(&aside, path)
 }
 

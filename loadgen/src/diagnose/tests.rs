@@ -371,25 +371,3 @@ fn unknown_broker_limit_never_guesses_open_files() {
     let (_, b) = diagnose(&ramp(s), &[], &l, SLO, 100_000);
     assert_eq!(b.kind, LimitKind::ConnectErrors);
 }
-
-#[test]
-fn every_kind_has_words() {
-    use LimitKind::*;
-    for k in [
-        MaxClients,
-        BrokerOpenFiles,
-        LoadgenOpenFiles,
-        EphemeralPorts,
-        BrokerCpu,
-        Memory,
-        LatencyObjective,
-        MessageLoss,
-        BrokerGone,
-        LoadgenCpu,
-        ConnectErrors,
-    ] {
-        assert!(!k.describe().is_empty());
-        assert!(k.advice().len() > 40);
-    }
-    assert_eq!(crate::model::ErrorCounts::default().by_kind(), "none");
-}

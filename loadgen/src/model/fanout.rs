@@ -136,20 +136,36 @@ pub fn medians(rows: &[RunRow]) -> Vec<CountMedian> {
         .collect()
 }
 
+/// A row made up for tests: `deliveries` in the run at `deliveries_per_sec`.
+#[cfg(test)]
+pub(crate) fn example_row(
+    subscribers: usize,
+    run: usize,
+    deliveries: u64,
+    deliveries_per_sec: f64,
+) -> RunRow {
+    RunRow {
+        subscribers,
+        run,
+        publishes: deliveries / subscribers as u64,
+        deliveries,
+        elapsed_s: deliveries as f64 / deliveries_per_sec,
+        deliveries_per_sec,
+        publishes_per_sec: deliveries_per_sec / subscribers as f64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn row(subscribers: usize, run: usize, deliveries_per_sec: f64) -> RunRow {
-        RunRow {
+        example_row(
             subscribers,
             run,
-            publishes: 1_000,
-            deliveries: 1_000 * subscribers as u64,
-            elapsed_s: 1.0,
+            1_000 * subscribers as u64,
             deliveries_per_sec,
-            publishes_per_sec: deliveries_per_sec / subscribers as f64,
-        }
+        )
     }
 
     #[test]

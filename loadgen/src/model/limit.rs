@@ -80,6 +80,22 @@ impl Outcome {
 }
 
 impl LimitKind {
+    /// Every kind.
+    pub const ALL: [LimitKind; 12] = [
+        LimitKind::MaxClients,
+        LimitKind::BrokerOpenFiles,
+        LimitKind::LoadgenOpenFiles,
+        LimitKind::EphemeralPorts,
+        LimitKind::BrokerCpu,
+        LimitKind::Memory,
+        LimitKind::LatencyObjective,
+        LimitKind::MessageLoss,
+        LimitKind::BrokerGone,
+        LimitKind::LoadgenCpu,
+        LimitKind::ConnectErrors,
+        LimitKind::Interrupted,
+    ];
+
     /// A short human description of a limit, worded to follow "the ramp stopped because".
     pub fn describe(self) -> &'static str {
         match self {
@@ -114,5 +130,22 @@ impl LimitKind {
             LimitKind::ConnectErrors => "Read the errors by kind: refused means a full listen backlog (raise net.core.somaxconn and the broker's backlog), timeouts a full accept queue or a stalled broker; check the broker's log.",
             LimitKind::Interrupted => "The steps above were measured in full; run the command again and let it finish to find the limit.",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_words_and_an_outcome() {
+        for k in LimitKind::ALL {
+            assert!(!k.describe().is_empty());
+            assert!(k.advice().len() > 40);
+        }
+        assert_eq!(Outcome::of(LimitKind::MaxClients).exit_status(), 0);
+        assert_eq!(Outcome::of(LimitKind::BrokerCpu).exit_status(), 3);
+        assert_eq!(Outcome::of(LimitKind::BrokerGone).exit_status(), 4);
+        assert_eq!(Outcome::of(LimitKind::Interrupted).exit_status(), 130);
     }
 }

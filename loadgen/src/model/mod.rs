@@ -318,6 +318,18 @@ mod tests {
     }
 
     #[test]
+    fn errors_in_words() {
+        assert_eq!(ErrorCounts::default().by_kind(), "none");
+        let e = ErrorCounts {
+            timeout: 17,
+            refused: 2,
+            ..Default::default()
+        };
+        assert_eq!(e.by_kind(), "2 refused, 17 timeout");
+        assert_eq!(e.total(), 19);
+    }
+
+    #[test]
     fn median_takes_the_middle() {
         let median = |v: &[f64]| median(v.iter().copied());
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));

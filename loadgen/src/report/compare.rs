@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{write_rows, ReportError};
+use super::files::{write_rows, ReportError};
 
 use crate::model::compare::{ratio, Measurement, Verdict};
 use crate::model::units::{short, Style};

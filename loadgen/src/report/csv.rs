@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{write_rows, ReportError};
+use super::files::{write_rows, ReportError};
 use crate::model::units::to_mib;
 use crate::model::{Sample, StepResult};
 

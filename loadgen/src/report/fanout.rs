@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{write_rows, write_text, ReportError};
+use super::files::{write_rows, write_text, ReportError};
 
 use crate::model::fanout::{medians, CountMedian, RunRow};
 use crate::model::units::grouped;
@@ -65,15 +65,12 @@ mod tests {
     use super::*;
 
     fn row(subscribers: usize, run: usize, deliveries_per_sec: f64) -> RunRow {
-        RunRow {
+        crate::model::fanout::example_row(
             subscribers,
             run,
-            publishes: 1_000,
-            deliveries: 1_000 * subscribers as u64,
-            elapsed_s: 1.0,
+            1_000 * subscribers as u64,
             deliveries_per_sec,
-            publishes_per_sec: deliveries_per_sec / subscribers as f64,
-        }
+        )
     }
 
     #[test]

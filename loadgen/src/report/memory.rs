@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use super::files::{write_json, write_rows, ReportError};
 use super::plots::compare::grouped_bars;
-use super::{write_json, write_rows, ReportError};
 use crate::model::compare::Measurement;
 use crate::model::memory::{MemoryRun, MemorySummary};
 

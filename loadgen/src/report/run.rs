@@ -6,9 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::csv::{write_samples_csv, write_steps_csv};
+use super::files::ReportError;
+use super::files::{write_json, write_text};
 use super::plots::{plot_all, Context};
-use super::ReportError;
-use super::{steps_table_markdown, write_json, write_samples_csv, write_steps_csv, write_text};
+use super::summary::steps_table_markdown;
 use crate::model::units::ms;
 use crate::model::{LatencySummary, RunSummary, Sample};
 

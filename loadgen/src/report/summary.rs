@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::files::{write_json, write_text, ReportError};
 use super::plots::Verdict;
-use super::{write_json, write_text, ReportError};
 use crate::model::units::{grouped, ms, ms_number, to_mib};
 use crate::model::{LimitKind, Limits, StepResult, Summary};
 

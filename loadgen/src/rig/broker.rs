@@ -16,7 +16,7 @@ use crate::proto::Proto;
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A broker child process; killed when dropped.
-pub struct EmbeddedBroker {
+struct EmbeddedBroker {
     pub addr: SocketAddr,
     pub pid: u32,
     process: BrokerProcess,
@@ -24,7 +24,7 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts a broker on a free loopback port, with `extra` broker flags.
-    pub fn start(extra: &[String]) -> anyhow::Result<Self> {
+    fn start(extra: &[String]) -> anyhow::Result<Self> {
         let mut command = Command::new(crate::rig::pool::self_exe()?);
         command
             .args([
@@ -46,7 +46,7 @@ impl EmbeddedBroker {
 
     /// Asks the broker to shut down (SIGTERM) and waits for it, killing it after a grace
     /// period.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    async fn stop(mut self) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || self.process.terminate(STOP_GRACE)).await?;
         Ok(())
     }

@@ -9,12 +9,13 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::draw::*;
+// Named, so that they win over plotters' own colours of the same names.
+use super::draw::{BLUE, GREEN, GREY, PURPLE, RED};
 use super::spectrum::{spectrum_chart, spectrum_points};
-use super::{font_registered, BLUE, DOUBLE, GREEN, GREY, PURPLE, RED, SINGLE};
 use crate::model::compare::Measurement;
 use crate::model::units::{short, Style};
 use crate::model::StepResult;
-use crate::report::ReportError;
+use crate::report::files::ReportError;
 
 /// A broker's colour: hubbub blue, Redis red, NATS green, Mosquitto purple.
 fn colour(broker: &str) -> RGBColor {

@@ -9,9 +9,30 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{register_font, FontStyle};
+use std::sync::OnceLock;
 
 use crate::model::units::{short, trimmed, Style};
 use crate::model::{Sample, StepResult};
+
+/// The embedded font (see the module's doc).
+pub(super) const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
+pub(super) const SINGLE: (u32, u32) = (1000, 600);
+pub(super) const DOUBLE: (u32, u32) = (1000, 850);
+
+// Tableau 10: distinct for most colour-blind readers, and familiar.
+pub(super) const BLUE: RGBColor = RGBColor(31, 119, 180);
+pub(super) const ORANGE: RGBColor = RGBColor(255, 127, 14);
+pub(super) const GREEN: RGBColor = RGBColor(44, 160, 44);
+pub(super) const RED: RGBColor = RGBColor(214, 39, 40);
+pub(super) const PURPLE: RGBColor = RGBColor(148, 103, 189);
+pub(super) const GREY: RGBColor = RGBColor(110, 110, 110);
+
+/// Registers the embedded font as plotters' "sans-serif", once per process.
+pub(super) fn font_registered() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| register_font("sans-serif", FontStyle::Normal, FONT).is_ok())
+}
 
 pub(super) type Plot = Result<(), Box<dyn Error>>;
 pub(super) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
@@ -192,7 +213,7 @@ pub(super) fn verdict_lines<'b, 'a: 'b, Y: Ranged<ValueType = f64>>(
     (y_lo, y_hi): (f64, f64),
 ) -> Plot {
     let Some(v) = verdict else { return Ok(()) };
-    for (mark, color) in [(&v.failed_at, super::RED), (&v.limit, super::PURPLE)] {
+    for (mark, color) in [(&v.failed_at, RED), (&v.limit, PURPLE)] {
         let Some((x, label)) = mark else { continue };
         chart
             .draw_series(dashed(vec![(*x, y_lo), (*x, y_hi)], color))?
@@ -266,9 +287,9 @@ pub(super) fn objective_line<'b, 'a: 'b, Y: Ranged<ValueType = f64>>(
     slo_ms: f64,
 ) -> Plot {
     chart
-        .draw_series(dashed(vec![(0.0, slo_ms), (x_max, slo_ms)], super::RED))?
+        .draw_series(dashed(vec![(0.0, slo_ms), (x_max, slo_ms)], RED))?
         .label(format!("objective: p99 ≤ {} ms", number(slo_ms)))
-        .legend(|(x, y)| legend_dashed(x, y, super::RED));
+        .legend(|(x, y)| legend_dashed(x, y, RED));
     Ok(())
 }
 

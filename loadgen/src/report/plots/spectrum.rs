@@ -7,8 +7,9 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
 use super::draw::*;
-use super::{font_registered, BLUE, SINGLE};
-use crate::report::ReportError;
+// Named, so that they win over plotters' own colours of the same names.
+use super::draw::BLUE;
+use crate::report::files::ReportError;
 
 /// Percentiles drawn, as fractions.
 const QUANTILES: [f64; 12] = [

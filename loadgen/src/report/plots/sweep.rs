@@ -16,9 +16,10 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::draw::*;
-use super::{font_registered, BLUE, DOUBLE, ORANGE};
+// Named, so that they win over plotters' own colours of the same names.
+use super::draw::{BLUE, ORANGE};
 use crate::model::fanout::{medians, CountMedian, RunRow};
-use crate::report::ReportError;
+use crate::report::files::ReportError;
 
 type LogX = WithKeyPoints<LogCoord<f64>>;
 
@@ -274,15 +275,7 @@ mod tests {
     use super::*;
 
     fn row(subscribers: usize, run: usize, deliveries_per_sec: f64) -> RunRow {
-        RunRow {
-            subscribers,
-            run,
-            publishes: 2_000_000 / subscribers as u64,
-            deliveries: 2_000_000,
-            elapsed_s: 2_000_000.0 / deliveries_per_sec,
-            deliveries_per_sec,
-            publishes_per_sec: deliveries_per_sec / subscribers as f64,
-        }
+        crate::model::fanout::example_row(subscribers, run, 2_000_000, deliveries_per_sec)
     }
 
     #[test]

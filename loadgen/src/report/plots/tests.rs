@@ -1,8 +1,12 @@
 //! Renders the charts from a made-up but plausible ramp: a broker on 2 cores that keeps up
 //! to ~30k clients, then misses the 50 ms objective as its CPU saturates.
 
+use std::path::{Path, PathBuf};
+
+use super::draw::{count, log_bounds, number};
 use super::*;
 use crate::model::Percentiles;
+use crate::model::{Sample, StepResult};
 
 const HOLD_SECS: f64 = 10.0;
 const SLO_US: u64 = 50_000;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
-use super::{Collected, Opts, Running, Scenario};
+use super::setup::{Collected, Opts, Running, Scenario};
 use crate::model::compare::Measurement;
 use crate::model::fanout::Spec;
 use crate::rig::options::{defaults, Common};

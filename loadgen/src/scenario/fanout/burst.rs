@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::model::fanout::{Run, Spec};
-use crate::proto::{socket, Proto, Reader};
+use crate::proto::inbound::{Deliveries, Inbound};
+use crate::proto::{socket, Proto};
 
 /// Publishes per write: the publishers pipeline, as real high-rate publishers do.
 const BATCH: u64 = 100;
@@ -22,8 +23,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a publisher held back by the window, and the run waiting for its last
 /// deliveries, look at the subscribers' counts again.
 const POLL: Duration = Duration::from_micros(200);
-/// Read buffer per connection.
-const READ_BUF: usize = 64 * 1024;
 
 /// One burst on fresh channels, `fanout-{tag}-{c}` (and MQTT client ids
 /// `fanout-{tag}-{sub|pub}-{n}`): `tag` must differ between runs that may overlap on one
@@ -162,6 +161,24 @@ async fn open(addr: SocketAddr, proto: Proto, id: &str) -> anyhow::Result<TcpStr
         .with_context(|| format!("{id}: connect to the {proto} broker at {addr}"))
 }
 
+/// A subscriber's deliveries, counted into its slot of [`Counts`] once per read (the
+/// publishers read every slot to keep their window: one atomic add per read, not per
+/// message).
+struct Counted<'a> {
+    got: u64,
+    into: &'a AtomicU64,
+}
+
+impl Deliveries for Counted<'_> {
+    fn payload(&mut self, _: &[u8]) {
+        self.got += 1;
+    }
+
+    fn read_done(&mut self) {
+        self.into.fetch_add(std::mem::take(&mut self.got), Relaxed);
+    }
+}
+
 /// Counts one subscriber's messages (starting with `early`, read while it subscribed) into
 /// `counts.received[index]`, answering what the protocol requires; runs until aborted.
 async fn subscriber(
@@ -171,27 +188,15 @@ async fn subscriber(
     counts: Arc<Counts>,
     index: usize,
 ) -> anyhow::Result<()> {
-    let mut reader = Reader::new(proto);
-    let (mut buf, mut reply) = (early, Vec::new());
-    loop {
-        let mut got = 0;
-        let used = reader
-            .feed(&buf, |_| got += 1, &mut reply)
-            .with_context(|| format!("subscriber {index}"))?;
-        buf.drain(..used);
-        counts.received[index].fetch_add(got, Relaxed);
-        if !reply.is_empty() {
-            stream.write_all(&reply).await?;
-            reply.clear();
-        }
-        buf.reserve(READ_BUF);
-        if stream.read_buf(&mut buf).await? == 0 {
-            bail!(
-                "the broker closed subscriber {index} after {} messages",
-                counts.received[index].load(Relaxed)
-            );
-        }
-    }
+    let slot = &counts.received[index];
+    let mut counted = Counted { got: 0, into: slot };
+    let why = Inbound::new(proto, early)
+        .serve(&mut stream, &mut counted)
+        .await;
+    bail!(
+        "subscriber {index} stopped after {} messages: {why}",
+        slot.load(Relaxed)
+    )
 }
 
 /// [`BATCH`] copies of one encoded publish, to write any number up to [`BATCH`] in one call.
@@ -229,19 +234,15 @@ impl Publisher {
     /// reply is never stuck behind a blocked batch. Runs until aborted.
     async fn run(self, stream: TcpStream, early: Vec<u8>) -> anyhow::Result<()> {
         let (mut rd, mut wr) = stream.into_split();
-        let mut reader = Reader::new(self.proto);
-        let (mut inbound, mut reply) = (early, Vec::new());
+        let mut inbound = Inbound::new(self.proto, early);
         let (mut out, mut at) = (Vec::new(), 0);
         let mut sent = 0;
         loop {
-            let used = reader
-                .feed(&inbound, |_| {}, &mut reply)
-                .context("publisher")?;
-            inbound.drain(..used);
+            inbound.parse(&mut ()).context("publisher")?;
             if at == out.len() {
                 out.clear();
                 at = 0;
-                out.append(&mut reply);
+                inbound.take_reply(&mut out);
                 if sent < self.publishes && self.counts.window_open(self.window) {
                     let n = BATCH.min(self.publishes - sent);
                     out.extend_from_slice(self.frames.first(n));
@@ -250,10 +251,9 @@ impl Publisher {
                 }
             }
             let held_back = at == out.len() && sent < self.publishes;
-            inbound.reserve(READ_BUF);
             tokio::select! {
-                read = rd.read_buf(&mut inbound) => {
-                    if read? == 0 {
+                read = inbound.read_from(&mut rd) => {
+                    if !read? {
                         bail!("the broker closed a publisher after {sent} publishes");
                     }
                 }

@@ -6,11 +6,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::check_sizes;
 use crate::model::median;
 use crate::model::memory::{MemoryRun, MemorySummary};
 use crate::os::procfs::{read_kernel, read_proc_mem, read_socket_count, ProcMem};
@@ -35,6 +34,26 @@ pub fn is_stable(samples: impl IntoIterator<Item = u64>, tolerance: u64) -> bool
         .into_iter()
         .fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
     lo <= hi && hi - lo <= tolerance
+}
+
+/// Descriptors loadgen keeps for itself (stdio, runtime, the broker's pipes).
+const FD_MARGIN: u64 = 100;
+
+/// Checks the sizes are usable and that this process may open `clients` connections (raising
+/// its open-files soft limit to the hard one).
+pub(super) fn check_sizes(clients: usize, channels: usize, repeat: usize) -> anyhow::Result<()> {
+    if clients == 0 || channels == 0 || repeat == 0 {
+        bail!("clients, channels and runs must each be at least 1");
+    }
+    let files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    if clients as u64 + FD_MARGIN > files {
+        bail!(
+            "--clients {clients} needs {} open files and this process may have {files}; \
+             lower --clients or raise the hard limit (ulimit -Hn)",
+            clients as u64 + FD_MARGIN
+        );
+    }
+    Ok(())
 }
 
 /// What [`measure_each`] reports as it goes, for the command to print.

@@ -25,12 +25,11 @@ mod measure;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::bail;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 pub use self::measure::measure_broker;
-use self::measure::{measure_each, Progress};
+use self::measure::{check_sizes, measure_each, Progress};
 use crate::model::units::to_mib;
 use crate::model::Outcome;
 use crate::proto::Proto;
@@ -38,9 +37,6 @@ use crate::report;
 use crate::rig::broker::UnderTest;
 use crate::rig::options::at_least_one_usize;
 use crate::rig::progress::say;
-
-/// Descriptors loadgen keeps for itself (stdio, runtime, the broker's pipes).
-const FD_MARGIN: u64 = 100;
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
@@ -148,21 +144,4 @@ pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Ou
         true => Outcome::Interrupted,
         false => Outcome::Passed,
     })
-}
-
-/// Checks the sizes are usable and that this process may open `clients` connections (raising
-/// its open-files soft limit to the hard one).
-pub(super) fn check_sizes(clients: usize, channels: usize, repeat: usize) -> anyhow::Result<()> {
-    if clients == 0 || channels == 0 || repeat == 0 {
-        bail!("clients, channels and runs must each be at least 1");
-    }
-    let files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    if clients as u64 + FD_MARGIN > files {
-        bail!(
-            "--clients {clients} needs {} open files and this process may have {files}; \
-             lower --clients or raise the hard limit (ulimit -Hn)",
-            clients as u64 + FD_MARGIN
-        );
-    }
-    Ok(())
 }

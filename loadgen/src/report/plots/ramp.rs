@@ -1,40 +1,17 @@
-//! PNG charts of a ramp, each against the number of connected clients, so a reader sees at
-//! what load each quantity bends.
-//!
-//! Text is drawn by plotters' pure-Rust `ab_glyph` renderer with DejaVu Sans embedded in the
-//! binary (`assets/DejaVuSans.ttf`): the charts render the same on a bare container with no
-//! fontconfig, FreeType or fonts installed, where the usual system-font lookup draws nothing.
+//! The charts of a ramp (and of a throughput search), each against the number of connected
+//! clients (or the offered rate), so a reader sees at what load each quantity bends; every one
+//! carries the run's parameters and marks where it failed and the limit that bound it.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use plotters::prelude::*;
-use plotters::style::{register_font, FontStyle};
 
-use self::draw::*;
-pub use self::draw::{Verdict, XAxis};
-use super::ReportError;
+use super::draw::*;
+// Named, so that they win over plotters' own colours of the same names.
+use super::draw::{BLUE, GREEN, GREY, ORANGE};
 use crate::model::units::to_mib;
 use crate::model::{Sample, StepResult};
-
-pub mod compare;
-mod draw;
-mod spectrum;
-pub mod sweep;
-
-pub use self::spectrum::plot_spectrum;
-
-const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-const SINGLE: (u32, u32) = (1000, 600);
-const DOUBLE: (u32, u32) = (1000, 850);
-
-// Tableau 10: distinct for most colour-blind readers, and familiar.
-const BLUE: RGBColor = RGBColor(31, 119, 180);
-const ORANGE: RGBColor = RGBColor(255, 127, 14);
-const GREEN: RGBColor = RGBColor(44, 160, 44);
-const RED: RGBColor = RGBColor(214, 39, 40);
-const PURPLE: RGBColor = RGBColor(148, 103, 189);
-const GREY: RGBColor = RGBColor(110, 110, 110);
+use crate::report::files::ReportError;
 
 /// Draws one chart into the file at the path.
 type ChartFn<'a> = &'a dyn Fn(&Path) -> Plot;
@@ -90,12 +67,6 @@ pub fn plot_all(
         written.push(path);
     }
     Ok(written)
-}
-
-/// Registers the embedded font as plotters' "sans-serif", once per process.
-fn font_registered() -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| register_font("sans-serif", FontStyle::Normal, FONT).is_ok())
 }
 
 fn latency(path: &Path, ctx: &Context, steps: &[StepResult]) -> Plot {
@@ -346,6 +317,3 @@ fn connect(path: &Path, ctx: &Context, steps: &[StepResult]) -> Plot {
     root.present()?;
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;
