@@ -38,22 +38,28 @@ pub enum ToWorker {
     Exit,
 }
 
-/// A worker's state, sent once a second for the live line and the samples.
+/// A worker's state, sent every [`PROGRESS_EVERY`] for the live line and the samples.
+///
+/// Stamped with the time it was taken, so the coordinator can divide the deliveries between
+/// two reports by the time between them: totals read at the coordinator's own ticks, a second
+/// apart but at any point of the worker's, swing between zero and twice the rate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
+    /// When it was taken, in nanoseconds on the machine-wide monotonic clock
+    /// ([`stamp::now_ns`](super::stamp::now_ns)).
+    pub at_ns: u64,
     /// Deliveries since the worker started.
     pub delivered_total: u64,
-    /// Deliveries per second over the worker's last second. Taken by the worker over its own
-    /// tick rather than by the coordinator from two totals: the coordinator's second and the
-    /// worker's are not aligned, and a difference of totals read across them swings between
-    /// zero and twice the rate.
-    pub delivered_per_sec: f64,
     /// Subscribers connected now.
     pub clients: u64,
     /// Of the `Connect` in progress (0 when none): subscribers connected and failed so far.
     pub connected: u64,
     pub connect_failed: u64,
 }
+
+/// How often a worker reports its progress: often enough that a report read at any moment is
+/// at most this stale.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Worker → coordinator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,7 +83,7 @@ pub enum FromWorker {
         errors: ErrorCounts,
         clients: u64,
     },
-    /// Sent unasked once a second.
+    /// Sent unasked every [`PROGRESS_EVERY`].
     Progress(Progress),
 }
 

@@ -393,11 +393,11 @@ impl Rig {
             w.exit().await;
         }
         let setup = format!(
-            "{}, {} over {} channel(s), {} publisher(s), {} B messages",
+            "{}; {} over {}, {}, {} B messages",
             self.brokers.describe(),
-            crate::model::units::plural(self.next_index as usize, "subscriber"),
-            self.channels,
-            self.common.publishers,
+            plural_count(self.next_index, "subscriber"),
+            plural_count(self.channels, "channel"),
+            plural_count(self.common.publishers as u64, "publisher"),
             self.common.size,
         );
         self.brokers.stop().await.context("stopping the broker")?;
@@ -409,6 +409,15 @@ impl Rig {
             setup,
         })
     }
+}
+
+/// "2,000 subscribers", "1 channel".
+fn plural_count(n: u64, noun: &str) -> String {
+    format!(
+        "{} {noun}{}",
+        crate::model::units::grouped(n),
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// Per-step means of the samples taken while each step held its rate (all of the step's

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::control::Progress;
+use super::stamp;
 use crate::model::units::{grouped, mib, short, Style};
 use crate::model::{Phase, Sample};
 use crate::os::Sampler;
@@ -22,10 +23,31 @@ pub struct Position {
     /// Steps in the run, 0 when not known in advance (a throughput search).
     pub steps: AtomicUsize,
     doing: Mutex<Doing>,
+    /// The last hold: when it started and ended, and the deliveries it called for.
+    hold: Mutex<Option<Hold>>,
     /// Each worker's latest progress line.
     workers: Mutex<Vec<Arc<Mutex<Progress>>>>,
     /// The machine's cores, for "of 200%".
     pub cores: AtomicUsize,
+}
+
+/// A hold's deliveries per second called for, from `start_ns` to `end_ns` (on the
+/// machine-wide monotonic clock).
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    expected_per_sec: f64,
+    start_ns: u64,
+    end_ns: Option<u64>,
+}
+
+impl Hold {
+    /// Deliveries per second called for over `from_ns..to_ns`: the full rate over the part of
+    /// it the hold covers, so a second that straddles the start of a hold expects part of it.
+    fn expected_over(&self, from_ns: u64, to_ns: u64) -> f64 {
+        let end = self.end_ns.unwrap_or(to_ns);
+        let covered = end.min(to_ns).saturating_sub(self.start_ns.max(from_ns));
+        self.expected_per_sec * covered as f64 / to_ns.saturating_sub(from_ns).max(1) as f64
+    }
 }
 
 /// The phase, with what the live line says about it.
@@ -39,7 +61,6 @@ enum Doing {
     },
     Holding {
         rate: f64,
-        expected_per_sec: f64,
     },
     Draining,
 }
@@ -57,29 +78,59 @@ impl Position {
     /// Publishing `rate` messages a second, each owed to `expected_per_sec / rate`
     /// subscribers on average.
     pub fn holding(&self, rate: f64, expected_per_sec: f64) {
-        *self.doing.lock().expect("position lock") = Doing::Holding {
-            rate,
+        *self.doing.lock().expect("position lock") = Doing::Holding { rate };
+        *self.hold.lock().expect("position lock") = Some(Hold {
             expected_per_sec,
-        };
+            start_ns: stamp::now_ns(),
+            end_ns: None,
+        });
     }
 
     pub fn draining(&self) {
         *self.doing.lock().expect("position lock") = Doing::Draining;
+        if let Some(hold) = self.hold.lock().expect("position lock").as_mut() {
+            hold.end_ns = Some(stamp::now_ns());
+        }
     }
 
-    /// The workers' progress, summed.
-    fn progress(&self) -> Progress {
+    /// Each worker's latest progress.
+    fn progress(&self) -> Vec<Progress> {
         let workers = self.workers.lock().expect("position lock");
-        workers.iter().fold(Progress::default(), |mut sum, w| {
-            let p = *w.lock().expect("progress lock");
-            sum.delivered_total += p.delivered_total;
-            sum.delivered_per_sec += p.delivered_per_sec;
-            sum.clients += p.clients;
-            sum.connected += p.connected;
-            sum.connect_failed += p.connect_failed;
-            sum
-        })
+        workers
+            .iter()
+            .map(|w| *w.lock().expect("progress lock"))
+            .collect()
     }
+}
+
+/// The workers' progress summed, with their delivery rate: each worker's deliveries since the
+/// last reading divided by the time between its own two reports.
+#[derive(Debug, Clone, Copy, Default)]
+struct Summed {
+    /// `None` until every worker has reported twice.
+    delivered_per_sec: Option<f64>,
+    clients: u64,
+    connected: u64,
+    connect_failed: u64,
+}
+
+fn sum(now: &[Progress], before: &[Progress]) -> Summed {
+    let mut s = Summed {
+        delivered_per_sec: Some(0.0),
+        ..Summed::default()
+    };
+    for (i, p) in now.iter().enumerate() {
+        s.clients += p.clients;
+        s.connected += p.connected;
+        s.connect_failed += p.connect_failed;
+        let rate = before.get(i).and_then(|b| {
+            let secs = p.at_ns.saturating_sub(b.at_ns) as f64 / 1e9;
+            (b.at_ns > 0 && secs > 0.0)
+                .then(|| p.delivered_total.saturating_sub(b.delivered_total) as f64 / secs)
+        });
+        s.delivered_per_sec = s.delivered_per_sec.zip(rate).map(|(a, b)| a + b);
+    }
+    s
 }
 
 /// Prints a line on stderr, first clearing the live line if one is showing.
@@ -103,28 +154,35 @@ pub fn spawn(
         let mut samples: Vec<Sample> = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.tick().await;
+        let (mut before, mut before_ns) = (position.progress(), stamp::now_ns());
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
             let r = sampler.read();
-            let p = position.progress();
+            let (now, now_ns) = (position.progress(), stamp::now_ns());
+            let p = sum(&now, &before);
+            let hold = *position.hold.lock().expect("position lock");
+            // Nothing is compared until every worker's rate is known (its second report).
+            let expected = match p.delivered_per_sec {
+                Some(_) => hold.map_or(0.0, |h| h.expected_over(before_ns, now_ns)),
+                None => 0.0,
+            };
+            (before, before_ns) = (now, now_ns);
             let doing = *position.doing.lock().expect("position lock");
-            let (phase, expected) = match doing {
-                Doing::Starting => (Phase::Starting, 0.0),
-                Doing::Connecting { .. } => (Phase::Connecting, 0.0),
-                Doing::Holding {
-                    expected_per_sec, ..
-                } => (Phase::Holding, expected_per_sec),
-                Doing::Draining => (Phase::Draining, 0.0),
+            let phase = match doing {
+                Doing::Starting => Phase::Starting,
+                Doing::Connecting { .. } => Phase::Connecting,
+                Doing::Holding { .. } => Phase::Holding,
+                Doing::Draining => Phase::Draining,
             };
             let sample = Sample {
                 t_secs: started.elapsed().as_secs_f64(),
                 step: position.step.load(Relaxed),
                 phase,
                 clients: p.clients,
-                delivered_per_sec: p.delivered_per_sec.round() as u64,
+                delivered_per_sec: p.delivered_per_sec.unwrap_or(0.0).round() as u64,
                 expected_per_sec: expected.round() as u64,
                 broker_cpu_pct: r.broker_cpu_pct,
                 broker_rss_bytes: r.broker_rss_bytes,
@@ -152,7 +210,7 @@ pub fn spawn(
 
 /// `[  14s] step 4/10  connecting 3,420 of 4,000 (12 failed; each may take up to 5s)  …` or
 /// `[  20s] step 4/10  publishing 2,000 msg/s  clients 20,000  delivered 40.0k/s of 40.0k/s …`.
-fn live_line(position: &Position, doing: Doing, p: &Progress, s: &Sample) -> String {
+fn live_line(position: &Position, doing: Doing, p: &Summed, s: &Sample) -> String {
     let step = match position.steps.load(Relaxed) {
         // A throughput search does not know how many stages it will take.
         0 => format!("step {}", s.step),
@@ -169,11 +227,17 @@ fn live_line(position: &Position, doing: Doing, p: &Progress, s: &Sample) -> Str
             grouped(s.clients),
         ),
         Doing::Holding { rate, .. } => format!(
-            "publishing {} msg/s  clients {}  delivered {}/s of {}/s",
+            "publishing {} msg/s  clients {}  delivered {}",
             grouped(rate.round() as u64),
             grouped(s.clients),
-            short(s.delivered_per_sec as f64, Style::Axis),
-            short(s.expected_per_sec as f64, Style::Axis),
+            match p.delivered_per_sec {
+                Some(_) => format!(
+                    "{}/s of {}/s",
+                    short(s.delivered_per_sec as f64, Style::Axis),
+                    short(s.expected_per_sec as f64, Style::Axis)
+                ),
+                None => "(measuring)".into(),
+            },
         ),
         Doing::Draining => format!(
             "waiting for the last deliveries  clients {}  delivered {}/s",
@@ -189,4 +253,51 @@ fn live_line(position: &Position, doing: Doing, p: &Progress, s: &Sample) -> Str
         mib(s.broker_rss_bytes),
         s.loadgen_cpu_pct,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_second_straddling_a_hold_expects_the_part_it_covers() {
+        let hold = Hold {
+            expected_per_sec: 2_000.0,
+            start_ns: 10 * SEC + SEC / 4,
+            end_ns: Some(20 * SEC),
+        };
+        assert_eq!(hold.expected_over(10 * SEC, 11 * SEC), 1_500.0);
+        assert_eq!(hold.expected_over(15 * SEC, 16 * SEC), 2_000.0);
+        assert_eq!(
+            hold.expected_over(19 * SEC + SEC / 2, 20 * SEC + SEC / 2),
+            1_000.0
+        );
+        assert_eq!(hold.expected_over(21 * SEC, 22 * SEC), 0.0);
+    }
+
+    #[test]
+    fn rates_are_taken_over_each_workers_own_interval() {
+        let at = |ns, total| Progress {
+            at_ns: ns,
+            delivered_total: total,
+            clients: 10,
+            ..Default::default()
+        };
+        // One worker reported 0.9 s apart, the other 1.1 s: both delivered 1,000 a second.
+        let before = [at(SEC, 0), at(SEC, 5_000)];
+        let now = [at(SEC + 9 * SEC / 10, 900), at(2 * SEC + SEC / 10, 6_100)];
+        let s = sum(&now, &before);
+        assert!(
+            (s.delivered_per_sec.unwrap() - 2_000.0).abs() < 1e-6,
+            "{s:?}"
+        );
+        assert_eq!(s.clients, 20);
+        // Before a worker's first report there is no rate to give.
+        assert_eq!(
+            sum(&now, &[Progress::default(), before[1]]).delivered_per_sec,
+            None
+        );
+    }
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::control::{FromWorker, Progress, ToWorker};
+use super::control::{FromWorker, Progress, ToWorker, PROGRESS_EVERY};
 use super::plan::channel_name;
 use super::stamp;
 use crate::model::histogram::{new_histogram, HistData};
@@ -88,8 +88,7 @@ async fn serve() -> anyhow::Result<()> {
         connect_failed: Cell::new(0),
     });
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_tick = (Instant::now(), 0);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
     let mut connecting: Option<JoinHandle<FromWorker>> = None;
     loop {
         tokio::select! {
@@ -108,18 +107,14 @@ async fn serve() -> anyhow::Result<()> {
             }
             done = async { connecting.as_mut().expect("checked").await }, if connecting.is_some() => {
                 connecting = None;
+                // The counts stay as they ended (workers finish at different times) until
+                // the next Connect starts afresh.
                 send(&done?)?;
-                tally.connected.set(0);
-                tally.connect_failed.set(0);
             }
             _ = tick.tick() => {
-                let (now, total) = (Instant::now(), tally.delivered_total.get());
-                let secs = now.duration_since(last_tick.0).as_secs_f64().max(1e-3);
-                let per_sec = (total - last_tick.1) as f64 / secs;
-                last_tick = (now, total);
                 send(&FromWorker::Progress(Progress {
-                    delivered_total: total,
-                    delivered_per_sec: per_sec,
+                    at_ns: stamp::now_ns(),
+                    delivered_total: tally.delivered_total.get(),
                     clients: tally.clients.get(),
                     connected: tally.connected.get(),
                     connect_failed: tally.connect_failed.get(),

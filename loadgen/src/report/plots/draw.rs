@@ -46,6 +46,8 @@ pub(super) const PANEL_TITLE_PX: u32 = 20;
 pub(super) const LABEL_PX: u32 = 16;
 pub(super) const DESC_PX: u32 = 18;
 pub(super) const SUBTITLE_PX: u32 = 16;
+/// Characters of subtitle per line: what fits the 1,000-pixel charts at [`SUBTITLE_PX`].
+const SUBTITLE_CHARS: usize = 110;
 const GREY_TEXT: RGBColor = RGBColor(90, 90, 90);
 
 /// Linear charts reach this multiple of their largest value, and log charts keep the top 30%
@@ -176,8 +178,8 @@ fn builder<'b, 'a>(
 }
 
 /// Titles a whole image: `title`, and under it what was measured (`setup`, the run's
-/// parameters) in smaller grey type, so a chart read on its own still says what it shows.
-/// Returns the area below the two.
+/// parameters) in smaller grey type, wrapped to the width, so a chart read on its own still
+/// says what it shows. Returns the area below the two.
 pub(super) fn titled<'a>(
     root: &Area<'a>,
     title: &str,
@@ -190,9 +192,45 @@ pub(super) fn titled<'a>(
     let style = TextStyle::from(("sans-serif", SUBTITLE_PX).into_font())
         .color(&GREY_TEXT)
         .pos(Pos::new(HPos::Center, VPos::Top));
-    area.draw(&Text::new(setup.to_string(), (width as i32 / 2, 0), style))?;
-    let (_, below) = area.split_vertically(SUBTITLE_PX + 8);
+    let lines = wrap(setup, SUBTITLE_CHARS);
+    for (i, line) in lines.iter().enumerate() {
+        let y = (i as u32 * (SUBTITLE_PX + 4)) as i32;
+        area.draw(&Text::new(
+            line.clone(),
+            (width as i32 / 2, y),
+            style.clone(),
+        ))?;
+    }
+    let used = lines.len() as u32 * (SUBTITLE_PX + 4) + 4;
+    let (_, below) = area.split_vertically(used);
     Ok(below)
+}
+
+/// `text` in lines of at most `width` characters, broken after a "; " or ", " where it can
+/// (a comma inside a number, as in "2,000", is not a break).
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (i, _) in text.match_indices([';', ',']) {
+        if text[i + 1..].starts_with(' ') {
+            pieces.push(&text[start..=i]);
+            start = i + 1;
+        }
+    }
+    pieces.push(&text[start..]);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for piece in pieces {
+        if !line.is_empty() && line.chars().count() + piece.chars().count() > width {
+            lines.push(line.trim().to_string());
+            line.clear();
+        }
+        line.push_str(piece);
+    }
+    if !line.trim().is_empty() {
+        lines.push(line.trim().to_string());
+    }
+    lines
 }
 
 /// Where a run failed and the limit that bound it, drawn on every chart of the run.
@@ -205,20 +243,27 @@ pub struct Verdict {
     pub limit: Option<(f64, String)>,
 }
 
-/// The verdict as vertical lines from `y_lo` to `y_hi`, with legend entries: red at the
-/// failing step, purple at the limit.
+/// The verdict as vertical lines from `y_lo` to `y_hi`, with legend entries: the limit as a
+/// wide pale purple band, and the failing step as a black dashed line drawn over it (the two
+/// often fall together: a ramp fails at the limit; red stays the latency objective's).
 pub(super) fn verdict_lines<'b, 'a: 'b, Y: Ranged<ValueType = f64>>(
     chart: &mut Chart<'b, 'a, Y>,
     verdict: Option<&Verdict>,
     (y_lo, y_hi): (f64, f64),
 ) -> Plot {
     let Some(v) = verdict else { return Ok(()) };
-    for (mark, color) in [(&v.failed_at, RED), (&v.limit, PURPLE)] {
-        let Some((x, label)) = mark else { continue };
+    if let Some((x, label)) = &v.limit {
+        let band = PURPLE.mix(0.45).stroke_width(8);
         chart
-            .draw_series(dashed(vec![(*x, y_lo), (*x, y_hi)], color))?
+            .draw_series(LineSeries::new([(*x, y_lo), (*x, y_hi)], band))?
             .label(label.as_str())
-            .legend(move |(x, y)| legend_dashed(x, y, color));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], band));
+    }
+    if let Some((x, label)) = &v.failed_at {
+        chart
+            .draw_series(dashed(vec![(*x, y_lo), (*x, y_hi)], BLACK))?
+            .label(label.as_str())
+            .legend(move |(x, y)| legend_dashed(x, y, BLACK));
     }
     Ok(())
 }

@@ -181,6 +181,20 @@ fn against_the_offered_rate_there_is_no_connect_chart() {
 }
 
 #[test]
+fn subtitles_wrap_at_their_commas() {
+    let lines = super::draw::wrap("a long setup, with parts; and more parts, to wrap", 20);
+    assert_eq!(
+        lines,
+        ["a long setup,", "with parts;", "and more parts,", "to wrap"]
+    );
+    assert_eq!(super::draw::wrap("short", 20), ["short"]);
+    assert_eq!(
+        super::draw::wrap("at 2,000 msg/s, for 5s", 12),
+        ["at 2,000 msg/s,", "for 5s"]
+    );
+}
+
+#[test]
 fn axis_numbers_are_short() {
     assert_eq!(count(0.0), "0");
     assert_eq!(count(950.0), "950");
