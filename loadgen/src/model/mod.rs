@@ -163,6 +163,28 @@ impl StepResult {
     }
 }
 
+/// Per-step means of the samples taken while each step held its rate (all of the step's
+/// samples if none were: connecting costs CPU that publishing does not), and peak RSS.
+pub fn fill_step_resources(steps: &mut [StepResult], samples: &[Sample]) {
+    for s in steps.iter_mut() {
+        let all: Vec<_> = samples.iter().filter(|x| x.step == s.step).collect();
+        let held: Vec<_> = all
+            .iter()
+            .copied()
+            .filter(|x| x.phase == Phase::Holding)
+            .collect();
+        if all.is_empty() {
+            continue;
+        }
+        s.broker_rss_bytes = all.iter().map(|x| x.broker_rss_bytes).max().unwrap_or(0);
+        s.loadgen_rss_bytes = all.iter().map(|x| x.loadgen_rss_bytes).max().unwrap_or(0);
+        let cpu = if held.is_empty() { all } else { held };
+        let n = cpu.len() as f64;
+        s.broker_cpu_pct = cpu.iter().map(|x| x.broker_cpu_pct).sum::<f64>() / n;
+        s.loadgen_cpu_pct = cpu.iter().map(|x| x.loadgen_cpu_pct).sum::<f64>() / n;
+    }
+}
+
 /// One once-a-second sample.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {

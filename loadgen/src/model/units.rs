@@ -100,6 +100,11 @@ pub fn plural(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
+/// "2,000 subscribers", "1 channel".
+pub fn counted(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", grouped(n), if n == 1 { "" } else { "s" })
+}
+
 /// `part` as a percentage of `whole` (0 when `whole` is 0).
 pub fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
@@ -131,6 +136,8 @@ mod tests {
         assert_eq!(grouped(999), "999");
         assert_eq!(plural(1, "run"), "1 run");
         assert_eq!(plural(3, "run"), "3 runs");
+        assert_eq!(counted(2_000, "channel"), "2,000 channels");
+        assert_eq!(counted(1, "channel"), "1 channel");
         assert_eq!(percent(1, 4), 25.0);
         assert_eq!(percent(1, 0), 0.0);
     }

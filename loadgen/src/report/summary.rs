@@ -117,6 +117,22 @@ pub fn summary_markdown(s: &Summary) -> String {
     md
 }
 
+/// One line per finished step, for the terminal.
+pub fn step_line(s: &StepResult, failed: Option<&str>) -> String {
+    format!(
+        "step {:>2}: {:>6} clients ({} errors), {:.0} msg/s offered, delivered {}/{}, latency p50 {:.2} ms p99 {:.2} ms{}",
+        s.step,
+        s.clients,
+        s.errors.total(),
+        s.offered_rate,
+        s.delivered,
+        s.expected,
+        s.latency.p50_us as f64 / 1000.0,
+        s.latency.p99_us as f64 / 1000.0,
+        failed.map(|why| format!("  <- {why}")).unwrap_or_default(),
+    )
+}
+
 /// The steps as a markdown table, one row per step.
 pub fn steps_table_markdown(steps: &[StepResult]) -> String {
     let mut md = String::from(

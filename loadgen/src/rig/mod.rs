@@ -46,7 +46,8 @@ use self::probe::StatsProbe;
 use self::progress::{say, Position};
 use self::publish::Publishers;
 use crate::model::histogram::{new_histogram, percentiles};
-use crate::model::{ErrorCounts, Limits, Phase, Sample, StepResult};
+use crate::model::units::counted;
+use crate::model::{ErrorCounts, Limits, Sample, StepResult};
 use crate::os::{read_limits, running, Sampler};
 use crate::proto::Proto;
 
@@ -388,16 +389,16 @@ impl Rig {
     pub async fn finish(self, steps: &mut [StepResult]) -> anyhow::Result<Finished> {
         self.stop_sampling.cancel();
         let samples = self.sampler.await?;
-        fill_step_averages(steps, &samples);
+        crate::model::fill_step_resources(steps, &samples);
         for w in self.workers {
             w.exit().await;
         }
         let setup = format!(
             "{}; {} over {}, {}, {} B messages",
             self.brokers.describe(),
-            plural_count(self.next_index, "subscriber"),
-            plural_count(self.channels, "channel"),
-            plural_count(self.common.publishers as u64, "publisher"),
+            counted(self.next_index, "subscriber"),
+            counted(self.channels, "channel"),
+            counted(self.common.publishers as u64, "publisher"),
             self.common.size,
         );
         self.brokers.stop().await.context("stopping the broker")?;
@@ -409,51 +410,4 @@ impl Rig {
             setup,
         })
     }
-}
-
-/// "2,000 subscribers", "1 channel".
-fn plural_count(n: u64, noun: &str) -> String {
-    format!(
-        "{} {noun}{}",
-        crate::model::units::grouped(n),
-        if n == 1 { "" } else { "s" }
-    )
-}
-
-/// Per-step means of the samples taken while each step held its rate (all of the step's
-/// samples if none were: connecting costs CPU that publishing does not), and peak RSS.
-fn fill_step_averages(steps: &mut [StepResult], samples: &[Sample]) {
-    for s in steps.iter_mut() {
-        let all: Vec<_> = samples.iter().filter(|x| x.step == s.step).collect();
-        let held: Vec<_> = all
-            .iter()
-            .copied()
-            .filter(|x| x.phase == Phase::Holding)
-            .collect();
-        if all.is_empty() {
-            continue;
-        }
-        s.broker_rss_bytes = all.iter().map(|x| x.broker_rss_bytes).max().unwrap_or(0);
-        s.loadgen_rss_bytes = all.iter().map(|x| x.loadgen_rss_bytes).max().unwrap_or(0);
-        let cpu = if held.is_empty() { all } else { held };
-        let n = cpu.len() as f64;
-        s.broker_cpu_pct = cpu.iter().map(|x| x.broker_cpu_pct).sum::<f64>() / n;
-        s.loadgen_cpu_pct = cpu.iter().map(|x| x.loadgen_cpu_pct).sum::<f64>() / n;
-    }
-}
-
-/// One line per finished step, for the terminal.
-pub fn step_line(s: &StepResult, failed: Option<&str>) -> String {
-    format!(
-        "step {:>2}: {:>6} clients ({} errors), {:.0} msg/s offered, delivered {}/{}, latency p50 {:.2} ms p99 {:.2} ms{}",
-        s.step,
-        s.clients,
-        s.errors.total(),
-        s.offered_rate,
-        s.delivered,
-        s.expected,
-        s.latency.p50_us as f64 / 1000.0,
-        s.latency.p99_us as f64 / 1000.0,
-        failed.map(|why| format!("  <- {why}")).unwrap_or_default(),
-    )
 }

@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::model::histogram::new_histogram;
 use crate::model::units::grouped;
 use crate::model::{LatencySummary, Outcome, RunSummary, StepResult};
+use crate::report::summary::step_line;
 use crate::rig::options::{positive_duration, positive_rate};
 use crate::rig::progress::say;
-use crate::rig::{step_line, Audience, Common, Interrupted, Rig};
+use crate::rig::{Audience, Common, Interrupted, Rig};
 use crate::{diagnose, report};
 
 #[derive(Debug, Clone, Args)]

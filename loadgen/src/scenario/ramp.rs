@@ -9,9 +9,10 @@ use tokio_util::sync::CancellationToken;
 use crate::model::units::{grouped, ms};
 use crate::model::{BindingLimit, LimitKind, Outcome, StepResult, Summary};
 use crate::report::plots::Verdict;
+use crate::report::summary::step_line;
 use crate::rig::options::{positive_duration, positive_rate};
 use crate::rig::progress::say;
-use crate::rig::{plan, step_line, Common, Interrupted, Rig};
+use crate::rig::{plan, Common, Interrupted, Rig};
 use crate::{diagnose, report};
 
 #[derive(Debug, Clone, Args)]
