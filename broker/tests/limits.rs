@@ -85,3 +85,32 @@ async fn sigterm_closes_clients_and_exits_cleanly() {
     client.expect_closed().await;
     broker.wait_for_log("shutting down").await;
 }
+
+/// An idle broker logs its counters once, then again only when one of them changed: its log
+/// does not fill with identical lines.
+#[tokio::test]
+async fn the_stats_line_is_logged_only_when_a_counter_changed() {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_broker"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--stats-interval", "100ms"])
+        .env("RUST_LOG", "info");
+    let broker = hubbub::launch::BrokerProcess::start(command).expect("the broker starts");
+    let stats_lines = || {
+        broker
+            .log()
+            .lines()
+            .filter(|l| l.contains(" stats "))
+            .count()
+    };
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(stats_lines(), 1, "{}", broker.log());
+    let mut client = Raw::connect(broker.addr).await;
+    client.subscribe("x", 1).await;
+    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    while stats_lines() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", broker.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(stats_lines(), 2, "{}", broker.log());
+}

@@ -19,9 +19,17 @@ pub fn write_report(dir: &Path, summary: &MemorySummary) -> Result<(), ReportErr
         "Memory per idle subscribed connection, {} connections ({})",
         summary.clients, summary.proto
     );
+    let setup = format!(
+        "{} at {}; {} idle connections, each subscribed to one of {} channels; {} run(s)",
+        summary.proto,
+        summary.target,
+        summary.clients,
+        summary.channels,
+        summary.runs.len()
+    );
     grouped_bars(
         &dir.join("memory.png"),
-        &title,
+        (&title, &setup),
         "bytes per connection (bars: median; dots: each run)",
         &groups,
         &parts,

@@ -52,7 +52,12 @@ fn brokers<'a>(all: impl Iterator<Item = &'a Measurement>) -> Vec<String> {
 
 /// `fanout.png`: deliveries per second, a group of bars per scenario, a bar per broker (its
 /// median, with every run as a dot). Draws nothing without fan-out results.
-pub fn fanout(path: &Path, all: &[Measurement], scenarios: &[&str]) -> Result<(), ReportError> {
+pub fn fanout(
+    path: &Path,
+    all: &[Measurement],
+    scenarios: &[&str],
+    setup: &str,
+) -> Result<(), ReportError> {
     let rows: Vec<&Measurement> = all
         .iter()
         .filter(|m| scenarios.contains(&m.scenario.as_str()) && m.metric == "deliveries_per_sec")
@@ -64,7 +69,10 @@ pub fn fanout(path: &Path, all: &[Measurement], scenarios: &[&str]) -> Result<()
     drawn(path, || {
         bars(
             path,
-            "Burst fan-out: deliveries per second (bars: median; dots: each run)",
+            (
+                "Burst fan-out: deliveries per second (bars: median; dots: each run)",
+                setup,
+            ),
             "deliveries per second",
             &groups,
             &rows,
@@ -73,7 +81,7 @@ pub fn fanout(path: &Path, all: &[Measurement], scenarios: &[&str]) -> Result<()
 }
 
 /// `memory.png`: the broker's memory per idle subscribed connection, a bar per broker.
-pub fn memory(path: &Path, all: &[Measurement]) -> Result<(), ReportError> {
+pub fn memory(path: &Path, all: &[Measurement], setup: &str) -> Result<(), ReportError> {
     let rows: Vec<&Measurement> = all
         .iter()
         .filter(|m| m.scenario == "memory" && m.metric == "rss_per_conn_bytes")
@@ -84,7 +92,10 @@ pub fn memory(path: &Path, all: &[Measurement]) -> Result<(), ReportError> {
     drawn(path, || {
         bars(
             path,
-            "Broker memory per idle subscribed connection (bars: median; dots: each run)",
+            (
+                "Broker memory per idle subscribed connection (bars: median; dots: each run)",
+                setup,
+            ),
             "resident memory per connection (bytes)",
             &["memory".to_string()],
             &rows,
@@ -96,7 +107,7 @@ pub fn memory(path: &Path, all: &[Measurement]) -> Result<(), ReportError> {
 /// `scenario`), a bar per broker within it (its median, every run a dot).
 pub fn grouped_bars(
     path: &Path,
-    title: &str,
+    titles: (&str, &str),
     y_desc: &str,
     groups: &[String],
     rows: &[Measurement],
@@ -105,21 +116,28 @@ pub fn grouped_bars(
     if rows.is_empty() {
         return Ok(());
     }
-    drawn(path, || bars(path, title, y_desc, groups, &rows))
+    drawn(path, || bars(path, titles, y_desc, groups, &rows))
 }
 
-fn bars(path: &Path, title: &str, y_desc: &str, groups: &[String], rows: &[&Measurement]) -> Plot {
+/// `titles`: the chart's title and its subtitle (what was measured).
+fn bars(
+    path: &Path,
+    (title, setup): (&str, &str),
+    y_desc: &str,
+    groups: &[String],
+    rows: &[&Measurement],
+) -> Plot {
     let names = brokers(rows.iter().copied());
     let y_max = rows
         .iter()
         .flat_map(|m| m.runs.iter().copied())
         .fold(1.0, f64::max)
         * HEADROOM;
-    let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
-    root.fill(&WHITE)?;
+    let image = BitMapBackend::new(path, SINGLE).into_drawing_area();
+    image.fill(&WHITE)?;
+    let root = titled(&image, title, setup)?;
     let n = groups.len() as f64;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", TITLE_PX))
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(80)
@@ -179,7 +197,7 @@ fn bars(path: &Path, title: &str, y_desc: &str, groups: &[String], rows: &[&Meas
         root.draw(&Text::new(group.clone(), (px, py + 12), style))?;
     }
     legend(&mut chart)?;
-    root.present()?;
+    image.present()?;
     Ok(())
 }
 
@@ -188,14 +206,15 @@ pub fn spectra(
     path: &Path,
     runs: &[(String, Histogram<u64>)],
     slo_us: u64,
+    setup: &str,
 ) -> Result<(), ReportError> {
     if runs.is_empty() {
         return Ok(());
     }
-    drawn(path, || draw_spectra(path, runs, slo_us))
+    drawn(path, || draw_spectra(path, runs, slo_us, setup))
 }
 
-fn draw_spectra(path: &Path, runs: &[(String, Histogram<u64>)], slo_us: u64) -> Plot {
+fn draw_spectra(path: &Path, runs: &[(String, Histogram<u64>)], slo_us: u64, setup: &str) -> Plot {
     let lines: Vec<(&str, Vec<(f64, f64)>)> = runs
         .iter()
         .map(|(name, h)| (name.as_str(), spectrum_points(h)))
@@ -207,10 +226,11 @@ fn draw_spectra(path: &Path, runs: &[(String, Histogram<u64>)], slo_us: u64) -> 
         .fold(1.0, f64::max);
     let values = lines.iter().flat_map(|(_, p)| p.iter().map(|p| p.1));
     let (lo, hi) = log_bounds(values.chain([slo]));
-    let root = BitMapBackend::new(path, SINGLE).into_drawing_area();
-    root.fill(&WHITE)?;
+    let image = BitMapBackend::new(path, SINGLE).into_drawing_area();
+    image.fill(&WHITE)?;
     let title = "Delivery latency by percentile at a fixed rate (each broker's median run)";
-    let mut chart = spectrum_chart(&root, title, x_max, (lo, hi))?;
+    let root = titled(&image, title, setup)?;
+    let mut chart = spectrum_chart(&root, "", x_max, (lo, hi))?;
     for (name, points) in lines {
         let c = colour(name);
         chart
@@ -220,32 +240,35 @@ fn draw_spectra(path: &Path, runs: &[(String, Histogram<u64>)], slo_us: u64) -> 
     }
     objective_line(&mut chart, x_max, slo)?;
     legend(&mut chart)?;
-    root.present()?;
+    image.present()?;
     Ok(())
+}
+
+/// One broker's ramp: its steps, and why it stopped (in words, short).
+#[derive(Debug, Clone)]
+pub struct Ramp {
+    pub broker: String,
+    pub steps: Vec<StepResult>,
+    pub stopped: String,
 }
 
 /// `ramp.png`: for each broker, delivery p99 (top) and broker memory (bottom) against
 /// connected clients, up to the step that stopped its ramp.
-pub fn ramps(
-    path: &Path,
-    ramps: &[(String, Vec<StepResult>)],
-    slo_us: u64,
-) -> Result<(), ReportError> {
-    if ramps.iter().all(|(_, s)| s.is_empty()) {
+pub fn ramps(path: &Path, ramps: &[Ramp], slo_us: u64, setup: &str) -> Result<(), ReportError> {
+    if ramps.iter().all(|r| r.steps.is_empty()) {
         return Ok(());
     }
-    drawn(path, || draw_ramps(path, ramps, slo_us))
+    drawn(path, || draw_ramps(path, ramps, slo_us, setup))
 }
 
-fn draw_ramps(path: &Path, ramps: &[(String, Vec<StepResult>)], slo_us: u64) -> Plot {
-    let root = BitMapBackend::new(path, DOUBLE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.margin(10, 0, 0, 0).titled(
-        "Each broker ramped until a step fails",
-        ("sans-serif", TITLE_PX),
-    )?;
+/// Each broker's line ends in a cross at the step that stopped it, and its legend entry says
+/// where and why.
+fn draw_ramps(path: &Path, ramps: &[Ramp], slo_us: u64, setup: &str) -> Plot {
+    let image = BitMapBackend::new(path, DOUBLE).into_drawing_area();
+    image.fill(&WHITE)?;
+    let root = titled(&image, "Each broker ramped until a step fails", setup)?;
     let (top, bottom) = root.split_vertically(50.percent());
-    let all: Vec<StepResult> = ramps.iter().flat_map(|(_, s)| s.iter().cloned()).collect();
+    let all: Vec<StepResult> = ramps.iter().flat_map(|r| r.steps.iter().cloned()).collect();
     let x = XAxis::Clients;
     let x_max = x.max(&all);
     let slo = ms(slo_us);
@@ -262,12 +285,14 @@ fn draw_ramps(path: &Path, ramps: &[(String, Vec<StepResult>)], slo_us: u64) -> 
         x_max,
         log_bounds(all.iter().map(p99).chain([slo])),
     )?;
-    for (name, steps) in ramps {
-        let c = colour(name);
+    for r in ramps {
+        let c = colour(&r.broker);
         chart
-            .draw_series(line(steps.iter().map(|s| (x.of(s), p99(s))), c))?
-            .label(name.as_str())
+            .draw_series(line(r.steps.iter().map(|s| (x.of(s), p99(s))), c))?
+            .label(format!("{}: {}", r.broker, r.stopped))
             .legend(move |(x, y)| legend_line(x, y, c));
+        let last = r.steps.last().map(|s| (x.of(s), p99(s)));
+        chart.draw_series(last.map(|p| Cross::new(p, 9, c.stroke_width(3))))?;
     }
     objective_line(&mut chart, x_max, slo)?;
     legend(&mut chart)?;
@@ -280,14 +305,16 @@ fn draw_ramps(path: &Path, ramps: &[(String, Vec<StepResult>)], slo_us: u64) -> 
     };
     let y_max = all.iter().map(rss).fold(1.0, f64::max) * HEADROOM;
     let mut chart = linear_chart(&bottom, &frame, x_max, y_max, |v| number(*v))?;
-    for (name, steps) in ramps {
-        let c = colour(name);
+    for r in ramps {
+        let c = colour(&r.broker);
         chart
-            .draw_series(line(steps.iter().map(|s| (x.of(s), rss(s))), c))?
-            .label(name.as_str())
+            .draw_series(line(r.steps.iter().map(|s| (x.of(s), rss(s))), c))?
+            .label(r.broker.as_str())
             .legend(move |(x, y)| legend_line(x, y, c));
+        let last = r.steps.last().map(|s| (x.of(s), rss(s)));
+        chart.draw_series(last.map(|p| Cross::new(p, 9, c.stroke_width(3))))?;
     }
     legend(&mut chart)?;
-    root.present()?;
+    image.present()?;
     Ok(())
 }

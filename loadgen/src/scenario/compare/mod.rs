@@ -30,6 +30,7 @@ use anyhow::bail;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::compare::{judge, Measurement};
+use crate::model::units::grouped;
 use crate::model::Outcome;
 use crate::os::listener;
 use crate::proto::Proto;
@@ -241,9 +242,45 @@ fn write_report(
         .filter(|s| s.fanout_shape().is_some())
         .map(|s| s.name())
         .collect();
-    plots::fanout(&out.join("fanout.png"), &got.measurements, &fanouts)?;
-    plots::memory(&out.join("memory.png"), &got.measurements)?;
-    plots::spectra(&out.join("latency.png"), &got.spectra, got.slo_p99_us)?;
-    plots::ramps(&out.join("ramp.png"), &got.ramps, got.slo_p99_us)?;
+    let runs = format!("{} run(s) per broker, interleaved", opts.repeat);
+    let fan_setup = format!(
+        "about {} deliveries per run, publishers at most 5,000 messages ahead of the slowest \
+         subscriber; {runs}; on loopback, brokers and loadgen sharing the machine",
+        grouped(opts.deliveries)
+    );
+    plots::fanout(
+        &out.join("fanout.png"),
+        &got.measurements,
+        &fanouts,
+        &fan_setup,
+    )?;
+    let mem_setup = format!(
+        "{} idle connections, each subscribed to one of 100 channels; growth of the broker's \
+         resident memory over its idle baseline, per connection; {runs}",
+        grouped(opts.memory_clients as u64)
+    );
+    plots::memory(&out.join("memory.png"), &got.measurements, &mem_setup)?;
+    let lat_setup = format!(
+        "4 publishers, 100 subscribers of one channel, 64 B messages at {} msg/s for {}; {runs}",
+        grouped(opts.latency_rate.round() as u64),
+        humantime::format_duration(opts.latency_duration)
+    );
+    plots::spectra(
+        &out.join("latency.png"),
+        &got.spectra,
+        got.slo_p99_us,
+        &lat_setup,
+    )?;
+    let ramp_setup = format!(
+        "up to {} subscribers in steps of {} over 1,000 channels, 2,000 msg/s for 3s per step",
+        grouped(opts.ramp_max),
+        grouped(opts.ramp_max / 5)
+    );
+    plots::ramps(
+        &out.join("ramp.png"),
+        &got.ramps,
+        got.slo_p99_us,
+        &ramp_setup,
+    )?;
     Ok(())
 }

@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::setup::{Collected, Opts, Running, Scenario};
 use crate::model::compare::Measurement;
 use crate::model::fanout::Spec;
+use crate::model::units::grouped;
+use crate::report::plots::compare::Ramp;
 use crate::rig::options::{defaults, Common};
 use crate::scenario::{fanout, latency, memory, ramp};
 
@@ -231,7 +233,15 @@ pub(super) async fn ramp(at: &At<'_>, got: &mut Collected) {
                     summary.binding_limit.evidence
                 ));
                 got.slo_p99_us = summary.slo_p99_us;
-                got.ramps.push((b.broker.name().into(), summary.steps));
+                got.ramps.push(Ramp {
+                    broker: b.broker.name().into(),
+                    stopped: format!(
+                        "held {}; {}",
+                        grouped(summary.clients_held),
+                        summary.binding_limit.kind.describe()
+                    ),
+                    steps: summary.steps,
+                });
             }
             Err(e) => held.notes.push(format!("failed: {e:#}")),
         }

@@ -10,8 +10,8 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 
 use crate::model::compare::{Goal, Measurement};
-use crate::model::StepResult;
 use crate::proto::Proto;
+use crate::report::plots::compare::Ramp;
 use crate::rig::options::{at_least_one_usize, positive_duration, positive_rate};
 
 #[derive(Debug, Clone, Args)]
@@ -203,6 +203,6 @@ pub(super) struct Collected {
     /// Per broker: the latency histogram of its median run.
     pub spectra: Vec<(String, Histogram<u64>)>,
     /// Per broker: its ramp's steps.
-    pub ramps: Vec<(String, Vec<StepResult>)>,
+    pub ramps: Vec<Ramp>,
     pub slo_p99_us: u64,
 }
