@@ -59,6 +59,9 @@ impl Default for Stats {
 /// A point-in-time copy of [`Stats`]; this is the body of the STATS reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsSnapshot {
+    /// The broker's version (its crate's), so a measurement can record what it measured.
+    #[serde(default)]
+    pub version: String,
     pub uptime_ms: u64,
     pub connections_current: u64,
     pub connections_total: u64,
@@ -81,6 +84,7 @@ pub struct StatsSnapshot {
 impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             connections_current: self.connections_current.load(Relaxed),
             connections_total: self.connections_total.load(Relaxed),

@@ -135,6 +135,7 @@ async fn extension_stats_fields_and_counts() {
     ))
     .await;
     let s = c.stats().await;
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"), "{s}");
     let fields = [
         "type",
         "uptime_ms",
@@ -155,6 +156,7 @@ async fn extension_stats_fields_and_counts() {
     let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     keys.sort_unstable();
     let mut want = fields.to_vec();
+    want.push("version");
     want.sort_unstable();
     assert_eq!(keys, want, "{s}");
     for f in &fields[1..] {
