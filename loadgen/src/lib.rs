@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::model::Outcome;
-use crate::rig::progress::say;
+use crate::rig::progress::{say, Out};
 use crate::rig::worker;
 use crate::scenario::{compare, fanout, latency, memory, ramp, throughput};
 
@@ -40,6 +40,9 @@ measured, marked as interrupted, and every process loadgen started is stopped)."
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, after_help = EXIT_STATUS)]
 pub struct Opts {
+    /// Print the run's summary as JSON on stdout (the tables and the progress go to stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -90,22 +93,23 @@ pub fn run(opts: Opts) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let out = Out { json: opts.json };
     runtime.block_on(async {
         let interrupt = interrupt_on_signal();
         match opts.command {
             Command::Fanout(o) => {
-                fanout::run(o, &interrupt)
+                fanout::run(o, &interrupt, out)
                     .await
                     .map(|()| match interrupt.is_cancelled() {
                         true => Outcome::Interrupted,
                         false => Outcome::Passed,
                     })
             }
-            Command::Ramp(o) => ramp::run(o, &interrupt).await,
-            Command::Throughput(o) => throughput::run(o, &interrupt).await,
-            Command::Latency(o) => latency::run(o, &interrupt).await,
-            Command::Memory(o) => memory::run(o, &interrupt).await,
-            Command::Compare(o) => compare::run(o, &interrupt).await,
+            Command::Ramp(o) => ramp::run(o, &interrupt, out).await,
+            Command::Throughput(o) => throughput::run(o, &interrupt, out).await,
+            Command::Latency(o) => latency::run(o, &interrupt, out).await,
+            Command::Memory(o) => memory::run(o, &interrupt, out).await,
+            Command::Compare(o) => compare::run(o, &interrupt, out).await,
             Command::Broker(_) | Command::Worker { .. } => unreachable!("handled above"),
         }
     })

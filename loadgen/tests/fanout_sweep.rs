@@ -12,8 +12,10 @@ fn a_sweep_writes_every_run_and_a_chart() {
         "fanout",
         "--subscribers",
         "1,10,50",
-        "--deliveries",
-        "20000",
+        "--warmup",
+        "200ms",
+        "--duration",
+        "1s",
         "--repeat",
         "2",
         "--out",
@@ -28,33 +30,47 @@ fn a_sweep_writes_every_run_and_a_chart() {
         run.transcript()
     );
 
-    let csv = std::fs::read_to_string(dir.join("fanout.csv")).expect("fanout.csv");
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let mut csv = csv::Reader::from_path(dir.join("fanout.csv")).expect("fanout.csv");
+    let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
     assert_eq!(
         header,
         [
             "subscribers",
             "run",
-            "publishes",
             "deliveries",
             "elapsed_s",
             "deliveries_per_sec",
-            "publishes_per_sec"
-        ],
-        "{csv}"
+            "publishes_per_sec",
+            "cv",
+            "trend",
+            "steady",
+            "bottleneck",
+            "broker_cpu_pct",
+            "loadgen_cpu_pct",
+            "loadgen_us_per_delivery"
+        ]
     );
-    let rows: Vec<Vec<f64>> = lines
-        .map(|l| l.split(',').map(|v| v.parse().expect(v)).collect())
-        .collect();
-    let subscribers: Vec<f64> = rows.iter().map(|r| r[0]).collect();
-    assert_eq!(subscribers, [1.0, 1.0, 10.0, 10.0, 50.0, 50.0], "{csv}");
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let subscribers: Vec<&str> = rows.iter().map(|r| &r[col("subscribers")]).collect();
+    assert_eq!(subscribers, ["1", "1", "10", "10", "50", "50"]);
     for r in &rows {
-        let (subscribers, publishes, deliveries) = (r[0], r[2], r[3]);
-        // 20000 deliveries per run divide evenly at 1, 10 and 50 subscribers.
-        assert_eq!(publishes * subscribers, 20_000.0, "{csv}");
-        assert_eq!(deliveries, publishes * subscribers, "{csv}");
-        assert!(r[4] > 0.0 && r[5] > 0.0 && r[6] > 0.0, "{csv}");
+        let num = |name: &str| r[col(name)].parse::<f64>().unwrap();
+        // One second counted: the deliveries are the rate.
+        assert!(num("deliveries") > 0.0 && num("elapsed_s") >= 1.0, "{r:?}");
+        let rate = num("deliveries") / num("elapsed_s");
+        assert!((num("deliveries_per_sec") - rate).abs() < 1.0, "{r:?}");
+        assert!(
+            [
+                "broker-bound",
+                "client-bound",
+                "window-bound",
+                "machine-bound"
+            ]
+            .contains(&&r[col("bottleneck")]),
+            "{r:?}"
+        );
+        assert!(num("loadgen_us_per_delivery") > 0.0, "{r:?}");
     }
 
     let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary.md");

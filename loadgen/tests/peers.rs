@@ -363,27 +363,37 @@ async fn servers_say_no() {
     );
 }
 
-/// `fanout::measure` and `memory::measure_broker` as a comparison calls them: a burst whose
-/// every message reaches every subscriber exactly once (2 publishers × 500 messages, on two
-/// channels, to 3 subscribers of both), then one memory run of 200 idle subscribers.
+/// `fanout::measure` and `memory::measure_broker` as a comparison calls them: a steady-state
+/// fan-out (2 publishers on two channels to 3 subscribers of both, a 300 ms warm-up, 2 s
+/// counted) that delivers, second by second, with the broker's threads timed; then one memory
+/// run of 200 idle subscribers.
 async fn burst_measurements(proto: Proto, (addr, pid): (SocketAddr, u32)) {
     let spec = loadgen::model::fanout::Spec {
         publishers: 2,
         subscribers: 3,
         channels: 2,
-        publishes: 500,
         size: 16,
         window: 200,
+        warmup: Duration::from_millis(300),
+        duration: Duration::from_secs(2),
     };
     let run = tokio::time::timeout(
         Duration::from_secs(10),
-        fanout::measure(addr, proto, &spec, "peers-test"),
+        fanout::measure(addr, Some(pid), proto, &spec, "peers-test"),
     )
     .await
     .unwrap_or_else(|_| panic!("{proto}: fan-out did not finish in 10 s"))
     .unwrap_or_else(|e| panic!("{proto}: fan-out: {e:#}"));
-    assert_eq!(run.deliveries, 2 * 500 * 3, "{proto}: {run:?}");
-    assert!(run.elapsed > Duration::ZERO, "{proto}: {run:?}");
+    assert!(run.deliveries > 0, "{proto}: {run:?}");
+    assert_eq!(run.per_second.len(), 2, "{proto}: {run:?}");
+    assert_eq!(
+        run.per_second.iter().sum::<f64>(),
+        run.deliveries as f64,
+        "{proto}: {run:?}"
+    );
+    assert!(run.elapsed >= Duration::from_secs(2), "{proto}: {run:?}");
+    // The broker's threads were timed: it did some work.
+    assert!(run.bottleneck.broker.total_pct > 0.0, "{proto}: {run:?}");
 
     let summary = tokio::time::timeout(
         Duration::from_secs(60),
@@ -433,7 +443,7 @@ fn compare_against_redis() {
     std::fs::create_dir_all(&dir).unwrap();
     let write_baseline = |ratio: f64| {
         let text = format!(
-            r#"{{"measured_by": "test", "entries": [{{"scenario": "fanout-1x100",
+            r#"{{"measured_by": "test", "entries": [{{"scenario": "fanout-1x100-w1000",
             "metric": "deliveries_per_sec", "against": ["redis"], "ratio": {ratio},
             "tolerance": 0.5}}]}}"#
         );
@@ -450,11 +460,11 @@ fn compare_against_redis() {
             &redis.addr.to_string(),
             "--repeat",
             "2",
-            "--deliveries",
-            "20000",
-            "--latency-rate",
-            "500",
-            "--latency-duration",
+            "--windows",
+            "1000",
+            "--warmup",
+            "300ms",
+            "--duration",
             "1s",
             "--out",
             &dir.join("out").display().to_string(),
@@ -472,25 +482,32 @@ fn compare_against_redis() {
     run.expect_ok();
     assert!(run
         .stdout
-        .contains("ok   fanout-1x100 deliveries_per_sec (hubbub ÷ best of redis)"));
+        .contains("ok   fanout-1x100-w1000 deliveries_per_sec (hubbub ÷ best of redis)"));
     let out = dir.join("out");
     let md = std::fs::read_to_string(out.join("comparison.md")).unwrap();
     for row in [
+        "## fanout-1x100-w1000",
         "| hubbub | deliveries_per_sec (higher is better) |",
         "| redis | deliveries_per_sec (higher is better) |",
+        "## latency-1x10-20k",
+        "## latency-4x100-2k",
         "| redis | p99_ms (lower is better) |",
     ] {
         assert!(md.contains(row), "{row} missing from:\n{md}");
     }
+    // Every fan-out and latency run says what set it.
+    for class in ["-bound |", "-bound ("] {
+        assert!(md.contains(class) || md.contains("-bound"), "{md}");
+    }
     let csv = std::fs::read_to_string(out.join("comparison.csv")).unwrap();
     let runs = |broker: &str, metric: &str| {
         csv.lines()
-            .filter(|l| l.starts_with(&format!("fanout-1x100,{broker},{metric},")))
+            .filter(|l| l.starts_with(&format!("fanout-1x100-w1000,{broker},{metric},")))
             .count()
     };
     assert_eq!(runs("hubbub", "deliveries_per_sec"), 2, "{csv}");
     assert_eq!(runs("redis", "deliveries_per_sec"), 2, "{csv}");
-    for chart in ["fanout.png", "latency.png"] {
+    for chart in ["fanout.png", "latency-1x10-20k.png", "latency-4x100-2k.png"] {
         assert!(std::fs::metadata(out.join(chart)).unwrap().len() > 10_000);
     }
     // ...one that asks a thousand times Redis fails, and says which ratio fell.
@@ -501,7 +518,8 @@ fn compare_against_redis() {
     // A regression is an objective not met: exit status 3.
     run.expect_code(3);
     assert!(
-        run.stdout.contains("FAIL fanout-1x100 deliveries_per_sec"),
+        run.stdout
+            .contains("FAIL fanout-1x100-w1000 deliveries_per_sec"),
         "{}",
         run.transcript()
     );

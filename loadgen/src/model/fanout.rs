@@ -1,66 +1,53 @@
-//! What a burst fan-out is and what one run of it measured: the shape of a burst, its result,
-//! and the rows and medians a sweep over subscriber counts reports.
+//! What a fan-out run is and what one measured: its shape, its result second by second with
+//! what set it, and the rows and medians a sweep over subscriber counts reports.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::bottleneck::Bottleneck;
 use super::median;
+use super::stats::{Spread, Steadiness};
 
-/// The shape of one burst: every subscriber subscribes to all `channels`; publisher p
-/// publishes `publishes` messages on channel p mod channels, so every subscriber receives
-/// publishers × publishes messages.
+/// The shape of one fan-out run: every subscriber subscribes to all `channels`; publisher p
+/// publishes on channel p mod channels as fast as the window lets it, so every subscriber
+/// receives every message. The first `warmup` is not counted; deliveries are then counted
+/// second by second for `duration`.
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub publishers: usize,
     pub subscribers: usize,
     pub channels: usize,
-    /// Messages per publisher.
-    pub publishes: u64,
     /// Payload bytes per message.
     pub size: usize,
     /// Most messages all publishers together may be ahead of the slowest subscriber.
     pub window: u64,
+    pub warmup: Duration,
+    pub duration: Duration,
 }
 
-impl Spec {
-    /// Messages each subscriber receives.
-    pub fn per_subscriber(&self) -> u64 {
-        self.publishers as u64 * self.publishes
-    }
-}
-
-/// One run's result.
-#[derive(Debug, Clone, Copy)]
+/// One run's result: its measured window, second by second, and what set its rate.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Run {
+    /// Deliveries in the measured window.
     pub deliveries: u64,
-    /// From the first publish to the last delivery.
+    /// The measured window's length.
     pub elapsed: Duration,
+    /// Deliveries in each second of it.
+    pub per_second: Vec<f64>,
+    pub steadiness: Steadiness,
+    pub bottleneck: Bottleneck,
 }
 
 impl Run {
-    pub fn per_second(&self) -> f64 {
+    pub fn rate(&self) -> f64 {
         self.deliveries as f64 / self.elapsed.as_secs_f64()
     }
-}
 
-/// Messages each publisher sends: `publishes`, or with a `deliveries` target
-/// max(1, deliveries / (publishers × subscribers)), since every message reaches every
-/// subscriber.
-pub fn publishes_per_publisher(
-    deliveries: Option<u64>,
-    publishes: u64,
-    publishers: usize,
-    subscribers: usize,
-) -> u64 {
-    match deliveries {
-        None => publishes,
-        Some(n) => {
-            let fan = (publishers as u64)
-                .saturating_mul(subscribers as u64)
-                .max(1);
-            (n / fan).max(1)
-        }
+    /// loadgen's CPU per delivery, in microseconds: what the protocol's driver costs.
+    pub fn loadgen_us_per_delivery(&self) -> f64 {
+        let cpu_secs = self.bottleneck.loadgen.total_pct / 100.0 * self.elapsed.as_secs_f64();
+        cpu_secs * 1e6 / self.deliveries.max(1) as f64
     }
 }
 
@@ -70,31 +57,43 @@ pub struct RunRow {
     pub subscribers: usize,
     /// 1, 2, … within its subscriber count.
     pub run: usize,
-    /// Messages published in the run, by all publishers together.
-    pub publishes: u64,
-    /// Messages received, by all subscribers together: publishes × subscribers.
+    /// Deliveries counted, by all subscribers together, in the measured window.
     pub deliveries: u64,
-    /// From the first publish to the last delivery, to the microsecond.
+    /// The measured window, in seconds (to the millisecond).
     pub elapsed_s: f64,
     /// To 0.1.
     pub deliveries_per_sec: f64,
-    /// Messages published per second, to 0.1.
+    /// Messages published per second (deliveries ÷ subscribers), to 0.1.
     pub publishes_per_sec: f64,
+    /// Coefficient of variation of the per-second rates, and their trend across the window.
+    pub cv: f64,
+    pub trend: f64,
+    pub steady: bool,
+    /// What set the rate: broker-bound, client-bound, window-bound or machine-bound.
+    pub bottleneck: String,
+    pub broker_cpu_pct: f64,
+    pub loadgen_cpu_pct: f64,
+    /// loadgen's CPU per delivery.
+    pub loadgen_us_per_delivery: f64,
 }
 
 impl RunRow {
     pub fn new(spec: &Spec, run: usize, r: &Run) -> Self {
-        let secs = r.elapsed.as_secs_f64();
-        let publishes = spec.publishers as u64 * spec.publishes;
-        let tenth = |v: f64| (v * 10.0).round() / 10.0;
+        let round = |v: f64, by: f64| (v * by).round() / by;
         RunRow {
             subscribers: spec.subscribers,
             run,
-            publishes,
             deliveries: r.deliveries,
-            elapsed_s: (secs * 1e6).round() / 1e6,
-            deliveries_per_sec: tenth(r.deliveries as f64 / secs),
-            publishes_per_sec: tenth(publishes as f64 / secs),
+            elapsed_s: round(r.elapsed.as_secs_f64(), 1e3),
+            deliveries_per_sec: round(r.rate(), 10.0),
+            publishes_per_sec: round(r.rate() / spec.subscribers as f64, 10.0),
+            cv: round(r.steadiness.cv, 1e4),
+            trend: round(r.steadiness.trend, 1e4),
+            steady: r.steadiness.steady,
+            bottleneck: r.bottleneck.class.name().into(),
+            broker_cpu_pct: round(r.bottleneck.broker.total_pct, 10.0),
+            loadgen_cpu_pct: round(r.bottleneck.loadgen.total_pct, 10.0),
+            loadgen_us_per_delivery: round(r.loadgen_us_per_delivery(), 1e3),
         }
     }
 }
@@ -104,11 +103,12 @@ impl RunRow {
 pub struct CountMedian {
     pub subscribers: usize,
     pub runs: usize,
-    /// Per run (the same in every run of a count).
-    pub publishes: u64,
-    pub deliveries: u64,
-    pub deliveries_per_sec: f64,
+    pub deliveries_per_sec: Spread,
     pub publishes_per_sec: f64,
+    /// Runs that were not steady.
+    pub unsteady: usize,
+    /// Each run's bottleneck class, as named.
+    pub bottlenecks: Vec<String>,
 }
 
 /// The medians of the runs at each subscriber count, by ascending count.
@@ -123,14 +123,14 @@ pub fn medians(rows: &[RunRow]) -> Vec<CountMedian> {
                 .iter()
                 .filter(|r| r.subscribers == subscribers)
                 .collect();
-            let first = runs.first()?;
+            let rates: Vec<f64> = runs.iter().map(|r| r.deliveries_per_sec).collect();
             Some(CountMedian {
                 subscribers,
                 runs: runs.len(),
-                publishes: first.publishes,
-                deliveries: first.deliveries,
-                deliveries_per_sec: median(runs.iter().map(|r| r.deliveries_per_sec))?,
+                deliveries_per_sec: Spread::of(&rates)?,
                 publishes_per_sec: median(runs.iter().map(|r| r.publishes_per_sec))?,
+                unsteady: runs.iter().filter(|r| !r.steady).count(),
+                bottlenecks: runs.iter().map(|r| r.bottleneck.clone()).collect(),
             })
         })
         .collect()
@@ -147,17 +147,24 @@ pub(crate) fn example_row(
     RunRow {
         subscribers,
         run,
-        publishes: deliveries / subscribers as u64,
         deliveries,
         elapsed_s: deliveries as f64 / deliveries_per_sec,
         deliveries_per_sec,
         publishes_per_sec: deliveries_per_sec / subscribers as f64,
+        cv: 0.01,
+        trend: 0.0,
+        steady: true,
+        bottleneck: "window-bound".into(),
+        broker_cpu_pct: 80.0,
+        loadgen_cpu_pct: 50.0,
+        loadgen_us_per_delivery: 0.1,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::bottleneck::{classify, Usage};
 
     fn row(subscribers: usize, run: usize, deliveries_per_sec: f64) -> RunRow {
         example_row(
@@ -169,36 +176,26 @@ mod tests {
     }
 
     #[test]
-    fn publishes_from_a_deliveries_target() {
-        assert_eq!(publishes_per_publisher(None, 100_000, 1, 100), 100_000);
-        assert_eq!(publishes_per_publisher(Some(20_000), 7, 1, 50), 400);
-        assert_eq!(publishes_per_publisher(Some(2_000_000), 7, 1, 10_000), 200);
-        assert_eq!(publishes_per_publisher(Some(60_000), 7, 2, 3), 10_000);
-        // Rounded down, but never to nothing.
-        assert_eq!(publishes_per_publisher(Some(1_000), 7, 1, 300), 3);
-        assert_eq!(publishes_per_publisher(Some(10), 7, 2, 100), 1);
-    }
-
-    #[test]
-    fn medians_per_count_in_ascending_order() {
-        let rows = [
+    fn medians_and_spreads_per_count_in_ascending_order() {
+        let mut rows = vec![
             row(10, 1, 300.0),
             row(10, 2, 100.0),
             row(10, 3, 200.0),
             row(1, 1, 50.0),
             row(1, 2, 40.0),
         ];
+        rows[1].steady = false;
         let m = medians(&rows);
         assert_eq!(m.len(), 2);
         assert_eq!((m[0].subscribers, m[0].runs), (1, 2));
-        // The upper middle of an even count, as the single-count output always printed.
-        assert_eq!(m[0].deliveries_per_sec, 50.0);
+        // The upper middle of an even count.
+        assert_eq!(m[0].deliveries_per_sec.median, 50.0);
         assert_eq!((m[1].subscribers, m[1].runs), (10, 3));
-        assert_eq!(m[1].deliveries_per_sec, 200.0);
+        let s = m[1].deliveries_per_sec;
+        assert_eq!((s.median, s.min, s.max), (200.0, 100.0, 300.0));
         assert_eq!(m[1].publishes_per_sec, 20.0);
-        assert_eq!(m[1].deliveries, 10_000);
+        assert_eq!(m[1].unsteady, 1);
         assert!(medians(&[]).is_empty());
-        assert_eq!(median([]), None);
     }
 
     #[test]
@@ -207,19 +204,34 @@ mod tests {
             publishers: 2,
             subscribers: 10,
             channels: 1,
-            publishes: 500,
             size: 64,
             window: 5_000,
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(10),
+        };
+        let cpu = |total: f64| Usage {
+            total_pct: total,
+            busiest_thread_pct: total,
+            busiest_thread: "t".into(),
+            threads: 1,
+            available_cores: 2.0,
         };
         let r = Run {
             deliveries: 10_000,
-            elapsed: Duration::from_micros(3_000_001),
+            elapsed: Duration::from_millis(3_000),
+            per_second: vec![3_333.0; 3],
+            steadiness: Steadiness::of(&[3_333.0; 3]),
+            bottleneck: classify(&cpu(60.0), &cpu(30.0), 2.0),
         };
         let row = RunRow::new(&spec, 2, &r);
         assert_eq!((row.subscribers, row.run), (10, 2));
-        assert_eq!((row.publishes, row.deliveries), (1_000, 10_000));
-        assert_eq!(row.elapsed_s, 3.000001);
+        assert_eq!(row.deliveries, 10_000);
+        assert_eq!(row.elapsed_s, 3.0);
         assert_eq!(row.deliveries_per_sec, 3333.3);
         assert_eq!(row.publishes_per_sec, 333.3);
+        assert!(row.steady);
+        assert_eq!(row.bottleneck, "window-bound");
+        // 30% of a core for 3 s is 0.9 s of CPU, over 10,000 deliveries: 90 µs each.
+        assert_eq!(row.loadgen_us_per_delivery, 90.0);
     }
 }

@@ -133,6 +133,26 @@ impl LimitKind {
     }
 }
 
+/// The limits that decide how many clients fit, read at start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub loadgen_nofile_soft: u64,
+    pub loadgen_nofile_hard: u64,
+    /// Of the broker process, when loadgen knows its pid.
+    pub broker_nofile_soft: Option<u64>,
+    pub broker_nofile_hard: Option<u64>,
+    /// net.ipv4.ip_local_port_range.
+    pub ephemeral_ports: (u32, u32),
+    /// net.core.somaxconn.
+    pub somaxconn: Option<u64>,
+    /// fs.file-max.
+    pub file_max: Option<u64>,
+    pub mem_total_bytes: u64,
+    pub cores: usize,
+    /// Loopback source addresses loadgen spreads connections over.
+    pub source_addresses: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,11 @@
 //! What `loadgen memory` measured: each run's readings and their medians (`summary.json`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::proto::Proto;
 
 /// One run's readings; sizes in bytes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemoryRun {
     pub run: usize,
     pub clients: usize,
@@ -34,7 +34,7 @@ pub struct MemoryRun {
 }
 
 /// Everything one `loadgen memory` measured (`summary.json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemorySummary {
     pub target: String,
     pub proto: Proto,
@@ -47,4 +47,7 @@ pub struct MemorySummary {
     pub median_kernel_tcp_per_conn: Option<f64>,
     pub median_kernel_slab_per_conn: Option<f64>,
     pub command_line: String,
+    /// Where the figures came from: commit, versions, machine.
+    #[serde(default)]
+    pub provenance: Option<super::provenance::Provenance>,
 }

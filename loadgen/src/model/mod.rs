@@ -5,22 +5,28 @@
 //! - [`limit`]: which limit stopped a run, and what each means.
 //! - [`histogram`]: latency histograms, and their lossless form between processes.
 //! - [`units`]: how numbers, durations and sizes are written for people.
+//! - [`stats`]: medians, spreads, steadiness and bootstrap intervals.
+//! - [`bottleneck`]: what set a figure (broker, client, window or machine).
 //! - [`compare`], [`fanout`], [`memory`]: what those commands measure.
 //!
 //! The data a run produces: what each step measured, the once-a-second samples, the limits
 //! read at start, and the verdict. Plain data, so the engine, the report writers and the
 //! diagnosis can be written and tested apart.
 
+pub mod bottleneck;
 pub mod compare;
 pub mod fanout;
 pub mod histogram;
 pub mod limit;
 pub mod memory;
+pub mod provenance;
+pub mod stats;
 pub mod units;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::limit::{BindingLimit, LimitKind, Outcome};
+pub use self::limit::{BindingLimit, LimitKind, Limits, Outcome};
+pub use self::stats::median;
 
 /// Connect and I/O errors, counted by kind, the way a user would act on them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +119,10 @@ pub struct StepResult {
     pub errors: ErrorCounts,
     /// Messages per second the publishers were asked to send during the hold.
     pub offered_rate: f64,
-    /// How long the traffic was held, in seconds.
+    /// How long the traffic was published before the counted window, in seconds.
+    #[serde(default)]
+    pub warmup_secs: f64,
+    /// How long the traffic was held and counted, in seconds.
     pub hold_secs: f64,
     /// Messages published during the hold.
     pub published: u64,
@@ -127,6 +136,12 @@ pub struct StepResult {
     pub late: u64,
     /// Delivery latency, measured from each message's intended send time.
     pub latency: Percentiles,
+    /// Whether the deliveries of each second of the counted window held still.
+    #[serde(default)]
+    pub steady: Option<bool>,
+    /// What set the step's figures: CPU of every broker and loadgen thread over the window.
+    #[serde(default)]
+    pub bottleneck: Option<bottleneck::Bottleneck>,
     /// Averages over the step's samples.
     pub broker_cpu_pct: f64,
     pub broker_rss_bytes: u64,
@@ -208,26 +223,6 @@ pub struct Sample {
     pub host_mem_total_bytes: u64,
 }
 
-/// The limits that decide how many clients fit, read at start.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Limits {
-    pub loadgen_nofile_soft: u64,
-    pub loadgen_nofile_hard: u64,
-    /// Of the broker process, when loadgen knows its pid.
-    pub broker_nofile_soft: Option<u64>,
-    pub broker_nofile_hard: Option<u64>,
-    /// net.ipv4.ip_local_port_range.
-    pub ephemeral_ports: (u32, u32),
-    /// net.core.somaxconn.
-    pub somaxconn: Option<u64>,
-    /// fs.file-max.
-    pub file_max: Option<u64>,
-    pub mem_total_bytes: u64,
-    pub cores: usize,
-    /// Loopback source addresses loadgen spreads connections over.
-    pub source_addresses: usize,
-}
-
 /// `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -241,6 +236,9 @@ pub struct Summary {
     pub command_line: String,
     pub slo_p99_us: u64,
     pub steps: Vec<StepResult>,
+    /// Where the figures came from: commit, versions, machine.
+    #[serde(default)]
+    pub provenance: Option<provenance::Provenance>,
 }
 
 /// `summary.json` of a fixed-size run (`loadgen throughput` or `loadgen latency`).
@@ -268,14 +266,9 @@ pub struct RunSummary {
     pub limits: Limits,
     pub command_line: String,
     pub steps: Vec<StepResult>,
-}
-
-/// The middle value (the upper middle of an even count), as every loadgen median is taken;
-/// `None` without values.
-pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.into_iter().collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
+    /// Where the figures came from: commit, versions, machine.
+    #[serde(default)]
+    pub provenance: Option<provenance::Provenance>,
 }
 
 /// `summary.json` of `loadgen latency`: the fixed-size run's summary with the outcome of the
@@ -329,6 +322,7 @@ mod tests {
                 ..Default::default()
             },
             command_line: "loadgen latency --stalled 10".into(),
+            provenance: None,
             steps: vec![StepResult {
                 step: 1,
                 expected: 4_000_000,
@@ -349,18 +343,6 @@ mod tests {
         };
         assert_eq!(e.by_kind(), "2 refused, 17 timeout");
         assert_eq!(e.total(), 19);
-    }
-
-    #[test]
-    fn median_takes_the_middle() {
-        let median = |v: &[f64]| median(v.iter().copied());
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(
-            median(&[1.0, 2.0]),
-            Some(2.0),
-            "the upper middle of an even count"
-        );
-        assert_eq!(median(&[]), None);
     }
 
     #[test]

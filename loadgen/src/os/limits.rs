@@ -32,7 +32,7 @@ pub fn read_limits(broker_pid: Option<u32>, source_addresses: usize) -> Limits {
         somaxconn: sysctl("/proc/sys/net/core/somaxconn").and_then(|s| s.parse().ok()),
         file_max: sysctl("/proc/sys/fs/file-max").and_then(|s| s.parse().ok()),
         mem_total_bytes: sys.total_memory(),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cores: super::threads::online_cores(),
         source_addresses,
     }
 }

@@ -5,12 +5,14 @@
 //! - [`procfs`]: parsers of `/proc` files and the readers around them.
 //! - [`limits`]: the limits read at the start of a run.
 //! - [`sampler`]: CPU and memory of groups of processes.
+//! - [`threads`]: every thread's CPU, and the CPU a process may use.
 //! - [`listener`]: which process listens on a port.
 
 pub mod limits;
 pub mod listener;
 pub mod procfs;
 pub mod sampler;
+pub mod threads;
 
 pub use self::limits::read_limits;
 pub use self::procfs::{nofile_of, running};

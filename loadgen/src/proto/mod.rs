@@ -25,6 +25,7 @@ pub mod resp;
 pub mod socket;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod version;
 
 use std::fmt;
 use std::io;

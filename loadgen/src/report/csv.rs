@@ -29,8 +29,10 @@ pub struct StepRow {
     pub err_reset: u64,
     pub err_closed: u64,
     pub err_other: u64,
-    /// Messages per second asked of the publishers, and for how long.
+    /// Messages per second asked of the publishers, for how long before counting, and for
+    /// how long counted.
     pub offered_rate: f64,
+    pub warmup_secs: f64,
     pub hold_secs: f64,
     pub published: u64,
     pub expected: u64,
@@ -42,6 +44,9 @@ pub struct StepRow {
     pub lat_p99_us: u64,
     pub lat_p999_us: u64,
     pub lat_max_us: u64,
+    /// Whether each second's deliveries held still, and what set the step (its class).
+    pub steady: Option<bool>,
+    pub bottleneck: Option<String>,
     /// % of one core, to 0.1.
     pub broker_cpu_pct: f64,
     /// MiB (2^20 bytes), to 0.01.
@@ -63,6 +68,7 @@ impl From<&StepResult> for StepRow {
             connect_p50_us: s.connect_p50_us,
             connect_p99_us: s.connect_p99_us,
             offered_rate: round_to(s.offered_rate, 10.0),
+            warmup_secs: round_to(s.warmup_secs, 1000.0),
             hold_secs: round_to(s.hold_secs, 1000.0),
             err_refused: s.errors.refused,
             err_timeout: s.errors.timeout,
@@ -81,6 +87,8 @@ impl From<&StepResult> for StepRow {
             lat_p99_us: s.latency.p99_us,
             lat_p999_us: s.latency.p999_us,
             lat_max_us: s.latency.max_us,
+            steady: s.steady,
+            bottleneck: s.bottleneck.as_ref().map(|b| b.class.name().to_string()),
             broker_cpu_pct: round_to(s.broker_cpu_pct, 10.0),
             broker_rss_mb: round_to(to_mib(s.broker_rss_bytes), 100.0),
             loadgen_cpu_pct: round_to(s.loadgen_cpu_pct, 10.0),
@@ -129,6 +137,7 @@ mod tests {
                 other: 7,
             },
             offered_rate: 100.0,
+            warmup_secs: 2.0,
             hold_secs: 5.0,
             published: 500,
             expected: 50_000,
@@ -142,6 +151,8 @@ mod tests {
                 p999_us: 15_000,
                 max_us: 42_000,
             },
+            steady: Some(true),
+            bottleneck: None,
             broker_cpu_pct: 87.349,
             broker_rss_bytes: 300 * 1024 * 1024 + 5_000,
             loadgen_cpu_pct: 45.05,
@@ -170,8 +181,8 @@ mod tests {
             header.join(","),
             "step,target_clients,clients,connect_rate,connect_p50_us,connect_p99_us,\
              err_refused,err_timeout,err_emfile,err_eaddrnotavail,err_reset,err_closed,err_other,\
-             offered_rate,hold_secs,published,expected,delivered,lost,late,\
-             lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,\
+             offered_rate,warmup_secs,hold_secs,published,expected,delivered,lost,late,\
+             lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,steady,bottleneck,\
              broker_cpu_pct,broker_rss_mb,loadgen_cpu_pct,loadgen_rss_mb,\
              broker_alive,broker_accept_errors,broker_slow_consumers"
         );

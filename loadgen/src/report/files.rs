@@ -15,6 +15,9 @@ pub enum ReportError {
     Csv { path: PathBuf, source: ::csv::Error },
     #[error("encoding summary.json: {0}")]
     Json(#[from] serde_json::Error),
+    /// The interval log's encoder failed (its error type is generic; kept as text).
+    #[error("encoding {path}: {message}")]
+    Encode { path: PathBuf, message: String },
     /// plotters' errors carry the backend's error type; kept as text so callers need not.
     #[error("drawing {path}: {message}")]
     Plot { path: PathBuf, message: String },
@@ -38,7 +41,12 @@ pub fn create_dir(dir: &Path) -> Result<(), ReportError> {
 
 /// Writes `text` to `path`.
 pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), ReportError> {
-    std::fs::write(path, text).map_err(|source| ReportError::Io {
+    write_bytes(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path`.
+pub(crate) fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    std::fs::write(path, bytes).map_err(|source| ReportError::Io {
         path: path.to_path_buf(),
         source,
     })

@@ -41,14 +41,16 @@ pub fn write_report(dir: &Path, summary: &MemorySummary) -> Result<(), ReportErr
 /// kernel's, both ends), each with every run, for the chart.
 fn per_connection_parts(summary: &MemorySummary) -> Vec<Measurement> {
     let part = |name: &str, runs: Vec<f64>| Measurement {
-        scenario: name.into(),
-        broker: summary.proto.to_string(),
-        metric: "bytes_per_conn".into(),
-        unit: "B".into(),
-        higher_is_better: false,
         runs,
-        notes: Vec::new(),
+        ..Measurement::new(
+            name,
+            &summary.proto.to_string(),
+            "bytes_per_conn",
+            "B",
+            false,
+        )
     };
+
     let runs = |f: fn(&MemoryRun) -> Option<f64>| summary.runs.iter().filter_map(f).collect();
     vec![
         part("broker RSS", runs(|r| Some(r.rss_per_conn))),

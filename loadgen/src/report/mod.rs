@@ -9,6 +9,7 @@
 //!   `summary.md`, the answer in words: clients held, the limit that stopped the ramp, the
 //!   evidence, and what to change to go further.
 //! - [`run`]: the same for a fixed-size run (`throughput`, `latency`).
+//! - [`hlog`]: every latency histogram as an HdrHistogram interval log.
 //! - [`fanout`], [`memory`], [`compare`]: the reports of those commands.
 //! - [`plots`]: PNG charts drawn with a bundled font, so they render on a machine with no
 //!   fonts installed.
@@ -17,6 +18,7 @@ pub mod compare;
 pub mod csv;
 pub mod fanout;
 pub mod files;
+pub mod hlog;
 pub mod memory;
 pub mod plots;
 pub mod run;

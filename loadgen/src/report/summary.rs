@@ -245,6 +245,7 @@ mod tests {
                 source_addresses: 4,
             },
             command_line: "loadgen ramp --max-clients 100000".into(),
+            provenance: None,
             slo_p99_us: 50_000,
             steps: vec![
                 step(0, 10_000, 8_000),

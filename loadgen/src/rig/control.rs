@@ -32,6 +32,10 @@ pub enum ToWorker {
         /// The protocol the target(s) speak.
         proto: Proto,
     },
+    /// From now on count only the messages whose intended send time (their stamp) falls in
+    /// `from_ns..to_ns`, each second of it apart; start afresh. The warm-up before `from_ns`
+    /// and anything late from an earlier hold are not counted.
+    Measure { from_ns: u64, to_ns: u64 },
     /// Report deliveries and lost connections since the last report, and start afresh.
     Report,
     /// Close everything and exit.
@@ -79,6 +83,9 @@ pub enum FromWorker {
         delivered: u64,
         late: u64,
         latency_hist: HistData,
+        /// The same deliveries' latencies, one histogram per second of the measured window
+        /// (by intended send time), for the interval log and the per-second rates.
+        intervals: Vec<HistData>,
         /// Subscribers that lost their connection since the last report.
         errors: ErrorCounts,
         clients: u64,

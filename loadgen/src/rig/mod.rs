@@ -5,7 +5,8 @@
 //! [`Rig::open_stalled`] (in [`stalled`]) adds subscribers that never read.
 //!
 //! # Layout
-//! - this file: the [`Rig`] and its two moves.
+//! - this file: the [`Rig`] and [`Rig::connect`]; [`hold`]: [`Rig::hold`], with its warm-up,
+//!   its counted window and what set the rate.
 //! - [`options`]: the flags every rig-based command shares.
 //! - [`broker`]: the broker under test, started here or given.
 //! - [`plan`]: steps, shares, channel names: the rules, as pure functions.
@@ -13,15 +14,17 @@
 //!   say to each other.
 //! - [`publish`]: open-loop publishers; [`stamp`]: the send time in each payload.
 //! - [`probe`]: the broker's own counters; [`progress`]: the samples and the live line.
-//! - [`stalled`]: subscribers that never read.
+//! - [`stalled`]: subscribers that never read; [`provenance`]: what a report was measured on.
 
 pub mod broker;
 pub mod control;
+pub mod hold;
 pub mod options;
 pub mod plan;
 pub mod pool;
 pub mod probe;
 pub mod progress;
+pub mod provenance;
 pub mod publish;
 pub mod stalled;
 pub mod stamp;
@@ -31,7 +34,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
@@ -45,10 +47,10 @@ use self::pool::Worker;
 use self::probe::StatsProbe;
 use self::progress::{say, Position};
 use self::publish::Publishers;
-use crate::model::histogram::{new_histogram, percentiles};
+use crate::model::histogram::new_histogram;
 use crate::model::units::counted;
-use crate::model::{ErrorCounts, Limits, Sample, StepResult};
-use crate::os::{read_limits, running, Sampler};
+use crate::model::{Limits, Sample, StepResult};
+use crate::os::{read_limits, Sampler};
 use crate::proto::Proto;
 
 /// Connections per (source address, broker) pair before loadgen adds a source address: the
@@ -85,16 +87,44 @@ pub struct Rig {
     position: Arc<Position>,
     stop_sampling: CancellationToken,
     sampler: JoinHandle<Vec<Sample>>,
+    /// When the run started, on the stamps' clock and on the wall clock.
+    started: (u64, std::time::SystemTime),
+    /// Every hold's per-second histograms, tagged with its step, for the interval log.
+    intervals: Vec<(String, u64, Vec<Histogram<u64>>)>,
+}
+
+impl Finished {
+    /// Writes `latency.hlog` into the report folder: every hold's latencies, a histogram per
+    /// second (merged across the workers), as an HdrHistogram interval log.
+    pub fn write_interval_log(&self) -> Result<(), crate::report::ReportError> {
+        let intervals = self.intervals.iter().flat_map(|(tag, from_ns, seconds)| {
+            seconds
+                .iter()
+                .enumerate()
+                .map(move |(i, h)| crate::report::hlog::Interval {
+                    tag: tag.clone(),
+                    start_ns: from_ns + i as u64 * 1_000_000_000,
+                    histogram: h,
+                })
+        });
+        let (base_ns, base) = self.started;
+        crate::report::hlog::write_hlog(&self.out.join("latency.hlog"), base, base_ns, intervals)
+    }
 }
 
 /// What a finished measurement leaves behind.
 pub struct Finished {
     pub samples: Vec<Sample>,
+    /// When the run started (stamps' clock, wall clock) and every hold's per-second
+    /// histograms: [`Finished::write_interval_log`].
+    started: (u64, std::time::SystemTime),
+    intervals: Vec<(String, u64, Vec<Histogram<u64>>)>,
     pub limits: Limits,
     pub out: PathBuf,
     pub command_line: String,
     /// What was measured, in a line: the broker and the rig's shape.
     pub setup: String,
+    pub provenance: crate::model::provenance::Provenance,
 }
 
 impl Rig {
@@ -187,6 +217,8 @@ impl Rig {
             position,
             stop_sampling,
             sampler,
+            started: (stamp::now_ns(), std::time::SystemTime::now()),
+            intervals: Vec::new(),
         })
     }
 
@@ -302,87 +334,6 @@ impl Rig {
         Ok(())
     }
 
-    /// Publishes at `rate` for `hold`, waits for the last deliveries, and fills the traffic
-    /// fields of `result`. Returns the merged latency histogram.
-    pub async fn hold(
-        &mut self,
-        result: &mut StepResult,
-        rate: f64,
-        hold: Duration,
-    ) -> anyhow::Result<Histogram<u64>> {
-        self.check_interrupt()?;
-        let before = self.probe.read().await;
-        // Start afresh: drop deliveries counted so far, keep connections lost.
-        let (_, lost, _, _, _) = self.report_all().await?;
-        result.errors.add(&lost);
-        let subscribers: u64 = self.subscribers_per_channel.iter().sum();
-        // Messages go to every channel in turn, so each reaches the average audience.
-        self.position
-            .holding(rate, rate * subscribers as f64 / self.channels as f64);
-        let (channels, size) = (self.channels, self.common.size);
-        let published = self
-            .publishers
-            .publish(rate, hold, channels, size, &self.interrupt)
-            .await?;
-        self.check_interrupt()?;
-        self.position.draining();
-        // Give the last messages time to arrive; later than this they are late anyway.
-        let drain = Duration::from_secs(1) + self.common.slo_p99 * 2;
-        tokio::select! {
-            _ = tokio::time::sleep(drain) => {}
-            _ = self.interrupt.cancelled() => return Err(Interrupted.into()),
-        }
-        let (delivered, lost, late, latency, clients) = self.report_all().await?;
-        let after = self.probe.read().await;
-        result.errors.add(&lost);
-        result.clients = clients;
-        result.offered_rate = rate;
-        result.hold_secs = hold.as_secs_f64();
-        result.published = published.total();
-        result.expected = published
-            .per_channel
-            .iter()
-            .zip(&self.subscribers_per_channel)
-            .map(|(p, s)| p * s)
-            .sum();
-        result.delivered = delivered;
-        result.lost = result.expected.saturating_sub(delivered);
-        result.late = late;
-        result.latency = percentiles(&latency);
-        result.broker_alive = self.brokers.pids.iter().all(|&p| running(p));
-        result.broker_accept_errors = after.accept_errors.saturating_sub(before.accept_errors);
-        result.broker_slow_consumers = after.slow_consumers.saturating_sub(before.slow_consumers);
-        Ok(latency)
-    }
-
-    /// Asks every worker for its counts since the last report, and merges them.
-    async fn report_all(&mut self) -> anyhow::Result<(u64, ErrorCounts, u64, Histogram<u64>, u64)> {
-        for w in &mut self.workers {
-            w.send(&ToWorker::Report).await?;
-        }
-        let (mut delivered, mut late, mut clients) = (0, 0, 0);
-        let mut errors = ErrorCounts::default();
-        let mut hist = new_histogram();
-        for w in &mut self.workers {
-            let FromWorker::Report {
-                delivered: d,
-                late: l,
-                latency_hist,
-                errors: e,
-                clients: c,
-            } = w.reply().await?
-            else {
-                bail!("worker {} answered Report with something else", w.pid);
-            };
-            delivered += d;
-            late += l;
-            clients += c;
-            errors.add(&e);
-            latency_hist.merge_into(&mut hist);
-        }
-        Ok((delivered, errors, late, hist, clients))
-    }
-
     /// Stops sampling, the workers and the broker loadgen started; fills the steps'
     /// resource figures from the samples. Called however the run ended, so that no process
     /// loadgen started outlives it.
@@ -401,13 +352,23 @@ impl Rig {
             counted(self.common.publishers as u64, "publisher"),
             self.common.size,
         );
+        let named: Vec<_> = self
+            .brokers
+            .addrs
+            .iter()
+            .map(|a| (self.common.proto.to_string(), self.common.proto, *a))
+            .collect();
+        let provenance = provenance::gather(&named, &self.limits).await;
         self.brokers.stop().await.context("stopping the broker")?;
         Ok(Finished {
             samples,
+            started: self.started,
+            intervals: self.intervals,
             limits: self.limits,
             out: self.out,
             command_line: self.command_line,
             setup,
+            provenance,
         })
     }
 }

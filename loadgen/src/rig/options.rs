@@ -29,6 +29,9 @@ pub struct Common {
     /// Payload bytes per message.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Time each hold publishes before it counts: connections warm up, the rate settles.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
     /// Latency objective for the 99th percentile (e.g. 50ms).
     #[arg(long, default_value = "50ms", value_parser = positive_duration)]
     pub slo_p99: Duration,

@@ -133,6 +133,32 @@ fn sum(now: &[Progress], before: &[Progress]) -> Summed {
     s
 }
 
+/// Where a command's results go: its tables and verdict on stdout for a person, or, with
+/// `--json`, its summary as JSON on stdout for a program (the tables then go to stderr, with
+/// the progress).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    /// A line of the human result.
+    pub fn line(&self, text: &str) {
+        match self.json {
+            false => println!("{text}"),
+            true => say(text),
+        }
+    }
+
+    /// The machine-readable result: printed only with `--json`.
+    pub fn summary(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        }
+        Ok(())
+    }
+}
+
 /// Prints a line on stderr, first clearing the live line if one is showing.
 pub fn say(text: &str) {
     let mut err = std::io::stderr().lock();

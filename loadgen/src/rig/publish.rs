@@ -37,7 +37,7 @@ pub struct Publishers {
     conns: Vec<Conn>,
 }
 
-/// What a hold published, per channel.
+/// What a hold published in its counted window, per channel.
 #[derive(Debug, Clone, Default)]
 pub struct Published {
     pub per_channel: Vec<u64>,
@@ -94,24 +94,51 @@ impl Publishers {
         Ok(Self { proto, conns })
     }
 
-    /// Publishes at `rate` messages per second in all, for `hold`, or until `stop` is
-    /// cancelled.
+    /// Publishes on `schedule`, or until `stop` is cancelled.
     pub async fn publish(
         &mut self,
-        rate: f64,
-        hold: Duration,
-        channels: u64,
-        size: usize,
+        schedule: Schedule,
         stop: &CancellationToken,
     ) -> anyhow::Result<Published> {
         let conns = std::mem::take(&mut self.conns);
         let (proto, stop) = (self.proto, stop.clone());
-        let (conns, published) = tokio::task::spawn_blocking(move || {
-            publish_blocking(proto, conns, rate, hold, channels, size, &stop)
-        })
-        .await?;
+        let (conns, published) =
+            tokio::task::spawn_blocking(move || publish_blocking(proto, conns, &schedule, &stop))
+                .await?;
         self.conns = conns;
         Ok(published)
+    }
+}
+
+/// When and what to publish: message `n` is due at `start_ns + n / rate` until `total`
+/// messages, on channel `n % channels`, `size` bytes. Messages due in `counted` are the ones
+/// a hold measures (what [`Published`] counts); those before it are the warm-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub rate: f64,
+    pub start_ns: u64,
+    pub total: u64,
+    pub counted: (u64, u64),
+    pub channels: u64,
+    pub size: usize,
+}
+
+impl Schedule {
+    /// `rate` from `start_ns`: `warmup`, then `hold` counted.
+    pub fn new(rate: f64, start_ns: u64, warmup: Duration, hold: Duration) -> Self {
+        let from = start_ns + warmup.as_nanos() as u64;
+        Schedule {
+            rate,
+            start_ns,
+            total: ((warmup + hold).as_secs_f64() * rate).round() as u64,
+            counted: (from, from + hold.as_nanos() as u64),
+            channels: 1,
+            size: 64,
+        }
+    }
+
+    fn due(&self, n: u64) -> u64 {
+        self.start_ns + (n as f64 * 1e9 / self.rate) as u64
     }
 }
 
@@ -120,17 +147,18 @@ impl Publishers {
 fn publish_blocking(
     proto: Proto,
     conns: Vec<Conn>,
-    rate: f64,
-    hold: Duration,
-    channels: u64,
-    size: usize,
+    schedule: &Schedule,
     stop: &CancellationToken,
 ) -> (Vec<Conn>, Published) {
     let count = conns.len() as u64;
-    let start = stamp::now_ns();
-    let interval_ns = 1e9 / rate;
-    let total = (hold.as_secs_f64() * rate).round() as u64;
-    let due = move |n: u64| start + (n as f64 * interval_ns) as u64;
+    let &Schedule {
+        total,
+        counted: (from, to),
+        channels,
+        size,
+        ..
+    } = schedule;
+    let due = |n: u64| schedule.due(n);
     let names: Vec<String> = (0..channels).map(channel_name).collect();
     let names = &names;
     let results: Vec<(Option<Conn>, Vec<u64>)> = std::thread::scope(|scope| {
@@ -158,7 +186,9 @@ fn publish_blocking(
                             let channel = (n % channels) as usize;
                             let payload = stamp::payload(due(n), n, size);
                             proto.encode_publish(&mut batch, &names[channel], &payload);
-                            batch_channels.push(channel);
+                            if (from..to).contains(&due(n)) {
+                                batch_channels.push(channel);
+                            }
                             n += count;
                         }
                         let written = {

@@ -34,6 +34,10 @@ struct Tally {
     late: Cell<u64>,
     slo_us: Cell<u64>,
     latency: RefCell<Histogram<u64>>,
+    /// The measured window (`Measure`): stamps outside it are not counted.
+    window: Cell<(u64, u64)>,
+    /// One histogram per second of the window.
+    intervals: RefCell<Vec<Histogram<u64>>>,
     /// Connections lost after they were established.
     lost: RefCell<ErrorCounts>,
     clients: Cell<u64>,
@@ -82,6 +86,8 @@ async fn serve() -> anyhow::Result<()> {
         late: Cell::new(0),
         slo_us: Cell::new(u64::MAX),
         latency: RefCell::new(new_histogram()),
+        window: Cell::new((0, u64::MAX)),
+        intervals: RefCell::new(Vec::new()),
         lost: RefCell::new(ErrorCounts::default()),
         clients: Cell::new(0),
         connected: Cell::new(0),
@@ -97,6 +103,13 @@ async fn serve() -> anyhow::Result<()> {
                 match serde_json::from_str::<ToWorker>(&line)? {
                     ToWorker::Exit => return Ok(()),
                     ToWorker::Report => send(&report(&tally))?,
+                    ToWorker::Measure { from_ns, to_ns } => {
+                        report(&tally);
+                        tally.window.set((from_ns, to_ns));
+                        let seconds = to_ns.saturating_sub(from_ns).div_ceil(1_000_000_000);
+                        *tally.intervals.borrow_mut() =
+                            (0..seconds).map(|_| new_histogram()).collect();
+                    }
                     connect @ ToWorker::Connect { .. } => {
                         tally.connected.set(0);
                         tally.connect_failed.set(0);
@@ -127,14 +140,17 @@ async fn serve() -> anyhow::Result<()> {
 /// The deliveries and losses since the last report; starts afresh.
 fn report(tally: &Tally) -> FromWorker {
     let mut hist = tally.latency.borrow_mut();
+    let mut intervals = tally.intervals.borrow_mut();
     let report = FromWorker::Report {
         delivered: tally.delivered.replace(0),
         late: tally.late.replace(0),
         latency_hist: HistData::from_histogram(&hist),
+        intervals: intervals.iter().map(HistData::from_histogram).collect(),
         errors: std::mem::take(&mut *tally.lost.borrow_mut()),
         clients: tally.clients.get(),
     };
     hist.reset();
+    intervals.iter_mut().for_each(Histogram::reset);
     report
 }
 
@@ -264,8 +280,16 @@ impl Deliveries for Timed<'_> {
             return;
         };
         let tally = self.0;
+        let (from, to) = tally.window.get();
+        if sent < from || sent >= to {
+            return;
+        }
         let us = stamp::now_ns().saturating_sub(sent) / 1000;
         tally.latency.borrow_mut().saturating_record(us.max(1));
+        let second = ((sent - from) / 1_000_000_000) as usize;
+        if let Some(h) = tally.intervals.borrow_mut().get_mut(second) {
+            h.saturating_record(us.max(1));
+        }
         if us > tally.slo_us.get() {
             tally.late.set(tally.late.get() + 1);
         }

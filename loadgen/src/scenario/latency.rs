@@ -17,7 +17,7 @@ use crate::model::units::grouped;
 use crate::model::{LatencySummary, Outcome, RunSummary, StepResult};
 use crate::report::summary::step_line;
 use crate::rig::options::{positive_duration, positive_rate};
-use crate::rig::progress::say;
+use crate::rig::progress::{say, Out};
 use crate::rig::{Audience, Common, Interrupted, Rig};
 use crate::{diagnose, report};
 
@@ -40,11 +40,16 @@ pub struct Opts {
     pub common: Common,
 }
 
-pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Outcome> {
-    let (summary, _) = execute(&opts, interrupt).await?;
-    println!("{}", report::steps_table_markdown(&summary.steps));
-    println!("{}", report::headline(&summary));
-    Ok(outcome(&summary))
+pub async fn run(opts: Opts, interrupt: &CancellationToken, out: Out) -> anyhow::Result<Outcome> {
+    let (full, _) = execute(&opts, interrupt).await?;
+    let summary = &full.run;
+    out.line(&report::steps_table_markdown(&summary.steps));
+    out.line(&report::headline(summary));
+    if full.stalled > 0 {
+        out.line(&report::run::stalled_line(&full));
+    }
+    out.summary(&full)?;
+    Ok(outcome(summary))
 }
 
 /// How a fixed-size run ended, for the exit status.
@@ -65,7 +70,7 @@ pub fn outcome(s: &RunSummary) -> Outcome {
 pub async fn execute(
     opts: &Opts,
     interrupt: &CancellationToken,
-) -> anyhow::Result<(RunSummary, Histogram<u64>)> {
+) -> anyhow::Result<(LatencySummary, Histogram<u64>)> {
     let slo_us = opts.common.slo_us();
     let (mut rig, mut step) =
         Rig::start_fixed(&opts.common, &opts.audience, "latency", 1, interrupt).await?;
@@ -96,8 +101,9 @@ pub async fn execute(
         stopped_because: failed.map(str::to_string),
         interrupted,
         slo_p99_us: slo_us,
-        limits: done.limits,
-        command_line: done.command_line,
+        limits: done.limits.clone(),
+        command_line: done.command_line.clone(),
+        provenance: Some(done.provenance.clone()),
         steps,
     };
     let title = format!(
@@ -119,11 +125,9 @@ pub async fn execute(
         stalled_disconnected,
     };
     report::run::write_latency_run(&done.out, &full, &done.samples)?;
-    if full.stalled > 0 {
-        println!("{}", report::run::stalled_line(&full));
-    }
+    done.write_interval_log()?;
     say(&format!("report written to {}", done.out.display()));
-    Ok((full.run, histogram))
+    Ok((full, histogram))
 }
 
 /// The stalled subscribers, then the rate held; returns the latency histogram and how many
@@ -134,12 +138,12 @@ async fn measure(
     opts: &Opts,
 ) -> anyhow::Result<(Histogram<u64>, u64)> {
     let stalled = rig.open_stalled(opts.stalled).await?;
-    let histogram = rig.hold(step, opts.rate, opts.duration).await?;
+    let held = rig.hold(step, opts.rate, opts.duration).await?;
     // Before `finish`, which stops an embedded broker and so would close every one of them.
     let stalled_disconnected = stalled.count_closed().await;
     say(&step_line(
         step,
         diagnose::step_failed(step, opts.common.slo_us()),
     ));
-    Ok((histogram, stalled_disconnected))
+    Ok((held.histogram, stalled_disconnected))
 }

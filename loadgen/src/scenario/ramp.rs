@@ -11,7 +11,7 @@ use crate::model::{BindingLimit, LimitKind, Outcome, StepResult, Summary};
 use crate::report::plots::Verdict;
 use crate::report::summary::step_line;
 use crate::rig::options::{positive_duration, positive_rate};
-use crate::rig::progress::say;
+use crate::rig::progress::{say, Out};
 use crate::rig::{plan, Common, Interrupted, Rig};
 use crate::{diagnose, report};
 
@@ -38,10 +38,11 @@ pub struct Opts {
 }
 
 /// Runs a ramp, writes its report and prints the verdict.
-pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Outcome> {
+pub async fn run(opts: Opts, interrupt: &CancellationToken, out: Out) -> anyhow::Result<Outcome> {
     let summary = execute(&opts, interrupt).await?;
-    println!("{}", report::steps_table_markdown(&summary.steps));
-    println!("{}", report::summary::verdict_text(&summary));
+    out.line(&report::steps_table_markdown(&summary.steps));
+    out.line(&report::summary::verdict_text(&summary));
+    out.summary(&summary)?;
     Ok(Outcome::of(summary.binding_limit.kind))
 }
 
@@ -102,8 +103,9 @@ pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Resu
         clients_held,
         interrupted,
         binding_limit,
-        limits: done.limits,
-        command_line: done.command_line,
+        limits: done.limits.clone(),
+        command_line: done.command_line.clone(),
+        provenance: Some(done.provenance.clone()),
         slo_p99_us: slo_us,
         steps: results,
     };
@@ -118,6 +120,7 @@ pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Resu
     report::write_steps_csv(&out.join("steps.csv"), &summary.steps)?;
     report::write_samples_csv(&out.join("samples.csv"), &done.samples)?;
     report::write_summary(out, &summary)?;
+    done.write_interval_log()?;
     let verdict = Verdict::of(&summary);
     report::plot_all(
         out,

@@ -16,7 +16,7 @@ use crate::model::{Outcome, RunSummary, StepResult};
 use crate::report::plots::{Context, Verdict, XAxis};
 use crate::report::summary::step_line;
 use crate::rig::options::{positive_duration, positive_rate};
-use crate::rig::progress::say;
+use crate::rig::progress::{say, Out};
 use crate::rig::{Audience, Common, Interrupted, Rig};
 use crate::{diagnose, report};
 
@@ -51,12 +51,32 @@ fn factor(text: &str) -> Result<f64, String> {
     }
 }
 
-pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Outcome> {
+pub async fn run(opts: Opts, interrupt: &CancellationToken, out: Out) -> anyhow::Result<Outcome> {
+    let summary = execute(&opts, interrupt).await?;
+    out.line(&report::steps_table_markdown(&summary.steps));
+    out.line(&report::headline(&summary));
+    out.summary(&summary)?;
+    if summary.rate == 0.0 && !summary.interrupted {
+        // Not even the first rate was sustained: no figure to report.
+        return Ok(match summary.steps.iter().any(|s| !s.broker_alive) {
+            true => Outcome::BrokerGone,
+            false => Outcome::ObjectiveMissed,
+        });
+    }
+    Ok(super::latency::outcome(&RunSummary {
+        stopped_because: None,
+        ..summary
+    }))
+}
+
+/// Searches, writes the report, and returns the summary: `rate` is the highest rate
+/// sustained (0 when none was), `steps` every stage tried.
+pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Result<RunSummary> {
     let slo_us = opts.common.slo_us();
     let (mut rig, connected) =
         Rig::start_fixed(&opts.common, &opts.audience, "throughput", 0, interrupt).await?;
     let mut stages: Vec<StepResult> = Vec::new();
-    let searched = search(&mut rig, &mut stages, &connected, &opts).await;
+    let searched = search(&mut rig, &mut stages, &connected, opts).await;
     let done = rig.finish(&mut stages).await?;
     let (good, bad, interrupted) = match searched {
         Ok((good, bad)) => (good, bad, false),
@@ -89,8 +109,9 @@ pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Ou
         stopped_because: bad.map(|(r, why)| format!("at {r:.0} msg/s: {why}")),
         interrupted,
         slo_p99_us: slo_us,
-        limits: done.limits,
-        command_line: done.command_line,
+        limits: done.limits.clone(),
+        command_line: done.command_line.clone(),
+        provenance: Some(done.provenance.clone()),
         steps: stages,
     };
     let verdict = Verdict {
@@ -115,20 +136,9 @@ pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Ou
         verdict: Some(&verdict),
     };
     report::write_run(&done.out, &summary, &done.samples, Some(&ctx))?;
-    println!("{}", report::steps_table_markdown(&summary.steps));
-    println!("{}", report::headline(&summary));
+    done.write_interval_log()?;
     say(&format!("report written to {}", done.out.display()));
-    if good.is_none() && !interrupted {
-        // Not even the first rate was sustained: no figure to report.
-        return Ok(match summary.steps.iter().any(|s| !s.broker_alive) {
-            true => Outcome::BrokerGone,
-            false => Outcome::ObjectiveMissed,
-        });
-    }
-    Ok(super::latency::outcome(&RunSummary {
-        stopped_because: None,
-        ..summary
-    }))
+    Ok(summary)
 }
 
 /// Raises the rate by `--factor` until one is not sustained, then bisects; returns the

@@ -55,22 +55,23 @@ fn brokers<'a>(all: impl Iterator<Item = &'a Measurement>) -> Vec<String> {
 pub fn fanout(
     path: &Path,
     all: &[Measurement],
-    scenarios: &[&str],
+    scenarios: &[String],
     setup: &str,
 ) -> Result<(), ReportError> {
     let rows: Vec<&Measurement> = all
         .iter()
-        .filter(|m| scenarios.contains(&m.scenario.as_str()) && m.metric == "deliveries_per_sec")
+        .filter(|m| scenarios.contains(&m.scenario) && m.metric == "deliveries_per_sec")
         .collect();
     if rows.is_empty() {
         return Ok(());
     }
-    let groups: Vec<String> = scenarios.iter().map(|s| s.to_string()).collect();
+    let groups = scenarios.to_vec();
     drawn(path, || {
         bars(
             path,
             (
-                "Burst fan-out: deliveries per second (bars: median; dots: each run)",
+                "Fan-out: deliveries per second (bar: median; whisker: min–max; dots: runs; \
+                 letter: what set it)",
                 setup,
             ),
             "deliveries per second",
@@ -84,11 +85,13 @@ pub fn fanout(
 pub fn memory(path: &Path, all: &[Measurement], setup: &str) -> Result<(), ReportError> {
     let rows: Vec<&Measurement> = all
         .iter()
-        .filter(|m| m.scenario == "memory" && m.metric == "rss_per_conn_bytes")
+        .filter(|m| m.scenario.starts_with("memory") && m.metric == "rss_per_conn_bytes")
         .collect();
     if rows.is_empty() {
         return Ok(());
     }
+    let mut groups: Vec<String> = rows.iter().map(|m| m.scenario.clone()).collect();
+    groups.dedup();
     drawn(path, || {
         bars(
             path,
@@ -97,7 +100,7 @@ pub fn memory(path: &Path, all: &[Measurement], setup: &str) -> Result<(), Repor
                 setup,
             ),
             "resident memory per connection (bytes)",
-            &["memory".to_string()],
+            &groups,
             &rows,
         )
     })
@@ -174,15 +177,30 @@ fn bars(
                     Rectangle::new([(x, y - 6), (x + 18, y + 6)], colour.filled())
                 });
             }
+            if let Some(s) = m.spread() {
+                let (lo, hi) = (s.min, s.max);
+                let cap = width * 0.2;
+                let whisker = BLACK.stroke_width(2);
+                chart.draw_series([
+                    PathElement::new(vec![(mid, lo), (mid, hi)], whisker),
+                    PathElement::new(vec![(mid - cap, lo), (mid + cap, lo)], whisker),
+                    PathElement::new(vec![(mid - cap, hi), (mid + cap, hi)], whisker),
+                ])?;
+            }
             chart.draw_series(
                 m.runs
                     .iter()
                     .map(|&v| Circle::new((mid, v), 3, BLACK.mix(0.6).filled())),
             )?;
+            // B broker-bound, C client-bound, W window-bound, M machine-bound.
+            let class = m
+                .usual_class()
+                .map(|(c, _)| format!(" {}", &c.name()[..1].to_uppercase()))
+                .unwrap_or_default();
             let text = m
                 .median()
-                .map_or("failed".to_string(), |v| short(v, Style::Table));
-            let at = m.median().unwrap_or(0.0);
+                .map_or("failed".to_string(), |v| short(v, Style::Table) + &class);
+            let at = m.spread().map_or(0.0, |s| s.max);
             chart.draw_series(std::iter::once(Text::new(
                 text,
                 (x0, at + y_max * 0.02),
@@ -201,23 +219,33 @@ fn bars(
     Ok(())
 }
 
-/// `latency.png`: each broker's latency by percentile (its median run), with the objective.
+/// One broker's latency distribution in one latency scenario (its median run).
+#[derive(Debug, Clone)]
+pub struct Spectrum {
+    pub scenario: String,
+    pub broker: String,
+    pub histogram: Histogram<u64>,
+}
+
+/// `<scenario>.png`: each broker's latency by percentile (its median run), with the objective.
 pub fn spectra(
     path: &Path,
-    runs: &[(String, Histogram<u64>)],
+    scenario: &str,
+    all: &[Spectrum],
     slo_us: u64,
     setup: &str,
 ) -> Result<(), ReportError> {
+    let runs: Vec<&Spectrum> = all.iter().filter(|s| s.scenario == scenario).collect();
     if runs.is_empty() {
         return Ok(());
     }
-    drawn(path, || draw_spectra(path, runs, slo_us, setup))
+    drawn(path, || draw_spectra(path, &runs, slo_us, setup))
 }
 
-fn draw_spectra(path: &Path, runs: &[(String, Histogram<u64>)], slo_us: u64, setup: &str) -> Plot {
+fn draw_spectra(path: &Path, runs: &[&Spectrum], slo_us: u64, setup: &str) -> Plot {
     let lines: Vec<(&str, Vec<(f64, f64)>)> = runs
         .iter()
-        .map(|(name, h)| (name.as_str(), spectrum_points(h)))
+        .map(|s| (s.broker.as_str(), spectrum_points(&s.histogram)))
         .collect();
     let slo = ms(slo_us);
     let x_max = lines

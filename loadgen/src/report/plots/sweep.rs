@@ -171,7 +171,7 @@ fn draw(path: &Path, rows: &[RunRow], setup: &str) -> Plot {
         y_desc: "deliveries per second",
         color: BLUE,
         run: |r| r.deliveries_per_sec,
-        median: |m| m.deliveries_per_sec,
+        median: |m| m.deliveries_per_sec.median,
     };
     let y_max = rows.iter().map(deliveries.run).fold(1.0, f64::max) * HEADROOM;
     let mut chart = panel(&top, &deliveries, x(), 0f64..y_max)?;

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::model::compare::{against_best, Measurement};
+use crate::model::compare::{against_best, Measurement, Ratio};
 
 /// `benches/baseline.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,11 +37,13 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     pub entry: Entry,
-    /// The ratio measured now; `None` when a broker had no successful run.
-    pub ratio: Option<f64>,
+    /// The ratio measured now, with its 95% interval; `None` when a broker had no run.
+    pub ratio: Option<Ratio>,
     /// Measured relative to the baseline, oriented so that above 1 is better: now ÷ then
     /// for a metric where higher is better, then ÷ now where lower is.
     pub relative: Option<f64>,
+    /// Fails only when the whole interval is past the tolerance: a drop the runs cannot tell
+    /// from noise is not a regression.
     pub passed: bool,
 }
 
@@ -57,8 +59,12 @@ impl Check {
         );
         match (self.ratio, self.relative) {
             (Some(now), Some(rel)) => format!(
-                "{} {head}: {now:.2}× now, {:.2}× in the baseline: {:.0}% {} (tolerance {:.0}%)",
+                "{} {head}: {:.2}× now ({:.2}–{:.2}), {:.2}× in the baseline: {:.0}% {} \
+                 (tolerance {:.0}%)",
                 if self.passed { "ok  " } else { "FAIL" },
+                now.ratio,
+                now.low,
+                now.high,
                 e.ratio,
                 (rel - 1.0).abs() * 100.0,
                 if rel >= 1.0 { "better" } else { "worse" },
@@ -77,15 +83,21 @@ pub fn check(baseline: &Baseline, all: &[Measurement]) -> Vec<Check> {
         .map(|e| {
             let against: Vec<&str> = e.against.iter().map(String::as_str).collect();
             let now = against_best(all, &e.scenario, &e.metric, &against);
-            let relative = now.as_ref().map(|(r, _, higher)| match higher {
+            let oriented = |higher: bool, r: f64| match higher {
                 true => r / e.ratio,
                 false => e.ratio / r,
+            };
+            let relative = now.as_ref().map(|(r, _, h)| oriented(*h, r.ratio));
+            // The interval's end most favourable to hubbub.
+            let best_case = now.as_ref().map(|(r, _, h)| match h {
+                true => oriented(true, r.high),
+                false => oriented(false, r.low),
             });
             Check {
                 entry: e.clone(),
                 ratio: now.map(|n| n.0),
                 relative,
-                passed: relative.is_some_and(|r| r >= 1.0 - e.tolerance),
+                passed: best_case.is_some_and(|r| r >= 1.0 - e.tolerance),
             }
         })
         .collect()
@@ -95,7 +107,7 @@ pub fn check(baseline: &Baseline, all: &[Measurement]) -> Vec<Check> {
 pub fn refreshed(template: &Baseline, all: &[Measurement]) -> anyhow::Result<Baseline> {
     let mut next = template.clone();
     for (e, c) in next.entries.iter_mut().zip(check(template, all)) {
-        e.ratio = c.ratio.with_context(|| {
+        e.ratio = c.ratio.map(|r| r.ratio).with_context(|| {
             format!(
                 "{} {}: not measured, so no baseline can be set",
                 e.scenario, e.metric
@@ -122,13 +134,8 @@ mod tests {
 
     fn m(broker: &str, metric: &str, higher: bool, v: f64) -> Measurement {
         Measurement {
-            scenario: "s".into(),
-            broker: broker.into(),
-            metric: metric.into(),
-            unit: String::new(),
-            higher_is_better: higher,
             runs: vec![v],
-            notes: Vec::new(),
+            ..Measurement::new("s", broker, metric, "", higher)
         }
     }
 
@@ -158,7 +165,7 @@ mod tests {
             entries: vec![entry("rate", 2.5), entry("p99", 0.25), entry("lost", 1.0)],
         };
         let checks = check(&baseline, &all);
-        assert_eq!(checks[0].ratio, Some(2.0));
+        assert_eq!(checks[0].ratio.map(|r| r.ratio), Some(2.0));
         assert!((checks[0].relative.unwrap() - 0.8).abs() < 1e-9);
         assert!(checks[0].passed, "20% worse is within 25%");
         assert_eq!(checks[1].relative, Some(0.5));
@@ -166,8 +173,8 @@ mod tests {
         assert!(!checks[2].passed);
         assert_eq!(
             checks[1].line(),
-            "FAIL s p99 (hubbub ÷ best of redis, nats): 0.50× now, 0.25× in the baseline: \
-             50% worse (tolerance 25%)"
+            "FAIL s p99 (hubbub ÷ best of redis, nats): 0.50× now (0.50–0.50), 0.25× in the \
+             baseline: 50% worse (tolerance 25%)"
         );
         assert!(checks[2].line().contains("not measured"));
         let next = refreshed(
@@ -180,5 +187,35 @@ mod tests {
         .unwrap();
         assert_eq!(next.entries[0].ratio, 2.0);
         assert!(refreshed(&baseline, &all).is_err());
+    }
+
+    #[test]
+    fn a_drop_the_runs_cannot_tell_from_noise_passes() {
+        let runs = |broker: &str, v: &[f64]| Measurement {
+            runs: v.to_vec(),
+            ..Measurement::new("s", broker, "rate", "", true)
+        };
+        // Median ratio 1.4 against a baseline of 2.0 (30% worse, past 25%), but the runs
+        // spread so widely that the interval reaches 1.9: not a measurable regression.
+        let all = vec![
+            runs("hubbub", &[14.0, 19.0, 8.0, 14.0, 20.0]),
+            runs("redis", &[10.0, 10.0, 10.0, 10.0, 10.0]),
+        ];
+        let baseline = Baseline {
+            measured_by: "test".into(),
+            entries: vec![Entry {
+                against: vec!["redis".into()],
+                ..entry("rate", 2.0)
+            }],
+        };
+        let c = &check(&baseline, &all)[0];
+        assert!((c.relative.unwrap() - 0.7).abs() < 1e-9, "{c:?}");
+        assert!(c.passed, "{}", c.line());
+        // The same median with tight runs is a regression.
+        let tight = vec![
+            runs("hubbub", &[14.0, 14.1, 13.9, 14.0, 14.0]),
+            runs("redis", &[10.0, 10.0, 10.0, 10.0, 10.0]),
+        ];
+        assert!(!check(&baseline, &tight)[0].passed);
     }
 }

@@ -8,16 +8,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
-use super::setup::{Collected, Opts, Running, Scenario};
-use crate::model::compare::Measurement;
+use super::setup::{Collected, Opts, Running, Scenario, LATENCY_SHAPES, MEMORY_SHAPES};
+use crate::model::compare::{Judged, Measurement};
 use crate::model::fanout::Spec;
 use crate::model::units::grouped;
-use crate::report::plots::compare::Ramp;
-use crate::rig::options::{defaults, Common};
-use crate::scenario::{fanout, latency, memory, ramp};
+use crate::model::StepResult;
+use crate::report::plots::compare::{Ramp, Spectrum};
+use crate::rig::options::{defaults, Audience, Common};
+use crate::scenario::{fanout, latency, memory, ramp, throughput};
 
 /// What every scenario is measured with: the comparison's options, the brokers, where the
 /// detailed reports go, and the token that interrupts the run.
@@ -29,75 +29,85 @@ pub(super) struct At<'a> {
 }
 
 /// The options that point a rig-based command at `b`, writing its report into `out`.
-fn aimed_at(b: &Running, out: &Path) -> Common {
+fn aimed_at(b: &Running, out: &Path, warmup: Duration) -> Common {
     Common {
         target: vec![b.addr],
         proto: b.broker.proto(),
         broker_pid: vec![b.pid],
         out: Some(out.to_path_buf()),
+        warmup,
         ..Common::default()
     }
 }
 
-fn measurement(
-    scenario: Scenario,
-    b: &Running,
-    metric: &str,
-    unit: &str,
-    higher: bool,
-) -> Measurement {
-    Measurement {
-        scenario: scenario.name().into(),
-        broker: b.broker.name().into(),
-        metric: metric.into(),
-        unit: unit.into(),
-        higher_is_better: higher,
-        runs: Vec::new(),
-        notes: Vec::new(),
-    }
+/// What a rig step's figure rests on, as the comparison keeps it.
+fn judged(step: &StepResult) -> Option<Judged> {
+    let bottleneck = step.bottleneck.clone()?;
+    let cpu_secs = bottleneck.loadgen.total_pct / 100.0 * step.hold_secs;
+    Some(Judged {
+        loadgen_us_per_delivery: cpu_secs * 1e6 / step.delivered.max(1) as f64,
+        steady: step.steady.unwrap_or(true),
+        bottleneck,
+    })
 }
 
 pub(super) async fn fanout(at: &At<'_>, scenario: Scenario, got: &mut Collected) {
     let (publishers, subscribers, channels, size) =
         scenario.fanout_shape().expect("a fan-out scenario");
-    let per_publisher = (at.opts.deliveries / (publishers * subscribers) as u64).max(1);
-    let spec = Spec {
-        publishers,
-        subscribers,
-        channels,
-        publishes: per_publisher,
-        size,
-        window: 5_000,
-    };
-    let mut rows: Vec<Measurement> = at
-        .brokers
-        .iter()
-        .map(|b| measurement(scenario, b, "deliveries_per_sec", "/s", true))
-        .collect();
-    for rep in 0..at.opts.repeat {
-        for (b, row) in at.brokers.iter().zip(&mut rows) {
-            if at.interrupt.is_cancelled() {
-                break;
-            }
-            let tag = format!("{}-{}-{rep}", scenario.name(), std::process::id());
-            match fanout::measure(b.addr, b.broker.proto(), &spec, &tag).await {
-                Ok(r) => {
-                    eprintln!(
-                        "{} run {}: {:.0} deliveries/s",
-                        b.broker.name(),
-                        rep + 1,
-                        r.per_second()
-                    );
-                    row.runs.push(r.per_second());
+    for &window in &at.opts.windows {
+        let name = format!("{}-w{window}", scenario.name());
+        let spec = Spec {
+            publishers,
+            subscribers,
+            channels,
+            size,
+            window,
+            warmup: at.opts.warmup,
+            duration: at.opts.duration,
+        };
+        let mut rows: Vec<Measurement> = at
+            .brokers
+            .iter()
+            .map(|b| Measurement::new(&name, b.broker.name(), "deliveries_per_sec", "/s", true))
+            .collect();
+        for rep in 0..at.opts.repeat {
+            for (b, row) in at.brokers.iter().zip(&mut rows) {
+                if at.interrupt.is_cancelled() {
+                    break;
                 }
-                Err(e) => {
-                    eprintln!("{} run {}: failed: {e:#}", b.broker.name(), rep + 1);
-                    row.notes.push(format!("run {} failed: {e:#}", rep + 1));
+                let tag = format!("{name}-{}-{rep}", std::process::id());
+                let measured =
+                    fanout::measure(b.addr, Some(b.pid), b.broker.proto(), &spec, &tag).await;
+                match measured {
+                    Ok(r) => {
+                        eprintln!(
+                            "{name} {} run {}: {:.0} deliveries/s, {}{}",
+                            b.broker.name(),
+                            rep + 1,
+                            r.rate(),
+                            r.bottleneck.class.name(),
+                            if r.steadiness.steady {
+                                ""
+                            } else {
+                                ", NOT steady"
+                            }
+                        );
+                        row.runs.push(r.rate());
+                        row.judged.push(Judged {
+                            loadgen_us_per_delivery: r.loadgen_us_per_delivery(),
+                            steady: r.steadiness.steady,
+                            bottleneck: r.bottleneck,
+                        });
+                    }
+                    Err(e) => {
+                        eprintln!("{name} {} run {}: failed: {e:#}", b.broker.name(), rep + 1);
+                        row.notes.push(format!("run {} failed: {e:#}", rep + 1));
+                    }
                 }
             }
         }
+        got.measurements.extend(rows);
     }
-    got.measurements.extend(rows);
 }
 
 /// One broker's latency measurements: a row per percentile.
@@ -106,103 +116,185 @@ struct LatencyRows {
     p99: Measurement,
     p999: Measurement,
     /// Each run's whole histogram, for the chart.
-    histograms: Vec<Histogram<u64>>,
+    histograms: Vec<hdrhistogram::Histogram<u64>>,
 }
 
 pub(super) async fn latency(at: &At<'_>, got: &mut Collected) {
-    let mut rows: Vec<LatencyRows> = at
-        .brokers
-        .iter()
-        .map(|b| LatencyRows {
-            p50: measurement(Scenario::Latency, b, "p50_ms", "ms", false),
-            p99: measurement(Scenario::Latency, b, "p99_ms", "ms", false),
-            p999: measurement(Scenario::Latency, b, "p999_ms", "ms", false),
-            histograms: Vec::new(),
-        })
-        .collect();
-    for rep in 0..at.opts.repeat {
-        for (b, row) in at.brokers.iter().zip(&mut rows) {
-            if at.interrupt.is_cancelled() {
-                break;
-            }
-            let dir =
-                at.out
-                    .join("detail")
-                    .join(format!("latency-{}-{}", b.broker.name(), rep + 1));
-            let run_opts = latency::Opts {
-                rate: at.opts.latency_rate,
-                duration: at.opts.latency_duration,
-                common: aimed_at(b, &dir),
-                ..defaults::<latency::Opts>()
-            };
-            match latency::execute(&run_opts, at.interrupt).await {
-                Ok((summary, _)) if summary.interrupted => {}
-                Ok((summary, histogram)) => {
-                    let l = summary.latency;
-                    row.p50.runs.push(l.p50_us as f64 / 1000.0);
-                    row.p99.runs.push(l.p99_us as f64 / 1000.0);
-                    row.p999.runs.push(l.p999_us as f64 / 1000.0);
-                    if let Some(why) = summary.stopped_because {
-                        row.p99.notes.push(format!("run {}: {why}", rep + 1));
-                    }
-                    got.slo_p99_us = summary.slo_p99_us;
-                    row.histograms.push(histogram);
+    for shape in LATENCY_SHAPES {
+        let name = shape.name;
+        let mut rows: Vec<LatencyRows> = at
+            .brokers
+            .iter()
+            .map(|b| {
+                let m = |metric| Measurement::new(name, b.broker.name(), metric, "ms", false);
+                LatencyRows {
+                    p50: m("p50_ms"),
+                    p99: m("p99_ms"),
+                    p999: m("p999_ms"),
+                    histograms: Vec::new(),
                 }
-                Err(e) => row.p99.notes.push(format!("run {} failed: {e:#}", rep + 1)),
+            })
+            .collect();
+        for rep in 0..at.opts.repeat {
+            for (b, row) in at.brokers.iter().zip(&mut rows) {
+                if at.interrupt.is_cancelled() {
+                    break;
+                }
+                let dir =
+                    at.out
+                        .join("detail")
+                        .join(format!("{name}-{}-{}", b.broker.name(), rep + 1));
+                let run_opts = latency::Opts {
+                    audience: Audience {
+                        subscribers: shape.subscribers,
+                        channels: 1,
+                    },
+                    rate: shape.rate,
+                    duration: at.opts.duration,
+                    common: Common {
+                        publishers: shape.publishers,
+                        ..aimed_at(b, &dir, at.opts.warmup)
+                    },
+                    ..defaults::<latency::Opts>()
+                };
+                match latency::execute(&run_opts, at.interrupt).await {
+                    Ok((full, _)) if full.run.interrupted => {}
+                    Ok((full, histogram)) => {
+                        let summary = full.run;
+                        let l = summary.latency;
+                        let judged = summary.steps.first().and_then(judged);
+                        for (m, us) in [
+                            (&mut row.p50, l.p50_us),
+                            (&mut row.p99, l.p99_us),
+                            (&mut row.p999, l.p999_us),
+                        ] {
+                            m.runs.push(us as f64 / 1000.0);
+                            m.judged.extend(judged.clone());
+                        }
+                        if let Some(why) = summary.stopped_because {
+                            row.p99.notes.push(format!("run {}: {why}", rep + 1));
+                        }
+                        got.slo_p99_us = summary.slo_p99_us;
+                        row.histograms.push(histogram);
+                    }
+                    Err(e) => row.p99.notes.push(format!("run {} failed: {e:#}", rep + 1)),
+                }
             }
         }
-    }
-    for (b, mut row) in at.brokers.iter().zip(rows) {
-        // The run with the median p99 stands for its broker in the chart.
-        let hs = &mut row.histograms;
-        hs.sort_by_key(|h| h.value_at_quantile(0.99));
-        if !hs.is_empty() {
-            let median = hs.swap_remove(hs.len() / 2);
-            got.spectra.push((b.broker.name().into(), median));
+        for (b, mut row) in at.brokers.iter().zip(rows) {
+            // The run with the median p99 stands for its broker in the chart.
+            let hs = &mut row.histograms;
+            hs.sort_by_key(|h| h.value_at_quantile(0.99));
+            if !hs.is_empty() {
+                got.spectra.push(Spectrum {
+                    scenario: name.into(),
+                    broker: b.broker.name().into(),
+                    histogram: hs.swap_remove(hs.len() / 2),
+                });
+            }
+            got.measurements.extend([row.p50, row.p99, row.p999]);
         }
-        got.measurements.extend([row.p50, row.p99, row.p999]);
     }
 }
 
-pub(super) async fn memory(at: &At<'_>, got: &mut Collected) {
+/// The highest rate each broker delivers in full within the objective, 1 publisher to 100
+/// subscribers: `loadgen throughput`, once per broker, its stages shortened (`--search-hold`)
+/// so a search of a dozen rates stays within minutes.
+pub(super) async fn sustainable(at: &At<'_>, got: &mut Collected) {
+    let name = "sustainable-1x100";
     for b in at.brokers {
         if at.interrupt.is_cancelled() {
             break;
         }
-        let mut rss = measurement(Scenario::Memory, b, "rss_per_conn_bytes", "B", false);
-        let mut slab = measurement(
-            Scenario::Memory,
-            b,
-            "kernel_slab_per_conn_bytes",
-            "B",
-            false,
-        );
-        slab.notes
-            .push("machine-wide, both ends of each connection; other programs move it too".into());
-        let sizes = (at.opts.memory_clients, 100, at.opts.repeat);
-        let result =
-            memory::measure_broker(b.addr, b.pid, b.broker.proto(), sizes, at.interrupt).await;
-        match result {
+        let dir = at
+            .out
+            .join("detail")
+            .join(format!("{name}-{}", b.broker.name()));
+        let run_opts = throughput::Opts {
+            audience: Audience {
+                subscribers: 100,
+                channels: 1,
+            },
+            start_rate: 1_000.0,
+            factor: 2.0,
+            refine: 3,
+            hold: at.opts.search_hold,
+            common: Common {
+                publishers: 1,
+                // Two worker processes, so the subscribers' side can use both cores.
+                per_process: Some(50),
+                ..aimed_at(b, &dir, Duration::from_secs(1))
+            },
+            ..defaults::<throughput::Opts>()
+        };
+        let mut rate = Measurement::new(name, b.broker.name(), "msgs_per_sec", "msg/s", true);
+        let mut deliveries =
+            Measurement::new(name, b.broker.name(), "deliveries_per_sec", "/s", true);
+        match throughput::execute(&run_opts, at.interrupt).await {
+            Ok(summary) if summary.interrupted => {}
             Ok(summary) => {
-                eprintln!(
-                    "{}: {:.0} B per connection (median of {})",
-                    b.broker.name(),
-                    summary.median_rss_per_conn,
-                    summary.runs.len()
-                );
-                rss.runs = summary.runs.iter().map(|r| r.rss_per_conn).collect();
-                slab.runs = summary
-                    .runs
+                let best = summary
+                    .steps
                     .iter()
-                    .filter_map(|r| r.kernel_slab_per_conn)
-                    .collect();
+                    .find(|s| s.offered_rate == summary.rate);
+                rate.runs.push(summary.rate);
+                deliveries.runs.push(summary.deliveries_per_sec);
+                if let Some(j) = best.and_then(judged) {
+                    rate.judged.push(j.clone());
+                    deliveries.judged.push(j);
+                }
+                rate.notes
+                    .extend(summary.stopped_because.map(|w| format!("fell behind {w}")));
             }
-            Err(e) => {
-                eprintln!("{}: failed: {e:#}", b.broker.name());
-                rss.notes.push(format!("failed: {e:#}"));
-            }
+            Err(e) => rate.notes.push(format!("failed: {e:#}")),
         }
-        got.measurements.extend([rss, slab]);
+        got.measurements.extend([rate, deliveries]);
+    }
+}
+
+pub(super) async fn memory(at: &At<'_>, got: &mut Collected) {
+    for (name, channels_for) in MEMORY_SHAPES {
+        let channels = channels_for(at.opts.memory_clients);
+        for b in at.brokers {
+            if at.interrupt.is_cancelled() {
+                break;
+            }
+            let mut rss = Measurement::new(name, b.broker.name(), "rss_per_conn_bytes", "B", false);
+            let mut slab = Measurement::new(
+                name,
+                b.broker.name(),
+                "kernel_slab_per_conn_bytes",
+                "B",
+                false,
+            );
+            slab.notes.push(
+                "machine-wide, both ends of each connection; other programs move it too".into(),
+            );
+            let sizes = (at.opts.memory_clients, channels, at.opts.repeat);
+            let result =
+                memory::measure_broker(b.addr, b.pid, b.broker.proto(), sizes, at.interrupt).await;
+            match result {
+                Ok(summary) => {
+                    eprintln!(
+                        "{name} {}: {:.0} B per connection (median of {})",
+                        b.broker.name(),
+                        summary.median_rss_per_conn,
+                        summary.runs.len()
+                    );
+                    rss.runs = summary.runs.iter().map(|r| r.rss_per_conn).collect();
+                    slab.runs = summary
+                        .runs
+                        .iter()
+                        .filter_map(|r| r.kernel_slab_per_conn)
+                        .collect();
+                }
+                Err(e) => {
+                    eprintln!("{name} {}: failed: {e:#}", b.broker.name());
+                    rss.notes.push(format!("failed: {e:#}"));
+                }
+            }
+            got.measurements.extend([rss, slab]);
+        }
     }
 }
 
@@ -219,10 +311,10 @@ pub(super) async fn ramp(at: &At<'_>, got: &mut Collected) {
             max_clients: at.opts.ramp_max,
             step: Some(at.opts.ramp_max / 5),
             hold: Duration::from_secs(3),
-            common: aimed_at(b, &dir),
+            common: aimed_at(b, &dir, Duration::from_secs(1)),
             ..defaults::<ramp::Opts>()
         };
-        let mut held = measurement(Scenario::Ramp, b, "clients_held", "clients", true);
+        let mut held = Measurement::new("ramp", b.broker.name(), "clients_held", "clients", true);
         match ramp::execute(&ramp_opts, at.interrupt).await {
             Ok(summary) if summary.interrupted => {}
             Ok(summary) => {

@@ -7,12 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use hdrhistogram::Histogram;
 
 use crate::model::compare::{Goal, Measurement};
 use crate::proto::Proto;
-use crate::report::plots::compare::Ramp;
-use crate::rig::options::{at_least_one_usize, positive_duration, positive_rate};
+use crate::report::plots::compare::{Ramp, Spectrum};
+use crate::rig::options::{at_least_one_usize, positive_duration};
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
@@ -38,19 +37,26 @@ pub struct Opts {
     /// Where Mosquitto listens.
     #[arg(long, default_value = "127.0.0.1:1893")]
     pub mosquitto: SocketAddr,
-    /// Runs of each fan-out and latency scenario per broker; medians are compared.
+    /// Runs of each scenario per broker (but the ramp's and the sustainable rate's, one each);
+    /// medians are compared.
     #[arg(long, default_value_t = 3, value_parser = at_least_one_usize())]
     pub repeat: usize,
-    /// Deliveries per fan-out run (publishes are sized to reach it).
-    #[arg(long, default_value_t = 3_000_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub deliveries: u64,
-    /// The latency scenario's fixed rate, messages per second in all.
-    #[arg(long, default_value_t = 2000.0, value_parser = positive_rate)]
-    pub latency_rate: f64,
-    /// How long each latency run holds its rate.
-    #[arg(long, default_value = "5s", value_parser = positive_duration)]
-    pub latency_duration: Duration,
-    /// Idle subscribed connections in the memory scenario.
+    /// In-flight windows the fan-out scenarios run at (messages the publishers may be ahead
+    /// of the slowest subscriber), each a scenario of its own.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub windows: Vec<u64>,
+    /// Time each fan-out, latency and sustainable-rate run publishes before it counts.
+    #[arg(long, default_value = "2s", value_parser = positive_duration)]
+    pub warmup: Duration,
+    /// How long each of those runs counts, after the warm-up.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub duration: Duration,
+    /// How long each rate of the sustainable-rate search is counted, after a 1 s warm-up:
+    /// shorter than --duration, as the search tries a dozen rates.
+    #[arg(long, default_value = "4s", value_parser = positive_duration)]
+    pub search_hold: Duration,
+    /// Idle subscribed connections in the memory scenarios.
     #[arg(long, default_value_t = 10_000, value_parser = at_least_one_usize())]
     pub memory_clients: usize,
     /// The ramp scenario's ceiling: past one process's open-files limit (20,000 here), so
@@ -72,18 +78,22 @@ pub struct Opts {
 /// What is measured against every broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
-    /// Burst fan-out: 1 publisher, 100 subscribers of its channel, 64-byte messages.
+    /// Fan-out at steady state: 1 publisher, 100 subscribers of its channel, 64-byte
+    /// messages, at each of --windows.
     #[value(name = "fanout-1x100")]
     Fanout1x100,
-    /// Burst fan-out: 10 publishers on 10 channels, 10 subscribers of all 10, 64-byte messages.
+    /// Fan-out: 10 publishers on 10 channels, 10 subscribers of all 10, 64-byte messages.
     #[value(name = "fanout-10x10")]
     Fanout10x10,
-    /// Burst fan-out: 1 publisher, 1,000 subscribers, 16-byte messages.
+    /// Fan-out: 1 publisher, 1,000 subscribers, 16-byte messages.
     #[value(name = "fanout-1x1000")]
     Fanout1x1000,
-    /// Delivery latency at a fixed rate: 4 publishers, 100 subscribers of one channel.
+    /// The highest rate delivered in full within the p99 objective, 1 publisher to 100
+    /// subscribers (`loadgen throughput`): the headline throughput figure.
+    Sustainable,
+    /// Delivery latency at a fixed rate: 20,000 msg/s 1 → 10, and 2,000 msg/s 4 → 100.
     Latency,
-    /// Memory per idle subscribed connection, at --memory-clients connections.
+    /// Memory per idle subscribed connection, over 100 shared channels and a channel each.
     Memory,
     /// Ramp each broker until something stops it.
     Ramp,
@@ -93,21 +103,23 @@ impl Scenario {
     /// Memory first: allocators keep what earlier connections freed, and a broker that has
     /// already held thousands of clients grows less for the next ones, so each broker is
     /// measured while as fresh as the others. The ramp last, as it takes each to its limit.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Memory,
         Scenario::Fanout1x100,
         Scenario::Fanout10x10,
         Scenario::Fanout1x1000,
+        Scenario::Sustainable,
         Scenario::Latency,
         Scenario::Ramp,
     ];
 
-    /// Its name on the command line and in the report.
+    /// Its name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Fanout1x100 => "fanout-1x100",
             Scenario::Fanout10x10 => "fanout-10x10",
             Scenario::Fanout1x1000 => "fanout-1x1000",
+            Scenario::Sustainable => "sustainable",
             Scenario::Latency => "latency",
             Scenario::Memory => "memory",
             Scenario::Ramp => "ramp",
@@ -123,41 +135,95 @@ impl Scenario {
             _ => None,
         }
     }
+
+    /// The names its results are reported under: a fan-out shape once per window, the
+    /// latency and memory scenarios once per shape.
+    pub fn reported_as(self, windows: &[u64]) -> Vec<String> {
+        match self {
+            s if s.fanout_shape().is_some() => windows
+                .iter()
+                .map(|w| format!("{}-w{w}", s.name()))
+                .collect(),
+            Scenario::Latency => LATENCY_SHAPES.iter().map(|l| l.name.to_string()).collect(),
+            Scenario::Memory => MEMORY_SHAPES.iter().map(|m| m.0.to_string()).collect(),
+            Scenario::Sustainable => vec!["sustainable-1x100".into()],
+            s => vec![s.name().into()],
+        }
+    }
 }
 
-/// The project's targets, as goals a comparison is judged by.
-pub const GOALS: [Goal; 5] = [
-    Goal {
-        scenario: "fanout-1x100",
-        metric: "deliveries_per_sec",
-        against: &["redis", "nats"],
-        factor: 1.5,
+/// One fixed-rate latency shape.
+#[derive(Debug, Clone, Copy)]
+pub struct LatencyShape {
+    pub name: &'static str,
+    pub publishers: usize,
+    pub subscribers: u64,
+    pub rate: f64,
+}
+
+/// The project's two latency targets.
+pub const LATENCY_SHAPES: [LatencyShape; 2] = [
+    LatencyShape {
+        name: "latency-1x10-20k",
+        publishers: 1,
+        subscribers: 10,
+        rate: 20_000.0,
     },
-    Goal {
-        scenario: "fanout-10x10",
-        metric: "deliveries_per_sec",
-        against: &["redis", "nats"],
-        factor: 1.5,
-    },
-    Goal {
-        scenario: "fanout-1x1000",
-        metric: "deliveries_per_sec",
-        against: &["redis", "nats"],
-        factor: 2.0,
-    },
-    Goal {
-        scenario: "latency",
-        metric: "p99_ms",
-        against: &["redis", "nats"],
-        factor: 0.6,
-    },
-    Goal {
-        scenario: "memory",
-        metric: "rss_per_conn_bytes",
-        against: &["mosquitto"],
-        factor: 1.0,
+    LatencyShape {
+        name: "latency-4x100-2k",
+        publishers: 4,
+        subscribers: 100,
+        rate: 2_000.0,
     },
 ];
+
+/// How many channels a memory shape spreads `clients` over.
+pub type ChannelsFor = fn(usize) -> usize;
+
+/// Memory shapes: (name, channels given the client count).
+pub const MEMORY_SHAPES: [(&str, ChannelsFor); 2] = [
+    ("memory-shared", |_| 100),
+    ("memory-own-channel", |clients| clients),
+];
+
+/// The project's targets, as goals a comparison of these windows is judged by: fan-out at
+/// the windows of 1,000 and 10,000 (where they were run), p99 at both latency shapes, memory
+/// in both shapes.
+pub fn goals(windows: &[u64]) -> Vec<Goal> {
+    let peers: &'static [&'static str] = &["redis", "nats"];
+    let mut goals = Vec::new();
+    for (shape, factor) in [
+        ("fanout-1x100", 1.5),
+        ("fanout-10x10", 1.5),
+        ("fanout-1x1000", 2.0),
+    ] {
+        for w in windows.iter().filter(|w| [1_000, 10_000].contains(*w)) {
+            goals.push(Goal {
+                scenario: format!("{shape}-w{w}"),
+                metric: "deliveries_per_sec",
+                against: peers,
+                factor,
+            });
+        }
+    }
+    for l in LATENCY_SHAPES {
+        goals.push(Goal {
+            scenario: l.name.into(),
+            metric: "p99_ms",
+            against: peers,
+            factor: 0.6,
+        });
+    }
+    for (name, _) in MEMORY_SHAPES {
+        goals.push(Goal {
+            scenario: name.into(),
+            metric: "rss_per_conn_bytes",
+            against: &["mosquitto"],
+            factor: 1.0,
+        });
+    }
+    goals
+}
 
 /// The brokers a comparison can measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -200,9 +266,10 @@ pub struct Running {
 #[derive(Default)]
 pub(super) struct Collected {
     pub measurements: Vec<Measurement>,
-    /// Per broker: the latency histogram of its median run.
-    pub spectra: Vec<(String, Histogram<u64>)>,
+    /// Per latency scenario and broker: the histogram of its median run.
+    pub spectra: Vec<Spectrum>,
     /// Per broker: its ramp's steps.
     pub ramps: Vec<Ramp>,
+    pub provenance: crate::model::provenance::Provenance,
     pub slo_p99_us: u64,
 }

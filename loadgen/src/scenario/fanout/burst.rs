@@ -1,5 +1,8 @@
-//! One burst, driven: subscribers of every channel, publishers flow-controlled against the
-//! slowest of them, and the deliveries per second from the first publish to the last delivery.
+//! One fan-out run, driven at steady state: subscribers of every channel, publishers sending
+//! as fast as the window lets them (at most `window` messages ahead of the slowest subscriber),
+//! a warm-up that is not counted, then the deliveries counted second by second over the
+//! measured window while every thread of the broker and of loadgen is timed, to say what set
+//! the rate.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,24 +14,25 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
+use crate::model::bottleneck::classify;
 use crate::model::fanout::{Run, Spec};
+use crate::model::stats::Steadiness;
+use crate::os::threads;
 use crate::proto::inbound::{Deliveries, Inbound};
 use crate::proto::{socket, Proto};
 
 /// Publishes per write: the publishers pipeline, as real high-rate publishers do.
 const BATCH: u64 = 100;
-/// Longest the slowest subscriber may go without a delivery while it still misses some: the
-/// publishers wait for it, so a lost message would otherwise stall the run for ever.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a publisher held back by the window, and the run waiting for its last
-/// deliveries, look at the subscribers' counts again.
+/// How often a publisher held back by the window looks at the subscribers' counts again.
 const POLL: Duration = Duration::from_micros(200);
 
-/// One burst on fresh channels, `fanout-{tag}-{c}` (and MQTT client ids
+/// One run on fresh channels, `fanout-{tag}-{c}` (and MQTT client ids
 /// `fanout-{tag}-{sub|pub}-{n}`): `tag` must differ between runs that may overlap on one
-/// broker. Every connection is closed when this returns, whether it succeeds or not.
+/// broker. `broker_pid`, when known, is timed with loadgen to classify the bottleneck. Every
+/// connection is closed when this returns, whether it succeeds or not.
 pub async fn measure(
     addr: SocketAddr,
+    broker_pid: Option<u32>,
     proto: Proto,
     spec: &Spec,
     tag: &str,
@@ -41,7 +45,7 @@ pub async fn measure(
         received: (0..spec.subscribers).map(|_| AtomicU64::new(0)).collect(),
     });
     let mut tasks = JoinSet::new();
-    let outcome = burst(addr, proto, spec, tag, &counts, &mut tasks).await;
+    let outcome = run(addr, broker_pid, proto, spec, tag, &counts, &mut tasks).await;
     // Aborts every connection's task and waits for them, so their sockets are closed.
     tasks.shutdown().await;
     outcome
@@ -55,6 +59,10 @@ struct Counts {
 }
 
 impl Counts {
+    fn received(&self) -> u64 {
+        self.received.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
     fn slowest(&self) -> u64 {
         self.received
             .iter()
@@ -63,16 +71,18 @@ impl Counts {
             .unwrap_or(0)
     }
 
-    /// Whether the publishers may send more: they are at most `window` ahead of the slowest.
-    fn window_open(&self, window: u64) -> bool {
-        self.sent.load(Relaxed).saturating_sub(self.slowest()) <= window
+    /// How many more messages the publishers may send: they stay at most `window` ahead of
+    /// the slowest subscriber (publishers that look at once may pass it by a batch each).
+    fn room(&self, window: u64) -> u64 {
+        window.saturating_sub(self.sent.load(Relaxed).saturating_sub(self.slowest()))
     }
 }
 
-/// Connects everyone, publishes, and waits for the last delivery; every connection's task goes
-/// into `tasks`, which the caller shuts down.
-async fn burst(
+/// Connects everyone, publishes through the warm-up and the measured window, and counts;
+/// every connection's task goes into `tasks`, which the caller shuts down.
+async fn run(
     addr: SocketAddr,
+    broker_pid: Option<u32>,
     proto: Proto,
     spec: &Spec,
     tag: &str,
@@ -97,7 +107,6 @@ async fn burst(
         }
         tasks.spawn(subscriber(proto, stream, early, counts.clone(), i));
     }
-    let mut publishers = Vec::new();
     for p in 0..spec.publishers {
         let id = format!("fanout-{tag}-pub-{p}");
         let mut stream = open(addr, proto, &id).await?;
@@ -111,48 +120,60 @@ async fn burst(
             &channels[p % spec.channels],
             &vec![b'x'; spec.size],
         );
-        publishers.push((stream, early, Frames::new(one)));
-    }
-
-    let start = Instant::now();
-    for (stream, early, frames) in publishers {
         let publisher = Publisher {
             proto,
-            frames,
-            publishes: spec.publishes,
+            frames: Frames::new(one),
             window: spec.window,
             counts: counts.clone(),
         };
         tasks.spawn(publisher.run(stream, early));
     }
-    let expected = spec.per_subscriber();
-    let (mut last, mut last_change) = (0, Instant::now());
-    loop {
-        let slowest = counts.slowest();
-        if slowest >= expected {
-            break;
-        }
-        if slowest != last {
-            (last, last_change) = (slowest, Instant::now());
-        } else if last_change.elapsed() > DRAIN_TIMEOUT {
-            bail!(
-                "lost deliveries: the slowest subscriber got {slowest} of {expected} \
-                 (none for {DRAIN_TIMEOUT:?})"
-            );
-        }
-        // Every task runs until shut down: one that ended has failed.
-        if let Some(ended) = tasks.try_join_next() {
-            ended.context("a connection's task panicked")??;
-            bail!("a connection's task ended before the burst was delivered");
-        }
-        tokio::time::sleep(POLL).await;
+
+    wait(spec.warmup, tasks).await?;
+    let (broker, loadgen) = (
+        broker_pid.into_iter().collect::<Vec<_>>(),
+        [std::process::id()],
+    );
+    let (broker_before, loadgen_before) = (threads::snapshot(&broker), threads::snapshot(&loadgen));
+    let start = Instant::now();
+    let first = counts.received();
+    let mut per_second = Vec::new();
+    let mut last = first;
+    let seconds = spec.duration.as_secs().max(1);
+    for s in 1..=seconds {
+        let until = start + Duration::from_secs(s);
+        wait(until.saturating_duration_since(Instant::now()), tasks).await?;
+        let now = counts.received();
+        per_second.push((now - last) as f64);
+        last = now;
     }
     let elapsed = start.elapsed();
-    let deliveries = counts.received.iter().map(|c| c.load(Relaxed)).sum();
+    let broker_cpu = threads::usage(&broker_before, &threads::snapshot(&broker));
+    let loadgen_cpu = threads::usage(&loadgen_before, &threads::snapshot(&loadgen));
+    let deliveries = last - first;
+    if deliveries == 0 {
+        bail!("nothing was delivered in the measured {seconds} s");
+    }
+    let cores = threads::online_cores() as f64;
     Ok(Run {
         deliveries,
         elapsed,
+        steadiness: Steadiness::of(&per_second),
+        per_second,
+        bottleneck: classify(&broker_cpu, &loadgen_cpu, cores),
     })
+}
+
+/// Sleeps for `span` while every connection's task runs; one that ended has failed.
+async fn wait(span: Duration, tasks: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = tokio::time::sleep(span) => Ok(()),
+        // No tasks at all disables this branch (the pattern fails) and the sleep decides.
+        Some(ended) = tasks.join_next() => {
+            ended.context("a connection's task panicked")??;
+            bail!("a connection's task ended in the middle of the run");
+        }
+    }
 }
 
 async fn open(addr: SocketAddr, proto: Proto, id: &str) -> anyhow::Result<TcpStream> {
@@ -221,13 +242,12 @@ impl Frames {
 struct Publisher {
     proto: Proto,
     frames: Frames,
-    publishes: u64,
     window: u64,
     counts: Arc<Counts>,
 }
 
 impl Publisher {
-    /// Writes `publishes` messages in batches while the window is open, and meanwhile reads
+    /// Writes messages in batches while the window is open, and meanwhile reads
     /// its own connection: Redis answers every PUBLISH, NATS may PING, and unread replies
     /// would back up until the broker stops reading the publisher. One task does both with
     /// cancel-safe `read_buf` and `write` (a write that loses the race writes nothing), so a
@@ -243,14 +263,15 @@ impl Publisher {
                 out.clear();
                 at = 0;
                 inbound.take_reply(&mut out);
-                if sent < self.publishes && self.counts.window_open(self.window) {
-                    let n = BATCH.min(self.publishes - sent);
+                let room = self.counts.room(self.window);
+                if room > 0 {
+                    let n = BATCH.min(room);
                     out.extend_from_slice(self.frames.first(n));
                     sent += n;
                     self.counts.sent.fetch_add(n, Relaxed);
                 }
             }
-            let held_back = at == out.len() && sent < self.publishes;
+            let held_back = at == out.len();
             tokio::select! {
                 read = inbound.read_from(&mut rd) => {
                     if !read? {

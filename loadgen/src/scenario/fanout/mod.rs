@@ -1,42 +1,46 @@
-//! Burst fan-out: publishers send a fixed number of messages to subscribers of every channel as
-//! fast as the broker delivers them; the result is deliveries per second. It runs against any
-//! protocol in [`crate::proto`], so the same burst can be timed on hubbub, Redis, NATS and
-//! Mosquitto.
-//!
-//! The publishers are flow-controlled against the slowest subscriber (together at most
-//! `window` messages ahead of it) so that the measurement is of delivery speed, not of how fast
-//! a broker can drop slow consumers (or, for Mosquitto, silently drop their messages).
+//! Fan-out at steady state: publishers send to subscribers of every channel as fast as the
+//! broker delivers (at most `--window` messages ahead of the slowest subscriber, so the figure
+//! is of delivery speed, not of how fast a broker drops slow consumers), through a warm-up that
+//! is not counted and then a measured window counted second by second. Each run says whether
+//! it was steady and what set its rate (the broker, loadgen, the window or the machine). It runs
+//! against any protocol in [`crate::proto`], so the same run can be timed on hubbub, Redis,
+//! NATS and Mosquitto.
 //!
 //! `--subscribers 1,10,100` sweeps the fan-out: `--repeat` runs at each count, in the order
-//! given. `--deliveries N` sizes each count's bursts to about N deliveries, so that every run
-//! does a comparable amount of work however many subscribers share each message; `--out DIR`
-//! writes every run to `fanout.csv`, the medians to `summary.md` and both to `fanout.png`.
+//! given; the report has every run in `fanout.csv`, the medians with their spread in
+//! `summary.md`, and both in `fanout.png`.
 
 mod burst;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 pub use self::burst::measure;
-use crate::model::fanout::{medians, publishes_per_publisher, RunRow, Spec};
+use crate::model::fanout::{medians, RunRow, Spec};
 use crate::model::median;
 use crate::model::units::{grouped, plural};
+use crate::os::read_limits;
 use crate::proto::Proto;
 use crate::report;
-use crate::report::fanout::{medians_text, write_report};
+use crate::report::fanout::{medians_text, write_report, FanoutSummary};
 use crate::rig::broker::UnderTest;
-use crate::rig::options::at_least_one_usize;
-use crate::rig::progress::say;
+use crate::rig::options::{at_least_one_usize, positive_duration};
+use crate::rig::progress::{say, Out};
+use crate::rig::provenance;
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
     /// Broker to measure (HOST:PORT); without it loadgen starts its own (hubbub) on a free port.
     #[arg(long)]
     pub target: Option<SocketAddr>,
+    /// Process id of the --target broker, timed to say what set each rate.
+    #[arg(long, requires = "target")]
+    pub broker_pid: Option<u32>,
     /// The protocol the target speaks (`scripts/peers.sh start` runs the others on loopback).
     #[arg(long, value_enum, default_value_t = Proto::Hubbub)]
     pub proto: Proto,
@@ -50,14 +54,13 @@ pub struct Opts {
     /// Channels.
     #[arg(long, default_value_t = 1, value_parser = at_least_one_usize())]
     pub channels: usize,
-    /// Messages each publisher sends per run.
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub publishes: u64,
-    /// Deliveries per run instead of --publishes: each publisher sends
-    /// max(1, N / (publishers × subscribers)), so runs at every subscriber count do about as
-    /// much work.
-    #[arg(long, conflicts_with = "publishes", value_parser = clap::value_parser!(u64).range(1..))]
-    pub deliveries: Option<u64>,
+    /// Time from the start of publishing that is not counted: connections warm up, buffers
+    /// fill, the rate settles.
+    #[arg(long, default_value = "2s", value_parser = positive_duration)]
+    pub warmup: Duration,
+    /// The measured window after the warm-up, counted second by second.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub duration: Duration,
     /// Payload bytes per message (hubbub carries them as a JSON string, two quotes more).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
@@ -80,14 +83,10 @@ impl Opts {
             publishers: self.publishers,
             subscribers,
             channels: self.channels,
-            publishes: publishes_per_publisher(
-                self.deliveries,
-                self.publishes,
-                self.publishers,
-                subscribers,
-            ),
             size: self.size,
             window: self.window,
+            warmup: self.warmup,
+            duration: self.duration,
         }
     }
 }
@@ -106,29 +105,38 @@ fn check_counts(counts: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<()> {
+pub async fn run(opts: Opts, interrupt: &CancellationToken, out: Out) -> anyhow::Result<()> {
     check_counts(&opts.subscribers)?;
-    let out = opts
+    let dir = opts
         .out
         .clone()
         .unwrap_or_else(|| report::default_out("fanout"));
-    report::create_dir(&out)?;
+    report::create_dir(&dir)?;
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let targets: Vec<SocketAddr> = opts.target.into_iter().collect();
-    let broker = UnderTest::resolve(&targets, &[], opts.proto, &[])?;
+    let pids: Vec<u32> = opts.broker_pid.into_iter().collect();
+    let broker = UnderTest::resolve(&targets, &pids, opts.proto, &[])?;
     let setup = setup_text(&opts, &broker.describe());
+    let named = [(opts.proto.to_string(), opts.proto, broker.addrs[0])];
+    let limits = read_limits(broker.pids.first().copied(), 1);
+    let provenance = provenance::gather(&named, &limits).await;
     let mut rows = Vec::new();
-    let swept = sweep(&opts, &broker, &mut rows, interrupt).await;
+    let swept = sweep(&opts, &broker, &mut rows, interrupt, out).await;
     if swept.is_ok() && opts.subscribers.len() > 1 {
-        print!("{}", medians_text(&medians(&rows)));
+        out.line(&medians_text(&medians(&rows)));
     }
     // A sweep that failed part-way still reports the runs it finished.
     let written = match rows.is_empty() {
-        false => write_report(&out, &setup, &rows).map(|()| {
-            say(&format!("report written to {}", out.display()));
+        false => write_report(&dir, &setup, &rows, &provenance).map(|()| {
+            say(&format!("report written to {}", dir.display()));
         }),
         true => Ok(()),
     };
+    out.summary(&FanoutSummary {
+        setup: &setup,
+        runs: &rows,
+        provenance: &provenance,
+    })?;
     broker.stop().await?;
     swept?;
     Ok(written?)
@@ -141,16 +149,23 @@ async fn sweep(
     broker: &UnderTest,
     rows: &mut Vec<RunRow>,
     interrupt: &CancellationToken,
+    out: Out,
 ) -> anyhow::Result<()> {
-    let addr = broker.addrs[0];
+    let (addr, pid) = (broker.addrs[0], broker.pids.first().copied());
     let broker = broker.describe();
     for &subscribers in &opts.subscribers {
         let spec = opts.spec(subscribers);
-        println!(
-            "fan-out: {} publisher(s) × {} publishes of {} B on {} channel(s) to {} subscribers, \
-             {broker}",
-            spec.publishers, spec.publishes, spec.size, spec.channels, spec.subscribers,
-        );
+        out.line(&format!(
+            "fan-out: {} publisher(s) of {} B messages on {} channel(s) to {} subscribers, window \
+             {}, {} warm-up then {} measured; {broker}",
+            spec.publishers,
+            spec.size,
+            spec.channels,
+            spec.subscribers,
+            grouped(spec.window),
+            humantime::format_duration(spec.warmup),
+            humantime::format_duration(spec.duration),
+        ));
         let mut rates = Vec::new();
         for i in 0..opts.repeat {
             if interrupt.is_cancelled() {
@@ -158,21 +173,29 @@ async fn sweep(
                 return Ok(());
             }
             let tag = format!("{}-{subscribers}-{i}", std::process::id());
-            let r = measure(addr, opts.proto, &spec, &tag)
+            let r = measure(addr, pid, opts.proto, &spec, &tag)
                 .await
                 .with_context(|| format!("{subscribers} subscribers, run {}", i + 1))?;
-            println!(
-                "run {}: {} deliveries in {:.3} s = {:.0} deliveries/s",
+            out.line(&format!(
+                "run {}: {:.0} deliveries/s over {:.1} s ({}, cv {:.1}%, trend {:+.1}%); {}: {}",
                 i + 1,
-                r.deliveries,
+                r.rate(),
                 r.elapsed.as_secs_f64(),
-                r.per_second()
-            );
-            rates.push(r.per_second());
+                if r.steadiness.steady {
+                    "steady"
+                } else {
+                    "NOT steady"
+                },
+                r.steadiness.cv * 100.0,
+                r.steadiness.trend * 100.0,
+                r.bottleneck.class.name(),
+                r.bottleneck.evidence,
+            ));
+            rates.push(r.rate());
             rows.push(RunRow::new(&spec, i + 1, &r));
         }
         if let Some(m) = median(rates) {
-            println!("median: {m:.0} deliveries/s");
+            out.line(&format!("median: {m:.0} deliveries/s"));
         }
     }
     Ok(())
@@ -181,10 +204,12 @@ async fn sweep(
 /// What was measured, in a line short enough for the chart's subtitle: `broker` is
 /// "hubbub started by loadgen" or "{proto} at {addr}".
 fn setup_text(opts: &Opts, broker: &str) -> String {
-    let work = match opts.deliveries {
-        Some(n) => format!("about {} deliveries per run", grouped(n)),
-        None => format!("{} publishes per publisher per run", opts.publishes),
-    };
+    let work = format!(
+        "window {}, {} warm-up then {} measured",
+        grouped(opts.window),
+        humantime::format_duration(opts.warmup),
+        humantime::format_duration(opts.duration)
+    );
     format!(
         "{}, {}, {} B messages, {work}, {} per subscriber count; {broker}",
         plural(opts.publishers, "publisher"),
@@ -212,11 +237,12 @@ mod tests {
     fn subscriber_lists() {
         let o = fanout_opts(&[]).unwrap();
         assert_eq!(o.subscribers, [100]);
-        assert_eq!(o.spec(100).publishes, 100_000);
-        let o = fanout_opts(&["--subscribers", "1,10,100", "--deliveries", "1000"]).unwrap();
+        assert_eq!(o.spec(100).duration, Duration::from_secs(10));
+        assert_eq!(o.spec(100).warmup, Duration::from_secs(2));
+        let o = fanout_opts(&["--subscribers", "1,10,100", "--duration", "3s"]).unwrap();
         assert_eq!(o.subscribers, [1, 10, 100]);
-        assert_eq!(o.spec(10).publishes, 100);
-        assert!(fanout_opts(&["--deliveries", "10", "--publishes", "10"]).is_err());
+        assert_eq!(o.spec(10).duration, Duration::from_secs(3));
+        assert!(fanout_opts(&["--duration", "0s"]).is_err());
         assert!(check_counts(&[1, 10]).is_ok());
         assert!(check_counts(&[]).is_err());
         assert!(check_counts(&[1, 0]).is_err());

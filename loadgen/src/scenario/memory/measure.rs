@@ -122,6 +122,7 @@ pub(super) async fn measure_each(
         median_kernel_slab_per_conn: median(runs.iter().filter_map(|r| r.kernel_slab_per_conn)),
         runs,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        provenance: None,
     })
 }
 

@@ -32,11 +32,13 @@ pub use self::measure::measure_broker;
 use self::measure::{check_sizes, measure_each, Progress};
 use crate::model::units::to_mib;
 use crate::model::Outcome;
+use crate::os::read_limits;
 use crate::proto::Proto;
 use crate::report;
 use crate::rig::broker::UnderTest;
 use crate::rig::options::at_least_one_usize;
-use crate::rig::progress::say;
+use crate::rig::progress::{say, Out};
+use crate::rig::provenance;
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
@@ -64,13 +66,13 @@ pub struct Opts {
     pub out: Option<PathBuf>,
 }
 
-pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Outcome> {
+pub async fn run(opts: Opts, interrupt: &CancellationToken, out: Out) -> anyhow::Result<Outcome> {
     check_sizes(opts.clients, opts.channels, opts.repeat)?;
-    let out = opts
+    let dir = opts
         .out
         .clone()
         .unwrap_or_else(|| report::default_out("memory"));
-    report::create_dir(&out)?;
+    report::create_dir(&dir)?;
     let targets: Vec<SocketAddr> = opts.target.into_iter().collect();
     let pids: Vec<u32> = opts.broker_pid.into_iter().collect();
     let broker = UnderTest::resolve(&targets, &pids, opts.proto, &[])?;
@@ -80,15 +82,15 @@ pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Ou
         opts.clients,
         opts.channels,
         broker.describe(),
-        out.display()
+        dir.display()
     ));
     let print = |progress: Progress<'_>| match progress {
         Progress::Baseline(baseline) => {
-            println!(
+            out.line(&format!(
                 "broker RSS with no clients: {:.1} MiB",
                 to_mib(baseline.rss)
-            );
-            println!(
+            ));
+            out.line(&format!(
                 "{:>3} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>8}",
                 "run",
                 "RSS idle",
@@ -98,11 +100,11 @@ pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Ou
                 "TCP buf/conn",
                 "slab/conn",
                 "settle"
-            );
+            ));
         }
         Progress::Run(run) => {
             let bytes = |b: Option<f64>| b.map_or("-".into(), |b| format!("{b:.0} B"));
-            println!(
+            out.line(&format!(
                 "{:>3} {:>8.1} MiB {:>8.1} MiB {:>8.0} B {:>8.0} B {:>12} {:>12} {:>6.1} s",
                 run.run,
                 to_mib(run.rss_idle),
@@ -112,9 +114,11 @@ pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Ou
                 bytes(run.kernel_tcp_per_conn),
                 bytes(run.kernel_slab_per_conn),
                 run.settle_s,
-            );
+            ));
         }
     };
+    let named = [(opts.proto.to_string(), opts.proto, addr)];
+    let provenance = provenance::gather(&named, &read_limits(Some(pid), 1)).await;
     let measured = measure_each(
         addr,
         pid,
@@ -127,19 +131,21 @@ pub async fn run(opts: Opts, interrupt: &CancellationToken) -> anyhow::Result<Ou
     broker.stop().await?;
     let mut summary = measured?;
     summary.embedded = targets.is_empty();
+    summary.provenance = Some(provenance);
     let bytes = |b: Option<f64>| b.map_or("unreadable".into(), |b| format!("{b:.0} B"));
-    println!(
+    out.line(&format!(
         "median: broker {:.0} B RSS per connection ({:.0} B anonymous); \
          kernel, both ends, machine-wide: {} TCP buffers, {} slab per connection",
         summary.median_rss_per_conn,
         summary.median_anon_per_conn,
         bytes(summary.median_kernel_tcp_per_conn),
         bytes(summary.median_kernel_slab_per_conn),
-    );
+    ));
     if !summary.runs.is_empty() {
-        report::memory::write_report(&out, &summary)?;
-        say(&format!("report written to {}", out.display()));
+        report::memory::write_report(&dir, &summary)?;
+        say(&format!("report written to {}", dir.display()));
     }
+    out.summary(&summary)?;
     Ok(match interrupt.is_cancelled() {
         true => Outcome::Interrupted,
         false => Outcome::Passed,

@@ -1,0 +1,183 @@
+//! The comparison's files: `comparison.md` (the targets judged, then per scenario what ran
+//! and its table), `comparison.csv`, `comparison.json` and the charts. What each scenario did
+//! is worded here, where the options are known.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::setup::{goals, Collected, Opts, Scenario, LATENCY_SHAPES};
+use crate::model::compare::judge;
+use crate::model::units::grouped;
+use crate::report::compare::{scenario_table, verdict_line};
+use crate::report::files::{write_json, write_text};
+use crate::report::plots::compare as plots;
+
+/// The whole comparison in markdown: the goals judged, then per scenario what ran and its
+/// table.
+pub(super) fn markdown(opts: &Opts, scenarios: &[Scenario], got: &Collected) -> String {
+    let mut md = String::from("# hubbub compared with Redis, NATS and Mosquitto\n\n");
+    let _ = writeln!(
+        md,
+        "Measured by `{}`. Ratios are hubbub ÷ the broker in that row, the medians', with a 95% \
+         bootstrap interval; an interval that holds 1.0 is no measurable difference. For latency \
+         and memory lower is better, so a ratio under 1 favours hubbub. What set each figure, \
+         from every broker and loadgen thread's CPU over the counted window: broker-bound (the \
+         broker's threads saturated), client-bound (loadgen saturated: a lower bound for the \
+         broker), window-bound (neither: the in-flight window and the latency set the rate), \
+         machine-bound (the cores together). Steady: the per-second rates varied by at most \
+         10% and drifted by at most 10% over the window.\n",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    let verdicts: Vec<String> = goals(&opts.windows)
+        .iter()
+        .filter_map(|g| judge(&got.measurements, g))
+        .map(|v| format!("- {}", verdict_line(&v)))
+        .collect();
+    if !verdicts.is_empty() {
+        let _ = writeln!(md, "## Targets\n\n{}\n", verdicts.join("\n"));
+    }
+    for s in scenarios {
+        for name in s.reported_as(&opts.windows) {
+            let _ = writeln!(md, "## {name}\n\n{}\n", describe(opts, *s, &name));
+            md.push_str(&scenario_table(&got.measurements, &name));
+            md.push('\n');
+        }
+    }
+    md
+}
+
+/// What a scenario did, in a sentence, with its sizes.
+fn describe(opts: &Opts, s: Scenario, name: &str) -> String {
+    let runs = format!(
+        "{} warm-up then {} counted, second by second; {} runs per broker, interleaved",
+        humantime::format_duration(opts.warmup),
+        humantime::format_duration(opts.duration),
+        opts.repeat
+    );
+    if let Some((p, sub, c, size)) = s.fanout_shape() {
+        let window = name.rsplit("-w").next().unwrap_or_default();
+        return format!(
+            "Fan-out at steady state: {p} publisher(s) on {c} channel(s), {sub} subscribers each \
+             subscribed to every channel, {size}-byte messages, the publishers at most {window} \
+             messages ahead of the slowest subscriber; {runs}. Chart: `fanout.png`."
+        );
+    }
+    match s {
+        Scenario::Latency => {
+            let l = LATENCY_SHAPES
+                .iter()
+                .find(|l| l.name == name)
+                .expect("a latency shape");
+            format!(
+                "`loadgen latency`: {} publisher(s), {} subscribers of one channel, 64-byte \
+                 messages at {} msg/s, latency from each message's intended send time; {runs}. \
+                 Chart: `{name}.png` (each broker's median run).",
+                l.publishers,
+                l.subscribers,
+                grouped(l.rate as u64)
+            )
+        }
+        Scenario::Memory => format!(
+            "`loadgen memory`: {} idle connections, {}; growth of the broker's resident memory \
+             over its idle baseline, per connection; {} runs per broker. Chart: `memory.png`.",
+            grouped(opts.memory_clients as u64),
+            match name {
+                "memory-own-channel" => "each subscribed to a channel of its own",
+                _ => "each subscribed to one of 100 channels",
+            },
+            opts.repeat
+        ),
+        Scenario::Sustainable => format!(
+            "`loadgen throughput`: 1 publisher, 100 subscribers of one channel (in two worker \
+             processes), 64-byte messages; the offered rate doubles from 1,000 msg/s until a \
+             rate is not delivered in full within the 50 ms p99 objective, then 3 bisections; \
+             each rate 1 s warm-up then {} counted. The highest rate sustained, once per broker; \
+             what set it is that stage's. Every stage: `detail/`.",
+            humantime::format_duration(opts.search_hold)
+        ),
+        _ => format!(
+            "`loadgen ramp --max-clients {} --step {} --hold 3s`: subscribers added step by \
+             step, 2,000 msg/s over 1,000 channels at each step, until a step fails. Chart: \
+             `ramp.png`; every broker's own report is in `detail/`.",
+            grouped(opts.ramp_max),
+            grouped(opts.ramp_max / 5)
+        ),
+    }
+}
+
+/// `comparison.json`: where the figures came from, and every measurement.
+#[derive(serde::Serialize)]
+pub(super) struct Comparison<'a> {
+    provenance: &'a crate::model::provenance::Provenance,
+    measurements: &'a [crate::model::compare::Measurement],
+}
+
+impl<'a> Comparison<'a> {
+    pub(super) fn of(got: &'a Collected) -> Self {
+        Comparison {
+            provenance: &got.provenance,
+            measurements: &got.measurements,
+        }
+    }
+}
+
+pub(super) fn write_report(
+    out: &Path,
+    opts: &Opts,
+    scenarios: &[Scenario],
+    got: &Collected,
+) -> anyhow::Result<()> {
+    crate::report::compare::write_csv(&out.join("comparison.csv"), &got.measurements)?;
+    write_json(&out.join("comparison.json"), &Comparison::of(got))?;
+    write_text(&out.join("comparison.md"), &markdown(opts, scenarios, got))?;
+    let fanouts: Vec<String> = scenarios
+        .iter()
+        .filter(|s| s.fanout_shape().is_some())
+        .flat_map(|s| s.reported_as(&opts.windows))
+        .collect();
+    let runs = format!(
+        "{} warm-up + {} counted; {} runs per broker, interleaved; on loopback, brokers and \
+         loadgen sharing the machine",
+        humantime::format_duration(opts.warmup),
+        humantime::format_duration(opts.duration),
+        opts.repeat
+    );
+    let fan_setup = format!(
+        "fan-out at steady state, -wN: the publishers at most N messages ahead of the slowest \
+         subscriber; {runs}"
+    );
+    plots::fanout(
+        &out.join("fanout.png"),
+        &got.measurements,
+        &fanouts,
+        &fan_setup,
+    )?;
+    let mem_setup = format!(
+        "{} idle connections over 100 shared channels, and each on a channel of its own; \
+         growth of the broker's resident memory over its idle baseline, per connection",
+        grouped(opts.memory_clients as u64)
+    );
+    plots::memory(&out.join("memory.png"), &got.measurements, &mem_setup)?;
+    for l in LATENCY_SHAPES {
+        let setup = format!(
+            "{} publisher(s), {} subscribers of one channel, 64 B messages at {} msg/s; {runs}",
+            l.publishers,
+            l.subscribers,
+            grouped(l.rate as u64)
+        );
+        let path = out.join(format!("{}.png", l.name));
+        plots::spectra(&path, l.name, &got.spectra, got.slo_p99_us, &setup)?;
+    }
+    let ramp_setup = format!(
+        "up to {} subscribers in steps of {} over 1,000 channels, 2,000 msg/s for 3s per step",
+        grouped(opts.ramp_max),
+        grouped(opts.ramp_max / 5)
+    );
+    plots::ramps(
+        &out.join("ramp.png"),
+        &got.ramps,
+        got.slo_p99_us,
+        &ramp_setup,
+    )?;
+    Ok(())
+}
