@@ -8,6 +8,9 @@ use super::limit::Limits;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
+    /// When the run started, UTC (RFC 3339).
+    #[serde(default)]
+    pub measured_at: String,
     /// The git commit loadgen was built from, and whether the tree held uncommitted changes
     /// when it ran; `None` where the source tree is not a git checkout (an installed binary).
     pub git_commit: Option<String>,
@@ -21,6 +24,25 @@ pub struct Provenance {
     pub cores: usize,
     pub limits: Limits,
     pub command: String,
+}
+
+impl Provenance {
+    /// One line saying when, from which commit and on what a run was measured.
+    pub fn line(&self) -> String {
+        let commit = match (&self.git_commit, self.git_dirty) {
+            (Some(c), Some(true)) => format!("commit {} with uncommitted changes", short(c)),
+            (Some(c), _) => format!("commit {}", short(c)),
+            (None, _) => format!("loadgen {}", self.loadgen_version),
+        };
+        format!(
+            "{}, {commit}, {} ({} cores), {}",
+            self.measured_at, self.cpu_model, self.cores, self.kernel
+        )
+    }
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -71,14 +71,14 @@ pub fn write_report(
         provenance,
     };
     write_json(&dir.join("summary.json"), &summary)?;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let md = summary_markdown(setup, &medians(rows), &command);
+    let md = summary_markdown(setup, &medians(rows), provenance);
     write_text(&dir.join("summary.md"), &md)?;
     plot_fanout_sweep(&dir.join("fanout.png"), rows, setup)
 }
 
-/// `summary.md`: the medians at each subscriber count and the command that measured them.
-pub fn summary_markdown(setup: &str, medians: &[CountMedian], command: &str) -> String {
+/// `summary.md`: the medians at each subscriber count, the command that measured them, and
+/// when and on what.
+pub fn summary_markdown(setup: &str, medians: &[CountMedian], provenance: &Provenance) -> String {
     let mut md = format!(
         "# loadgen fanout: throughput as fan-out grows\n\n{setup}.\n\n\
          | subscribers | runs | median deliveries/s | min–max | messages published/s \
@@ -109,7 +109,11 @@ pub fn summary_markdown(setup: &str, medians: &[CountMedian], command: &str) -> 
            (neither: the in-flight window and the latency), machine-bound (the cores together). \
            The median is the middle run (the upper middle of an even count). Every run, with \
            its CPU figures: `fanout.csv`; chart: `fanout.png`.\n";
-    md += &format!("\n## Command\n\n```\n{command}\n```\n");
+    md += &format!(
+        "\n## Command\n\n```\n{}\n```\n\nMeasured on {}.\n",
+        provenance.command,
+        provenance.line()
+    );
     md
 }
 
@@ -129,7 +133,14 @@ mod tests {
     #[test]
     fn summary_has_a_row_per_count_and_the_command() {
         let rows = [row(1, 1, 2_500_000.0), row(1000, 1, 4_000_000.0)];
-        let md = summary_markdown("1 publisher", &medians(&rows), "loadgen fanout --x");
+        let md = summary_markdown(
+            "1 publisher",
+            &medians(&rows),
+            &Provenance {
+                command: "loadgen fanout --x".into(),
+                ..Provenance::default()
+            },
+        );
         assert!(
             md.contains(
                 "| 1 | 1 | 2,500,000 | 2,500,000–2,500,000 | 2,500,000 | 1 of 1 | window-bound |"

@@ -114,6 +114,9 @@ pub fn summary_markdown(s: &Summary) -> String {
     if !s.command_line.is_empty() {
         let _ = writeln!(md, "\n## Command\n\n```\n{}\n```", s.command_line);
     }
+    if let Some(p) = &s.provenance {
+        let _ = writeln!(md, "\nMeasured on {}.", p.line());
+    }
     md
 }
 

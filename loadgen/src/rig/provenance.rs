@@ -27,6 +27,7 @@ pub async fn gather(brokers: &[(String, Proto, SocketAddr)], limits: &Limits) ->
     }
     let (git_commit, git_dirty) = git(Path::new(SOURCE));
     Provenance {
+        measured_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         git_commit,
         git_dirty,
         loadgen_version: env!("CARGO_PKG_VERSION").into(),

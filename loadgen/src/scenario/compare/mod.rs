@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 use self::setup::Collected;
 pub use self::setup::{goals, Broker, Opts, Running, Scenario};
 use self::written::write_report;
-use crate::model::compare::Measurement;
 use crate::model::Outcome;
 use crate::os::listener;
 use crate::os::read_limits;
@@ -120,22 +119,20 @@ pub async fn run(
         return Ok(Outcome::Interrupted);
     }
     match &opts.check {
-        Some(path) => check_baseline(path, opts.write_baseline, &got.measurements, out_to),
+        Some(path) => check_baseline(path, opts.write_baseline, &got, out_to),
         None => Ok(Outcome::Passed),
     }
 }
 
 /// Checks the run against the baseline at `path` (or, with `write`, refreshes it); a ratio
 /// fallen past its tolerance misses the objective (exit status 3).
-fn check_baseline(
-    path: &Path,
-    write: bool,
-    all: &[Measurement],
-    out: Out,
-) -> anyhow::Result<Outcome> {
+fn check_baseline(path: &Path, write: bool, got: &Collected, out: Out) -> anyhow::Result<Outcome> {
+    let all = &got.measurements;
     let current = baseline::read(path)?;
     if write {
-        baseline::write(path, &baseline::refreshed(&current, all)?)?;
+        let mut next = baseline::refreshed(&current, all)?;
+        next.measured_by = format!("`{}` on {}", got.provenance.command, got.provenance.line());
+        baseline::write(path, &next)?;
         say(&format!("baseline written to {}", path.display()));
         return Ok(Outcome::Passed);
     }

@@ -66,7 +66,7 @@ pub struct Opts {
     /// Where to write the comparison (default: reports/runs/<timestamp>-compare/).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Fail (exit status 1) when a ratio in this baseline file has fallen past its tolerance
+    /// Fail (exit status 3) when a ratio in this baseline file has fallen past its tolerance
     /// (CI's regression check: benches/baseline.json).
     #[arg(long)]
     pub check: Option<PathBuf>,

@@ -25,8 +25,15 @@ pub(super) fn markdown(opts: &Opts, scenarios: &[Scenario], got: &Collected) -> 
          broker's threads saturated), client-bound (loadgen saturated: a lower bound for the \
          broker), window-bound (neither: the in-flight window and the latency set the rate), \
          machine-bound (the cores together). Steady: the per-second rates varied by at most \
-         10% and drifted by at most 10% over the window.\n",
-        std::env::args().collect::<Vec<_>>().join(" ")
+         10% and drifted by at most 10% over the window.\n\nMeasured on {}; versions: {}.\n",
+        std::env::args().collect::<Vec<_>>().join(" "),
+        got.provenance.line(),
+        got.provenance
+            .brokers
+            .iter()
+            .map(|b| format!("{} {}", b.broker, b.version.as_deref().unwrap_or("unknown")))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let verdicts: Vec<String> = goals(&opts.windows)
         .iter()
