@@ -4,8 +4,9 @@
 //! every thread of the broker and of loadgen during the measured window says which: a side is
 //! saturated when one of its threads was busy all the time (a serial bottleneck) or when it
 //! used (nearly) all the CPU it may; the machine is saturated when the two together used
-//! (nearly) all its cores. When nothing was saturated, the rate was set by how much was in
-//! flight and how long each delivery took (Little's law: rate = window ÷ latency).
+//! (nearly) all its cores. When nothing was saturated, a closed-loop rate was set by how much
+//! was in flight and how long each delivery took (Little's law: rate = window ÷ latency), and
+//! an open-loop one by what was offered.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,9 +56,12 @@ pub enum Class {
     BrokerBound,
     /// loadgen was saturated: the figure is a lower bound for the broker.
     ClientBound,
-    /// Neither side nor the machine was saturated: the window in flight and the latency set
-    /// the rate.
+    /// Neither side nor the machine was saturated, with publishers held to an in-flight
+    /// window: the window and the latency set the rate.
     WindowBound,
+    /// Neither side nor the machine was saturated, with publishers at a fixed offered rate:
+    /// the rate is the one offered, and the latency is the broker's at that load.
+    RateBound,
     /// The cores together were saturated (or both sides were): the figure is the machine's.
     MachineBound,
 }
@@ -68,6 +72,7 @@ impl Class {
             Class::BrokerBound => "broker-bound",
             Class::ClientBound => "client-bound",
             Class::WindowBound => "window-bound",
+            Class::RateBound => "rate-bound",
             Class::MachineBound => "machine-bound",
         }
     }
@@ -80,6 +85,7 @@ impl Class {
             Class::WindowBound => {
                 "set by the in-flight window and the latency, not by either side's CPU"
             }
+            Class::RateBound => "the offered rate, with CPU to spare on both sides",
             Class::MachineBound => "the machine's: broker and loadgen together used its cores",
         }
     }
@@ -96,9 +102,18 @@ pub struct Bottleneck {
     pub cores: f64,
 }
 
+/// How the publishers were paced, which decides what set a figure when nothing was saturated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// At most a window of messages ahead of the slowest subscriber (closed loop).
+    Window,
+    /// At a fixed rate whatever the deliveries (open loop).
+    Offered,
+}
+
 /// Decides what set a figure measured while `broker` and `loadgen` used what they did, on a
-/// machine of `cores` cores.
-pub fn classify(broker: &Usage, loadgen: &Usage, cores: f64) -> Bottleneck {
+/// machine of `cores` cores, with publishers paced by `pacing`.
+pub fn classify(broker: &Usage, loadgen: &Usage, cores: f64, pacing: Pacing) -> Bottleneck {
     let together = broker.total_pct + loadgen.total_pct;
     let machine = together >= SATURATED * 100.0 * cores;
     let class = match (broker.saturated(), loadgen.saturated()) {
@@ -106,7 +121,10 @@ pub fn classify(broker: &Usage, loadgen: &Usage, cores: f64) -> Bottleneck {
         (true, true) => Class::MachineBound,
         (true, false) => Class::BrokerBound,
         (false, true) => Class::ClientBound,
-        (false, false) => Class::WindowBound,
+        (false, false) => match pacing {
+            Pacing::Window => Class::WindowBound,
+            Pacing::Offered => Class::RateBound,
+        },
     };
     let evidence = format!(
         "{}; {}; together {:.0}% of {:.0}%",
@@ -141,27 +159,64 @@ mod tests {
     #[test]
     fn every_class_from_made_up_samples() {
         // Redis-like: one thread pinned at 97%, loadgen half a core, on 2 cores.
-        let b = classify(&usage(97.0, 97.0, 2.0), &usage(55.0, 55.0, 2.0), 2.0);
+        let b = classify(
+            &usage(97.0, 97.0, 2.0),
+            &usage(55.0, 55.0, 2.0),
+            2.0,
+            Pacing::Window,
+        );
         assert_eq!(b.class, Class::BrokerBound, "{}", b.evidence);
         // loadgen held to a fifth of a core and using all of it.
-        let b = classify(&usage(40.0, 25.0, 2.0), &usage(19.0, 19.0, 0.2), 2.0);
+        let b = classify(
+            &usage(40.0, 25.0, 2.0),
+            &usage(19.0, 19.0, 0.2),
+            2.0,
+            Pacing::Window,
+        );
         assert_eq!(b.class, Class::ClientBound, "{}", b.evidence);
         // loadgen's one thread busy all the time, with cores to spare.
-        let b = classify(&usage(60.0, 35.0, 2.0), &usage(95.0, 94.0, 2.0), 2.0);
+        let b = classify(
+            &usage(60.0, 35.0, 2.0),
+            &usage(95.0, 94.0, 2.0),
+            2.0,
+            Pacing::Window,
+        );
         assert_eq!(b.class, Class::ClientBound);
         // The independent client's 1→100 run: broker 88%, client 57%, nothing saturated.
-        let b = classify(&usage(88.0, 50.0, 2.0), &usage(57.0, 57.0, 2.0), 2.0);
+        let b = classify(
+            &usage(88.0, 50.0, 2.0),
+            &usage(57.0, 57.0, 2.0),
+            2.0,
+            Pacing::Window,
+        );
         assert_eq!(b.class, Class::WindowBound);
+        let open = classify(
+            &usage(88.0, 50.0, 2.0),
+            &usage(57.0, 57.0, 2.0),
+            2.0,
+            Pacing::Offered,
+        );
+        assert_eq!(open.class, Class::RateBound);
         assert_eq!(
             b.evidence,
             "broker 88% of 200% (busiest thread t at 50%); loadgen 57% of 200% (busiest \
              thread t at 57%); together 145% of 200%"
         );
         // Both sides spread over both cores, nearly all of them in use.
-        let b = classify(&usage(110.0, 60.0, 2.0), &usage(75.0, 40.0, 2.0), 2.0);
+        let b = classify(
+            &usage(110.0, 60.0, 2.0),
+            &usage(75.0, 40.0, 2.0),
+            2.0,
+            Pacing::Window,
+        );
         assert_eq!(b.class, Class::MachineBound);
         // Both saturated within their own limits, the machine not.
-        let b = classify(&usage(95.0, 95.0, 1.0), &usage(20.0, 20.0, 0.2), 4.0);
+        let b = classify(
+            &usage(95.0, 95.0, 1.0),
+            &usage(20.0, 20.0, 0.2),
+            4.0,
+            Pacing::Window,
+        );
         assert_eq!(b.class, Class::MachineBound);
     }
 

@@ -214,7 +214,7 @@ pub fn costly_drivers(all: &[Measurement], scenario: &str) -> Vec<(String, f64)>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::bottleneck::{classify, Usage};
+    use crate::model::bottleneck::{classify, Pacing, Usage};
 
     fn m(broker: &str, metric: &str, higher: bool, runs: &[f64]) -> Measurement {
         let mut m = Measurement::new("s", broker, metric, "u", higher);
@@ -271,7 +271,7 @@ mod tests {
             available_cores: 2.0,
         };
         let judged = |broker: f64, cost: f64, steady: bool| Judged {
-            bottleneck: classify(&cpu(broker), &cpu(40.0), 2.0),
+            bottleneck: classify(&cpu(broker), &cpu(40.0), 2.0, Pacing::Window),
             steady,
             loadgen_us_per_delivery: cost,
         };

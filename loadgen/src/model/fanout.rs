@@ -164,7 +164,7 @@ pub(crate) fn example_row(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::bottleneck::{classify, Usage};
+    use crate::model::bottleneck::{classify, Pacing, Usage};
 
     fn row(subscribers: usize, run: usize, deliveries_per_sec: f64) -> RunRow {
         example_row(
@@ -221,7 +221,7 @@ mod tests {
             elapsed: Duration::from_millis(3_000),
             per_second: vec![3_333.0; 3],
             steadiness: Steadiness::of(&[3_333.0; 3]),
-            bottleneck: classify(&cpu(60.0), &cpu(30.0), 2.0),
+            bottleneck: classify(&cpu(60.0), &cpu(30.0), 2.0, Pacing::Window),
         };
         let row = RunRow::new(&spec, 2, &r);
         assert_eq!((row.subscribers, row.run), (10, 2));

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use super::control::{FromWorker, ToWorker};
 use super::publish::Schedule;
 use super::{stamp, Interrupted, Rig};
-use crate::model::bottleneck::classify;
+use crate::model::bottleneck::{classify, Pacing};
 use crate::model::histogram::{new_histogram, percentiles};
 use crate::model::stats::Steadiness;
 use crate::model::{ErrorCounts, StepResult};
@@ -104,6 +104,7 @@ impl Rig {
             &broker_cpu,
             &loadgen_cpu,
             self.limits.cores as f64,
+            Pacing::Offered,
         ));
         result.broker_alive = self.brokers.pids.iter().all(|&p| running(p));
         result.broker_accept_errors = after.accept_errors.saturating_sub(before.accept_errors);

@@ -192,7 +192,7 @@ fn bars(
                     .iter()
                     .map(|&v| Circle::new((mid, v), 3, BLACK.mix(0.6).filled())),
             )?;
-            // B broker-bound, C client-bound, W window-bound, M machine-bound.
+            // B broker-bound, C client-bound, W window-bound, R rate-bound, M machine-bound.
             let class = m
                 .usual_class()
                 .map(|(c, _)| format!(" {}", &c.name()[..1].to_uppercase()))

@@ -23,8 +23,9 @@ pub(super) fn markdown(opts: &Opts, scenarios: &[Scenario], got: &Collected) -> 
          and memory lower is better, so a ratio under 1 favours hubbub. What set each figure, \
          from every broker and loadgen thread's CPU over the counted window: broker-bound (the \
          broker's threads saturated), client-bound (loadgen saturated: a lower bound for the \
-         broker), window-bound (neither: the in-flight window and the latency set the rate), \
-         machine-bound (the cores together). Steady: the per-second rates varied by at most \
+         broker), window-bound (neither, with publishers held to an in-flight window: the \
+         window and the latency set the rate), rate-bound (neither, at a fixed offered rate: \
+         the latency is the broker's at that load), machine-bound (the cores together). Steady: the per-second rates varied by at most \
          10% and drifted by at most 10% over the window.\n\nMeasured on {}; versions: {}.\n",
         std::env::args().collect::<Vec<_>>().join(" "),
         got.provenance.line(),

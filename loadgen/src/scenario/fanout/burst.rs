@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::model::bottleneck::classify;
+use crate::model::bottleneck::{classify, Pacing};
 use crate::model::fanout::{Run, Spec};
 use crate::model::stats::Steadiness;
 use crate::os::threads;
@@ -160,7 +160,7 @@ async fn run(
         elapsed,
         steadiness: Steadiness::of(&per_second),
         per_second,
-        bottleneck: classify(&broker_cpu, &loadgen_cpu, cores),
+        bottleneck: classify(&broker_cpu, &loadgen_cpu, cores, Pacing::Window),
     })
 }
 
