@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Regenerates every measured figure in reports/README.md, each into its folder under reports/.
 #
-#   scripts/report.sh                  all sections, in this order (about 40 minutes)
+#   scripts/report.sh                  all sections, in this order (about two hours)
 #   scripts/report.sh SECTION…         some: one-broker hub memory fanout slow compare limits
 #
 # one-broker  loadgen ramp to 50,000 against one broker             reports/ramp-one-broker/
 # hub         the same through a hub of 4 leaves, and 100,000 with 6 reports/ramp-hub-50000/, ramp-hub-100000/
-# memory      memory per idle subscribed connection                  reports/memory/
-# fanout      burst deliveries per second as subscribers grow        reports/fanout-sweep/
+# memory      memory per idle subscribed connection, 100 shared channels and one each  reports/memory-shared/, memory-own-channel/
+# fanout      steady-state deliveries per second as subscribers grow reports/fanout-sweep/
 # slow        a healthy audience's latency with 0 and 10 stalled subscribers  reports/slow-consumer-{0,10}/
-# compare     hubbub, Redis, NATS, Mosquitto side by side            reports/compare/, compare-threads-1/
+# compare     hubbub, Redis, NATS, Mosquitto side by side (about 60 min)  reports/compare/, compare-threads-1/
 # limits      what the machine's limits do, each changed once        reports/limits/*/
 #
 # Runs on loopback only; the limits section changes two sysctls (ip_local_port_range, somaxconn)
@@ -41,11 +41,12 @@ section_hub() {
 }
 
 section_memory() {
-  lg memory --clients 10000 --repeat 3 --out $out/memory
+  lg memory --clients 10000 --channels 100 --repeat 3 --out $out/memory-shared
+  lg memory --clients 10000 --channels 10000 --repeat 3 --out $out/memory-own-channel
 }
 
 section_fanout() {
-  lg fanout --subscribers 1,10,100,1000,10000 --deliveries 2000000 --repeat 3 --out $out/fanout-sweep
+  lg fanout --subscribers 1,10,100,1000,10000 --window 1000 --repeat 3 --out $out/fanout-sweep
 }
 
 section_slow() {
@@ -58,7 +59,7 @@ section_slow() {
 section_compare() {
   bash scripts/compare.sh --out $out/compare
   bash scripts/compare.sh fanout-1x100 fanout-1x1000 latency --brokers hubbub,redis,nats \
-    --hubbub-threads 1 --out $out/compare-threads-1
+    --windows 1000 --hubbub-threads 1 --out $out/compare-threads-1
 }
 
 # A broker of our own for the limits section, with its open-files limit set to $1; it writes

@@ -58,8 +58,12 @@ fn a_sweep_writes_every_run_and_a_chart() {
         let num = |name: &str| r[col(name)].parse::<f64>().unwrap();
         // One second counted: the deliveries are the rate.
         assert!(num("deliveries") > 0.0 && num("elapsed_s") >= 1.0, "{r:?}");
+        // elapsed_s is written to the millisecond, so the rate agrees to within that.
         let rate = num("deliveries") / num("elapsed_s");
-        assert!((num("deliveries_per_sec") - rate).abs() < 1.0, "{r:?}");
+        assert!(
+            (num("deliveries_per_sec") - rate).abs() <= rate * 0.0005 / num("elapsed_s") + 0.1,
+            "{r:?}"
+        );
         assert!(
             [
                 "broker-bound",

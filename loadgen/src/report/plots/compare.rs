@@ -69,11 +69,7 @@ pub fn fanout(
     drawn(path, || {
         bars(
             path,
-            (
-                "Fan-out: deliveries per second (bar: median; whisker: min–max; dots: runs; \
-                 letter: what set it)",
-                setup,
-            ),
+            ("Fan-out: deliveries per second", setup),
             "deliveries per second",
             &groups,
             &rows,
@@ -95,10 +91,7 @@ pub fn memory(path: &Path, all: &[Measurement], setup: &str) -> Result<(), Repor
     drawn(path, || {
         bars(
             path,
-            (
-                "Broker memory per idle subscribed connection (bars: median; dots: each run)",
-                setup,
-            ),
+            ("Broker memory per idle subscribed connection", setup),
             "resident memory per connection (bytes)",
             &groups,
             &rows,
@@ -136,9 +129,17 @@ fn bars(
         .flat_map(|m| m.runs.iter().copied())
         .fold(1.0, f64::max)
         * HEADROOM;
+    let classed = rows.iter().any(|m| m.usual_class().is_some());
+    let key = match classed {
+        true => {
+            "bar: median; whisker: min–max; dots: each run; letter: what set it (B broker-, \
+                 C client-, W window-, R rate-, M machine-bound)"
+        }
+        false => "bar: median; whisker: min–max; dots: each run",
+    };
     let image = BitMapBackend::new(path, SINGLE).into_drawing_area();
     image.fill(&WHITE)?;
-    let root = titled(&image, title, setup)?;
+    let root = titled(&image, title, &format!("{setup}; {key}"))?;
     let n = groups.len() as f64;
     let mut chart = ChartBuilder::on(&root)
         .margin(15)
@@ -200,19 +201,23 @@ fn bars(
             let text = m
                 .median()
                 .map_or("failed".to_string(), |v| short(v, Style::Table) + &class);
+            // Centred above the whisker's top, clear of it.
             let at = m.spread().map_or(0.0, |s| s.max);
+            let style = TextStyle::from(("sans-serif", LABEL_PX - 2).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Bottom));
             chart.draw_series(std::iter::once(Text::new(
                 text,
-                (x0, at + y_max * 0.02),
-                ("sans-serif", LABEL_PX - 2),
+                (mid, at + y_max * 0.01),
+                style,
             )))?;
         }
     }
     for (g, group) in groups.iter().enumerate() {
+        // backend_coord is in the whole image's pixels, so the label goes on the image.
         let (px, py) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
         let style = TextStyle::from(("sans-serif", DESC_PX).into_font())
             .pos(Pos::new(HPos::Center, VPos::Top));
-        root.draw(&Text::new(group.clone(), (px, py + 12), style))?;
+        image.draw(&Text::new(group.clone(), (px, py + 12), style))?;
     }
     legend(&mut chart)?;
     image.present()?;
@@ -266,7 +271,7 @@ fn draw_spectra(path: &Path, runs: &[&Spectrum], slo_us: u64, setup: &str) -> Pl
             .label(name)
             .legend(move |(x, y)| legend_line(x, y, c));
     }
-    objective_line(&mut chart, x_max, slo)?;
+    objective_line_in(&mut chart, x_max, slo, BLACK)?;
     legend(&mut chart)?;
     image.present()?;
     Ok(())
@@ -322,7 +327,7 @@ fn draw_ramps(path: &Path, ramps: &[Ramp], slo_us: u64, setup: &str) -> Plot {
         let last = r.steps.last().map(|s| (x.of(s), p99(s)));
         chart.draw_series(last.map(|p| Cross::new(p, 9, c.stroke_width(3))))?;
     }
-    objective_line(&mut chart, x_max, slo)?;
+    objective_line_in(&mut chart, x_max, slo, BLACK)?;
     legend(&mut chart)?;
     let rss = |s: &StepResult| crate::model::units::to_mib(s.broker_rss_bytes);
     let frame = Frame {

@@ -331,10 +331,20 @@ pub(super) fn objective_line<'b, 'a: 'b, Y: Ranged<ValueType = f64>>(
     x_max: f64,
     slo_ms: f64,
 ) -> Plot {
+    objective_line_in(chart, x_max, slo_ms, RED)
+}
+
+/// [`objective_line`] in `colour`: black where red is a broker's (Redis, in compare's charts).
+pub(super) fn objective_line_in<'b, 'a: 'b, Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'b, 'a, Y>,
+    x_max: f64,
+    slo_ms: f64,
+    colour: RGBColor,
+) -> Plot {
     chart
-        .draw_series(dashed(vec![(0.0, slo_ms), (x_max, slo_ms)], RED))?
+        .draw_series(dashed(vec![(0.0, slo_ms), (x_max, slo_ms)], colour))?
         .label(format!("objective: p99 ≤ {} ms", number(slo_ms)))
-        .legend(|(x, y)| legend_dashed(x, y, RED));
+        .legend(move |(x, y)| legend_dashed(x, y, colour));
     Ok(())
 }
 

@@ -15,8 +15,8 @@ use crate::rig::options::{at_least_one_usize, positive_duration};
 
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
-    /// Scenarios to run, in this order (default: all, memory first; for a fair memory figure
-    /// run it on freshly started brokers, as scripts/compare.sh does).
+    /// Scenarios to run, in this order but memory always first (default: all); for a fair
+    /// memory figure the brokers should also be freshly started, as scripts/compare.sh does.
     #[arg(value_enum)]
     pub scenarios: Vec<Scenario>,
     /// Brokers to measure; hubbub is started by loadgen, the others must be running

@@ -65,7 +65,7 @@ pub struct Opts {
     #[arg(long, default_value_t = 64)]
     pub size: usize,
     /// Most messages the publishers together may be ahead of the slowest subscriber.
-    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub window: u64,
     /// Runs at each subscriber count; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = at_least_one_usize())]

@@ -206,6 +206,18 @@ async fn measure(
     let streams = open_subscribers(shape, run).await?;
     let (after, settle_s) = settle(shape.pid).await?;
     let kernel_after = read_kernel();
+    // Less than the baseline with every connection open: the baseline held memory from earlier
+    // traffic that the allocator has since returned, and no per-connection figure follows.
+    if after.rss < baseline.rss {
+        bail!(
+            "the broker's resident memory fell below its baseline while {} connections were \
+             open ({} → {} bytes): it was still returning memory from earlier load; measure a \
+             freshly started broker",
+            shape.clients,
+            baseline.rss,
+            after.rss
+        );
+    }
     drop(streams);
     departure.wait(shape.pid).await;
     let (next_idle, _) = settle(shape.pid).await?;
