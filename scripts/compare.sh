@@ -2,7 +2,8 @@
 # hubbub side by side with Redis, NATS and Mosquitto, in one command: starts fresh peers on loopback
 # (scripts/peers.sh; any already running are restarted, since a broker that has held many clients
 # before measures less memory for the next ones), runs `loadgen compare` with the arguments given
-# (all scenarios by default; loadgen starts its own hubbub) and stops the peers, however it ends.
+# (all scenarios by default; loadgen starts its own hubbub, and restarts the peers before each memory
+# shape so each is measured on a fresh process) and stops the peers, however it ends.
 #
 #   scripts/compare.sh [LOADGEN COMPARE ARGS…]
 #   scripts/compare.sh --out reports/compare                  the committed comparison
@@ -20,6 +21,7 @@ trap 'bash scripts/peers.sh stop all' EXIT
 bash scripts/peers.sh start all
 
 target/release/loadgen compare \
+  --restart-peers "bash scripts/peers.sh restart" \
   --redis "$(bash scripts/peers.sh addr redis)" \
   --nats "$(bash scripts/peers.sh addr nats)" \
   --mosquitto "$(bash scripts/peers.sh addr mosquitto)" \

@@ -6,6 +6,7 @@
 #                                        packages if missing (as root), and leaves no system copy running
 #   scripts/peers.sh start [NAME|all]    starts them on 127.0.0.1 and checks each answers (default all)
 #   scripts/peers.sh stop [NAME|all]     stops them (SIGTERM, then SIGKILL after 10 s; default all)
+#   scripts/peers.sh restart [NAME|all]  stops and starts them: a fresh process, as a memory figure needs
 #   scripts/peers.sh status              which are running, with pid and address
 #   scripts/peers.sh addr NAME           HOST:PORT of one
 #   scripts/peers.sh pid NAME            its pid (to sample its CPU and memory)
@@ -202,13 +203,14 @@ max_queued_bytes 8388608
 max_packet_size 1048576
 # Mosquitto alone defaults to Nagle on; hubbub, Redis and NATS all set TCP_NODELAY.
 set_tcp_nodelay true
-# Errors, warnings and notices to stderr; no line per connection; no \$SYS topics.
+# Errors, warnings and notices to stderr; no line per connection. \$SYS topics once an hour: they
+# carry \$SYS/broker/version (retained), which loadgen reads to record what it measured.
 log_dest stderr
 log_type error
 log_type warning
 log_type notice
 connection_messages false
-sys_interval 0
+sys_interval 3600
 EOF
   mosquitto -c "$run_dir/mosquitto.conf" </dev/null >"$run_dir/mosquitto.log" 2>&1 &
   echo $! >"$run_dir/mosquitto.pid"
@@ -295,6 +297,11 @@ start_peers() { # NAME…
   echo "open files limit $(ulimit -n)"
 }
 
+restart_peers() { # NAME…
+  stop_peers "$@"
+  start_peers "$@"
+}
+
 stop_peers() { # NAME…
   local name pid pids=() stopped=() alive=
   for name in "$@"; do
@@ -334,7 +341,7 @@ one_name() { # COMMAND NAME: NAME, if it names exactly one broker
 
 case ${1:-} in
 install) install_peers ;;
-start | stop)
+start | stop | restart)
   list=$(names "${2:-all}")
   read -ra which <<<"$list"
   "$1_peers" "${which[@]}"
@@ -360,7 +367,7 @@ pid)
   }
   ;;
 *)
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac

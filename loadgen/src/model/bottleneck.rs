@@ -2,9 +2,9 @@
 //!
 //! A rate measured on one machine is the rate of whichever part ran out first. The CPU of
 //! every thread of the broker and of loadgen during the measured window says which: a side is
-//! saturated when one of its threads was busy all the time (a serial bottleneck) or when it
-//! used (nearly) all the CPU it may; the machine is saturated when the two together used
-//! (nearly) all its cores. When nothing was saturated, a closed-loop rate was set by how much
+//! saturated when one of its threads was busy all the time (a serial bottleneck, which wins:
+//! more cores would not lift it) or when it used (nearly) all the CPU it may; the machine is
+//! saturated when the two together used (nearly) all its cores. When nothing was saturated, a closed-loop rate was set by how much
 //! was in flight and how long each delivery took (Little's law: rate = window ÷ latency), and
 //! an open-loop one by what was offered.
 
@@ -29,8 +29,12 @@ pub struct Usage {
 impl Usage {
     /// One thread busy all the time, or (nearly) all the CPU it may have in use.
     pub fn saturated(&self) -> bool {
+        self.serial() || self.total_pct >= SATURATED * 100.0 * self.available_cores
+    }
+
+    /// One thread busy all the time.
+    pub fn serial(&self) -> bool {
         self.busiest_thread_pct >= SATURATED * 100.0
-            || self.total_pct >= SATURATED * 100.0 * self.available_cores
     }
 
     fn words(&self, who: &str) -> String {
@@ -117,6 +121,10 @@ pub fn classify(broker: &Usage, loadgen: &Usage, cores: f64, pacing: Pacing) -> 
     let together = broker.total_pct + loadgen.total_pct;
     let machine = together >= SATURATED * 100.0 * cores;
     let class = match (broker.saturated(), loadgen.saturated()) {
+        // A thread busy all the time is a serial limit more cores would not lift (Redis's
+        // and Mosquitto's one thread), even when the cores are full besides.
+        (true, false) if broker.serial() => Class::BrokerBound,
+        (false, true) if loadgen.serial() => Class::ClientBound,
         _ if machine => Class::MachineBound,
         (true, true) => Class::MachineBound,
         (true, false) => Class::BrokerBound,
@@ -202,6 +210,15 @@ mod tests {
             "broker 88% of 200% (busiest thread t at 50%); loadgen 57% of 200% (busiest \
              thread t at 57%); together 145% of 200%"
         );
+        // One broker thread pinned while loadgen fills the other core: the broker's serial
+        // limit, not the machine's (Mosquitto at 1→100).
+        let b = classify(
+            &usage(100.0, 100.0, 2.0),
+            &usage(86.0, 45.0, 2.0),
+            2.0,
+            Pacing::Window,
+        );
+        assert_eq!(b.class, Class::BrokerBound);
         // Both sides spread over both cores, nearly all of them in use.
         let b = classify(
             &usage(110.0, 60.0, 2.0),

@@ -12,7 +12,7 @@ pub struct Provenance {
     #[serde(default)]
     pub measured_at: String,
     /// The git commit loadgen was built from, and whether the tree held uncommitted changes
-    /// when it ran; `None` where the source tree is not a git checkout (an installed binary).
+    /// (outside reports/) when it ran; `None` where the source tree is not a git checkout (an installed binary).
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
     pub loadgen_version: String,

@@ -59,7 +59,12 @@ async fn ask(proto: Proto, addr: SocketAddr) -> Option<String> {
                 let used = reader
                     .feed(
                         &buf,
-                        |p| version = Some(String::from_utf8_lossy(p).into_owned()),
+                        // "mosquitto version 2.0.11": the version alone, as the others give.
+                        |p| {
+                            let text = String::from_utf8_lossy(p);
+                            let v = text.strip_prefix("mosquitto version ").unwrap_or(&text);
+                            version = Some(v.trim().to_string());
+                        },
                         &mut Vec::new(),
                     )
                     .ok()?;

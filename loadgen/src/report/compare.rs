@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::files::{write_rows, ReportError};
+use crate::model::bottleneck::Class;
 use crate::model::compare::{costly_drivers, ratio, Measurement, Ratio, Verdict};
 use crate::model::units::{short, Style};
 
@@ -60,9 +61,21 @@ pub fn scenario_table(all: &[Measurement], scenario: &str) -> String {
         };
         let mut notes = m.notes.clone();
         if let Some((_, f)) = costly.iter().find(|(b, _)| *b == m.broker) {
-            notes.push(format!(
-                "its driver costs loadgen {f:.1}× hubbub's CPU per delivery: a handicap"
-            ));
+            // A costly driver handicaps a broker only where loadgen or the machine set the
+            // figure; a broker that was its own limit was not held down by it.
+            notes.push(match m.usual_class() {
+                Some((c @ (Class::BrokerBound | Class::WindowBound | Class::RateBound), _)) => {
+                    format!(
+                        "loadgen spent {f:.1}× hubbub's CPU per delivery on it, but did not set \
+                         the figure ({})",
+                        c.name()
+                    )
+                }
+                _ => format!(
+                    "its driver costs loadgen {f:.1}× hubbub's CPU per delivery and loadgen or \
+                     the machine set the figure: a handicap, so the figure is a lower bound"
+                ),
+            });
         }
         let better = if m.higher_is_better {
             "higher is better"
@@ -204,6 +217,47 @@ mod tests {
         let line = verdict_line(&v);
         assert!(line.contains("= **2.22× ("), "{line}");
         assert!(line.contains("target ≥ 1.5× — met"), "{line}");
+    }
+
+    #[test]
+    fn a_costly_driver_is_a_handicap_only_where_loadgen_or_the_machine_set_the_figure() {
+        use crate::model::bottleneck::{classify, Pacing, Usage};
+        use crate::model::compare::Judged;
+        let cpu = |total: f64, busiest: f64| Usage {
+            total_pct: total,
+            busiest_thread_pct: busiest,
+            busiest_thread: "t".into(),
+            threads: 2,
+            available_cores: 2.0,
+        };
+        let run = |broker: Usage, loadgen: Usage, cost: f64| Judged {
+            bottleneck: classify(&broker, &loadgen, 2.0, Pacing::Window),
+            steady: true,
+            loadgen_us_per_delivery: cost,
+        };
+        let mut ours = m("hubbub", &[10.0]);
+        ours.judged = vec![run(cpu(80.0, 40.0), cpu(50.0, 25.0), 0.1)];
+        // One broker thread pinned: its own limit, whatever loadgen spent.
+        let mut serial = m("mosquitto", &[1.0]);
+        serial.judged = vec![run(cpu(99.0, 99.0), cpu(86.0, 45.0), 10.0)];
+        // Both spread over the cores and together filling them: loadgen's cost mattered.
+        let mut crowded = m("nats", &[5.0]);
+        crowded.judged = vec![run(cpu(110.0, 60.0), cpu(80.0, 45.0), 0.3)];
+        let table = scenario_table(&[ours, serial, crowded], "s");
+        assert!(
+            table.contains(
+                "loadgen spent 100.0× hubbub's CPU per delivery on it, but did not set the \
+                 figure (broker-bound)"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "its driver costs loadgen 3.0× hubbub's CPU per delivery and loadgen or the \
+                 machine set the figure: a handicap"
+            ),
+            "{table}"
+        );
     }
 
     #[test]

@@ -67,7 +67,17 @@ fn git(dir: &Path) -> (Option<String>, Option<bool>) {
     let commit = run(&["rev-parse", "HEAD"]);
     let dirty = commit
         .as_ref()
-        .and_then(|_| run(&["status", "--porcelain", "--untracked-files=no"]))
+        // Changes to what was built, not to reports/ (which runs like this one write into).
+        .and_then(|_| {
+            run(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)reports",
+            ])
+        })
         .map(|s| !s.is_empty());
     (commit, dirty)
 }

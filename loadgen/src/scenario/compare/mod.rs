@@ -28,8 +28,8 @@ use std::path::Path;
 use anyhow::bail;
 use tokio_util::sync::CancellationToken;
 
-use self::setup::Collected;
 pub use self::setup::{goals, Broker, Opts, Running, Scenario};
+use self::setup::{hubbub_args, Collected};
 use self::written::write_report;
 use crate::model::Outcome;
 use crate::os::listener;
@@ -59,15 +59,16 @@ pub async fn run(
         .unwrap_or_else(|| report::default_out("compare"));
     report::create_dir(&out)?;
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let threads: Vec<String> = match opts.hubbub_threads {
-        Some(n) => vec!["--threads".into(), n.to_string()],
-        None => Vec::new(),
-    };
     let embedded = match opts.brokers.contains(&Broker::Hubbub) {
-        true => Some(UnderTest::resolve(&[], &[], Proto::Hubbub, &threads)?),
+        true => Some(UnderTest::resolve(
+            &[],
+            &[],
+            Proto::Hubbub,
+            &hubbub_args(&opts),
+        )?),
         false => None,
     };
-    let brokers = find_brokers(&opts, embedded.as_ref())?;
+    let mut brokers = find_brokers(&opts, embedded.as_ref())?;
     say(&format!(
         "compare: {} against {}; report in {}",
         scenarios
@@ -96,6 +97,12 @@ pub async fn run(
             break;
         }
         say(&format!("== {}", scenario.name()));
+        if scenario == Scenario::Memory {
+            // It may restart the peers, which gives them new pids.
+            scenarios::memory(&opts, &mut brokers, interrupt, &mut got).await;
+            write_report(&out, &opts, &scenarios, &got)?;
+            continue;
+        }
         let at = scenarios::At {
             opts: &opts,
             brokers: &brokers,
@@ -104,9 +111,9 @@ pub async fn run(
         };
         match scenario {
             Scenario::Latency => scenarios::latency(&at, &mut got).await,
-            Scenario::Memory => scenarios::memory(&at, &mut got).await,
             Scenario::Ramp => scenarios::ramp(&at, &mut got).await,
             Scenario::Sustainable => scenarios::sustainable(&at, &mut got).await,
+            Scenario::Memory => unreachable!("measured above"),
             fan => scenarios::fanout(&at, fan, &mut got).await,
         }
         // Written after every scenario, so an interrupted comparison keeps what it measured.

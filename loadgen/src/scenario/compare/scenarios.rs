@@ -8,14 +8,20 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 
-use super::setup::{Collected, Opts, Running, Scenario, LATENCY_SHAPES, MEMORY_SHAPES};
+use super::setup::{
+    hubbub_args, Broker, Collected, Opts, Running, Scenario, LATENCY_SHAPES, MEMORY_SHAPES,
+};
 use crate::model::compare::{Judged, Measurement};
 use crate::model::fanout::Spec;
 use crate::model::units::grouped;
 use crate::model::StepResult;
+use crate::os::listener;
+use crate::proto::Proto;
 use crate::report::plots::compare::{Ramp, Spectrum};
+use crate::rig::broker::UnderTest;
 use crate::rig::options::{defaults, Audience, Common};
 use crate::scenario::{fanout, latency, memory, ramp, throughput};
 
@@ -252,11 +258,23 @@ pub(super) async fn sustainable(at: &At<'_>, got: &mut Collected) {
     }
 }
 
-pub(super) async fn memory(at: &At<'_>, got: &mut Collected) {
-    for (name, channels_for) in MEMORY_SHAPES {
-        let channels = channels_for(at.opts.memory_clients);
-        for b in at.brokers {
-            if at.interrupt.is_cancelled() {
+/// Every memory shape against every broker, each on a freshly started process where it can
+/// be: hubbub's own for each shape, the peers restarted by `--restart-peers`. Updates the
+/// peers' pids when they were restarted.
+pub(super) async fn memory(
+    opts: &Opts,
+    brokers: &mut [Running],
+    interrupt: &CancellationToken,
+    got: &mut Collected,
+) {
+    for (shape, (name, channels_for)) in MEMORY_SHAPES.into_iter().enumerate() {
+        let sizes = (
+            opts.memory_clients,
+            channels_for(opts.memory_clients),
+            opts.repeat,
+        );
+        for b in brokers.iter_mut() {
+            if interrupt.is_cancelled() {
                 break;
             }
             let mut rss = Measurement::new(name, b.broker.name(), "rss_per_conn_bytes", "B", false);
@@ -270,9 +288,22 @@ pub(super) async fn memory(at: &At<'_>, got: &mut Collected) {
             slab.notes.push(
                 "machine-wide, both ends of each connection; other programs move it too".into(),
             );
-            let sizes = (at.opts.memory_clients, channels, at.opts.repeat);
-            let result =
-                memory::measure_broker(b.addr, b.pid, b.broker.proto(), sizes, at.interrupt).await;
+            let result = match fresh(opts, b, shape).await {
+                Ok((fresh, note)) => {
+                    rss.notes.extend(note);
+                    let pid = fresh.as_ref().map_or(b.pid, |f| f.pids[0]);
+                    let addr = fresh.as_ref().map_or(b.addr, |f| f.addrs[0]);
+                    let result =
+                        memory::measure_broker(addr, pid, b.broker.proto(), sizes, interrupt).await;
+                    if let Some(f) = fresh {
+                        if let Err(e) = f.stop().await {
+                            eprintln!("{name}: the hubbub started for it did not stop: {e:#}");
+                        }
+                    }
+                    result
+                }
+                Err(e) => Err(e),
+            };
             match result {
                 Ok(summary) => {
                     eprintln!(
@@ -296,6 +327,44 @@ pub(super) async fn memory(at: &At<'_>, got: &mut Collected) {
             got.measurements.extend([rss, slab]);
         }
     }
+}
+
+/// A fresh broker for memory shape number `shape`: a hubbub of its own (returned, to be
+/// stopped after), or the peer `b` restarted by `--restart-peers` (its new pid written into
+/// `b`). Without that command a peer is measured as found, with a note from the second shape
+/// on.
+async fn fresh(
+    opts: &Opts,
+    b: &mut Running,
+    shape: usize,
+) -> anyhow::Result<(Option<UnderTest>, Option<String>)> {
+    if b.broker == Broker::Hubbub {
+        let own = UnderTest::resolve(&[], &[], Proto::Hubbub, &hubbub_args(opts))?;
+        return Ok((Some(own), None));
+    }
+    let Some(command) = &opts.restart_peers else {
+        let note = (shape > 0).then(|| {
+            "measured on a process that had already held the earlier shape's connections (no \
+             --restart-peers): it may read too little"
+                .to_string()
+        });
+        return Ok((None, note));
+    };
+    let name = b.broker.name();
+    // The peers' scripts print what they did; that is not this run's output.
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{command} {name}"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .with_context(|| format!("run the --restart-peers command for {name}"))?;
+    if !status.success() {
+        bail!("`{command} {name}` failed ({status})");
+    }
+    b.pid = listener::pid_listening_on(b.addr.port())
+        .with_context(|| format!("nothing listens on {} after `{command} {name}`", b.addr))?;
+    Ok((None, None))
 }
 
 pub(super) async fn ramp(at: &At<'_>, got: &mut Collected) {

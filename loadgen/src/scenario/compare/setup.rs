@@ -59,6 +59,13 @@ pub struct Opts {
     /// Idle subscribed connections in the memory scenarios.
     #[arg(long, default_value_t = 10_000, value_parser = at_least_one_usize())]
     pub memory_clients: usize,
+    /// A command that restarts one peer, run with the peer's name as its last argument before
+    /// each memory shape, so that every shape is measured on a freshly started broker
+    /// (scripts/compare.sh passes `bash scripts/peers.sh restart`). A broker keeps much of
+    /// the memory it once used, so a shape measured after another reads too little. hubbub
+    /// gets a fresh process of loadgen's own for each shape either way.
+    #[arg(long, value_name = "COMMAND")]
+    pub restart_peers: Option<String>,
     /// The ramp scenario's ceiling: past one process's open-files limit (20,000 here), so
     /// each broker is ramped to whatever stops it first.
     #[arg(long, default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(5..))]
@@ -179,6 +186,14 @@ pub const LATENCY_SHAPES: [LatencyShape; 2] = [
 
 /// How many channels a memory shape spreads `clients` over.
 pub type ChannelsFor = fn(usize) -> usize;
+
+/// The flags loadgen gives a hubbub it starts.
+pub fn hubbub_args(opts: &Opts) -> Vec<String> {
+    match opts.hubbub_threads {
+        Some(n) => vec!["--threads".into(), n.to_string()],
+        None => Vec::new(),
+    }
+}
 
 /// Memory shapes: (name, channels given the client count).
 pub const MEMORY_SHAPES: [(&str, ChannelsFor); 2] = [
