@@ -111,6 +111,18 @@ pub struct CountMedian {
     pub bottlenecks: Vec<String>,
 }
 
+impl CountMedian {
+    /// The bottleneck class most of the runs had (the first named, on a tie).
+    pub fn usual_bottleneck(&self) -> Option<&str> {
+        let count = |b: &String| self.bottlenecks.iter().filter(|c| *c == b).count();
+        let most = self.bottlenecks.iter().map(count).max()?;
+        self.bottlenecks
+            .iter()
+            .find(|b| count(b) == most)
+            .map(String::as_str)
+    }
+}
+
 /// The medians of the runs at each subscriber count, by ascending count.
 pub fn medians(rows: &[RunRow]) -> Vec<CountMedian> {
     let mut counts: Vec<usize> = rows.iter().map(|r| r.subscribers).collect();

@@ -1,5 +1,5 @@
 //! `fanout.png` of a fan-out sweep (`loadgen fanout --subscribers 1,10,100,… --out DIR`): how
-//! burst throughput changes as every message goes to more subscribers.
+//! steady-state throughput changes as every message goes to more subscribers, and what set it.
 //!
 //! Two panels over one log subscribers axis rather than two y axes on one chart: deliveries
 //! per second (the broker's work) above on a linear axis from zero, and messages published
@@ -30,6 +30,8 @@ struct Quantity {
     color: RGBColor,
     run: fn(&RunRow) -> f64,
     median: fn(&CountMedian) -> f64,
+    /// Whether each median's label carries the letter of what set it.
+    classed: bool,
 }
 
 /// Draws the sweep in `rows` into `path`, with `setup` (what was measured) under the title;
@@ -143,15 +145,15 @@ fn placement(side: Side) -> ((i32, i32), Pos) {
 }
 
 fn draw(path: &Path, rows: &[RunRow], setup: &str) -> Plot {
-    let root = BitMapBackend::new(path, DOUBLE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.margin(10, 0, 0, 0).titled(
-        "Burst fan-out: throughput as the number of subscribers grows",
-        ("sans-serif", TITLE_PX),
-    )?;
-    let root = root.titled(
-        setup,
-        ("sans-serif", LABEL_PX).into_font().color(&GREY_TEXT),
+    let image = BitMapBackend::new(path, DOUBLE).into_drawing_area();
+    image.fill(&WHITE)?;
+    let root = titled(
+        &image,
+        "Fan-out at steady state: throughput as the number of subscribers grows",
+        &format!(
+            "{setup}; letter: what set most runs' rate (B broker-, C client-, W window-, \
+             M machine-bound)"
+        ),
     )?;
     let (top, bottom) = root.split_vertically(50.percent());
     let medians = medians(rows);
@@ -172,6 +174,7 @@ fn draw(path: &Path, rows: &[RunRow], setup: &str) -> Plot {
         color: BLUE,
         run: |r| r.deliveries_per_sec,
         median: |m| m.deliveries_per_sec.median,
+        classed: true,
     };
     let y_max = rows.iter().map(deliveries.run).fold(1.0, f64::max) * HEADROOM;
     let mut chart = panel(&top, &deliveries, x(), 0f64..y_max)?;
@@ -185,6 +188,7 @@ fn draw(path: &Path, rows: &[RunRow], setup: &str) -> Plot {
         color: ORANGE,
         run: |r| r.publishes_per_sec,
         median: |m| m.publishes_per_sec,
+        classed: false,
     };
     // A published rate falls about as 1/subscribers, so the lowest point is the last one; the
     // extra value below it makes room for its label under it.
@@ -193,12 +197,9 @@ fn draw(path: &Path, rows: &[RunRow], setup: &str) -> Plot {
     let mut chart = panel(&bottom, &published, x(), log_axis(y_lo, y_hi))?;
     series(&mut chart, &published, rows, &medians, &median_label)?;
     legend_at(&mut chart, SeriesLabelPosition::UpperRight)?;
-    root.present()?;
+    image.present()?;
     Ok(())
 }
-
-/// Dark grey for the line of context under the title.
-const GREY_TEXT: RGBColor = RGBColor(70, 70, 70);
 
 type Panel<'b, 'a, Y> = ChartContext<'b, BitMapBackend<'a>, Cartesian2d<LogX, Y>>;
 
@@ -265,7 +266,11 @@ where
         let prev = i.checked_sub(1).map(|p| points[p].1);
         let next = points.get(i + 1).map(|n| n.1);
         let (offset, pos) = placement(label_side(prev, y, next));
-        EmptyElement::at((x, y)) + Text::new(count(y), offset, font.pos(pos))
+        let class = match medians[i].usual_bottleneck() {
+            Some(c) if q.classed => format!(" {}", c[..1].to_uppercase()),
+            _ => String::new(),
+        };
+        EmptyElement::at((x, y)) + Text::new(count(y) + &class, offset, font.pos(pos))
     }))?;
     Ok(())
 }
