@@ -71,9 +71,12 @@ listening() { # PORT
 }
 
 wait_for_port() { # NAME PORT
+  local pid
+  pid=$(cat "$run_dir/$1.pid")
   for _ in $(seq 100); do
     listening "$2" && return 0
-    pid_of "$1" >/dev/null || break
+    # By pid alone: just after the fork the process is still bash, not yet the broker.
+    alive "$pid" || break
     sleep 0.1
   done
   echo "$1: nothing listens on 127.0.0.1:$2; see $run_dir/$1.log:" >&2
