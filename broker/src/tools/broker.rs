@@ -14,7 +14,7 @@ pub struct Opts {
     #[command(flatten)]
     pub config: Config,
     /// Runtime worker threads [default: one per core]. Fewer threads can lower latency on a
-    /// machine the broker shares with busy clients, at the cost of burst throughput.
+    /// machine the broker shares with busy clients, at the cost of fan-out throughput.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
     /// Once listening, write the address (HOST:PORT) into this file: how scripts and tests

@@ -1,4 +1,4 @@
-//! The charts of `loadgen compare`, every broker overlaid in one picture: bars for the burst
+//! The charts of `loadgen compare`, every broker overlaid in one picture: bars for the
 //! fan-out rates and the memory per connection, one latency spectrum per broker, and the
 //! ramps side by side. Each broker keeps its colour in every chart.
 
@@ -50,28 +50,47 @@ fn brokers<'a>(all: impl Iterator<Item = &'a Measurement>) -> Vec<String> {
     names
 }
 
-/// `fanout.png`: deliveries per second, a group of bars per scenario, a bar per broker (its
-/// median, with every run as a dot). Draws nothing without fan-out results.
+/// `fanout.png`: deliveries per second, a panel per fan-out shape (`shapes`: its caption and
+/// its scenarios, one per window; each panel on its own scale, as 10→10 at a window of 100 is
+/// a tenth of 1→1000 at 10,000), a group of bars per window, a bar per broker (its median,
+/// with every run as a dot). Draws nothing without fan-out results.
 pub fn fanout(
     path: &Path,
     all: &[Measurement],
-    scenarios: &[String],
+    shapes: &[(String, Vec<String>)],
     setup: &str,
 ) -> Result<(), ReportError> {
     let rows: Vec<&Measurement> = all
         .iter()
-        .filter(|m| scenarios.contains(&m.scenario) && m.metric == "deliveries_per_sec")
+        .filter(|m| {
+            m.metric == "deliveries_per_sec" && shapes.iter().any(|(_, s)| s.contains(&m.scenario))
+        })
         .collect();
     if rows.is_empty() {
         return Ok(());
     }
-    let groups = scenarios.to_vec();
+    let panels: Vec<Panel> = shapes
+        .iter()
+        .map(|(caption, scenarios)| Panel {
+            caption: caption.clone(),
+            groups: scenarios
+                .iter()
+                .map(|s| {
+                    // "fanout-1x100-w1000": the window names the group.
+                    let label = s
+                        .rsplit_once("-w")
+                        .map_or(s.clone(), |(_, w)| format!("window {w}"));
+                    (s.clone(), label)
+                })
+                .collect(),
+        })
+        .collect();
     drawn(path, || {
         bars(
             path,
             ("Fan-out: deliveries per second", setup),
             "deliveries per second",
-            &groups,
+            &panels,
             &rows,
         )
     })
@@ -93,7 +112,7 @@ pub fn memory(path: &Path, all: &[Measurement], setup: &str) -> Result<(), Repor
             path,
             ("Broker memory per idle subscribed connection", setup),
             "resident memory per connection (bytes)",
-            &groups,
+            &[Panel::of(&groups)],
             &rows,
         )
     })
@@ -112,23 +131,39 @@ pub fn grouped_bars(
     if rows.is_empty() {
         return Ok(());
     }
-    drawn(path, || bars(path, titles, y_desc, groups, &rows))
+    drawn(path, || {
+        bars(path, titles, y_desc, &[Panel::of(groups)], &rows)
+    })
 }
 
-/// `titles`: the chart's title and its subtitle (what was measured).
+/// One chart of bars: its caption (none when alone) and its groups, each a scenario and the
+/// label drawn under it.
+struct Panel {
+    caption: String,
+    groups: Vec<(String, String)>,
+}
+
+impl Panel {
+    /// A panel of its own: no caption, each group labelled with its scenario's name.
+    fn of(groups: &[String]) -> Self {
+        Panel {
+            caption: String::new(),
+            groups: groups.iter().map(|g| (g.clone(), g.clone())).collect(),
+        }
+    }
+}
+
+/// Height of each panel after the first, stacked under it.
+const PANEL_PX: u32 = 400;
+
+/// `titles`: the chart's title and its subtitle (what was measured); the panels stacked.
 fn bars(
     path: &Path,
     (title, setup): (&str, &str),
     y_desc: &str,
-    groups: &[String],
+    panels: &[Panel],
     rows: &[&Measurement],
 ) -> Plot {
-    let names = brokers(rows.iter().copied());
-    let y_max = rows
-        .iter()
-        .flat_map(|m| m.runs.iter().copied())
-        .fold(1.0, f64::max)
-        * HEADROOM;
     let classed = rows.iter().any(|m| m.usual_class().is_some());
     let key = match classed {
         true => {
@@ -137,13 +172,42 @@ fn bars(
         }
         false => "bar: median; whisker: min–max; dots: each run",
     };
-    let image = BitMapBackend::new(path, SINGLE).into_drawing_area();
+    let height = SINGLE.1 + PANEL_PX * (panels.len().max(1) as u32 - 1);
+    let image = BitMapBackend::new(path, (SINGLE.0, height)).into_drawing_area();
     image.fill(&WHITE)?;
     let root = titled(&image, title, &format!("{setup}; {key}"))?;
-    let n = groups.len() as f64;
-    let mut chart = ChartBuilder::on(&root)
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for (panel, area) in panels.iter().zip(&areas) {
+        bar_panel(&image, area, y_desc, panel, rows)?;
+    }
+    image.present()?;
+    Ok(())
+}
+
+/// One panel's bars, in `area` of `image`.
+fn bar_panel(
+    image: &Area,
+    area: &Area,
+    y_desc: &str,
+    panel: &Panel,
+    rows: &[&Measurement],
+) -> Plot {
+    let in_panel: Vec<&Measurement> = rows
+        .iter()
+        .copied()
+        .filter(|m| panel.groups.iter().any(|(g, _)| *g == m.scenario))
+        .collect();
+    let names = brokers(in_panel.iter().copied());
+    let y_max = in_panel
+        .iter()
+        .flat_map(|m| m.runs.iter().copied())
+        .fold(1.0, f64::max)
+        * HEADROOM;
+    let n = panel.groups.len() as f64;
+    let mut chart = ChartBuilder::on(area)
         .margin(15)
-        .x_label_area_size(50)
+        .caption(&panel.caption, ("sans-serif", PANEL_TITLE_PX))
+        .x_label_area_size(40)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..n, 0f64..y_max)?;
     // The x axis is categorical: plotters labels numbers, so the group names are drawn
@@ -161,8 +225,8 @@ fn bars(
     for (j, name) in names.iter().enumerate() {
         let colour = colour(name);
         let mut first = true;
-        for (g, group) in groups.iter().enumerate() {
-            let Some(m) = rows
+        for (g, (group, _)) in panel.groups.iter().enumerate() {
+            let Some(m) = in_panel
                 .iter()
                 .find(|m| &m.broker == name && &m.scenario == group)
             else {
@@ -212,15 +276,14 @@ fn bars(
             )))?;
         }
     }
-    for (g, group) in groups.iter().enumerate() {
+    for (g, (_, label)) in panel.groups.iter().enumerate() {
         // backend_coord is in the whole image's pixels, so the label goes on the image.
         let (px, py) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
         let style = TextStyle::from(("sans-serif", DESC_PX).into_font())
             .pos(Pos::new(HPos::Center, VPos::Top));
-        image.draw(&Text::new(group.clone(), (px, py + 12), style))?;
+        image.draw(&Text::new(label.clone(), (px, py + 10), style))?;
     }
     legend(&mut chart)?;
-    image.present()?;
     Ok(())
 }
 
@@ -229,6 +292,8 @@ fn bars(
 pub struct Spectrum {
     pub scenario: String,
     pub broker: String,
+    /// What set most of its runs' figures (`rate-bound`, …), named in the legend.
+    pub class: Option<&'static str>,
     pub histogram: Histogram<u64>,
 }
 
@@ -248,9 +313,9 @@ pub fn spectra(
 }
 
 fn draw_spectra(path: &Path, runs: &[&Spectrum], slo_us: u64, setup: &str) -> Plot {
-    let lines: Vec<(&str, Vec<(f64, f64)>)> = runs
+    let lines: Vec<(&Spectrum, Vec<(f64, f64)>)> = runs
         .iter()
-        .map(|s| (s.broker.as_str(), spectrum_points(&s.histogram)))
+        .map(|s| (*s, spectrum_points(&s.histogram)))
         .collect();
     let slo = ms(slo_us);
     let x_max = lines
@@ -264,11 +329,15 @@ fn draw_spectra(path: &Path, runs: &[&Spectrum], slo_us: u64, setup: &str) -> Pl
     let title = "Delivery latency by percentile at a fixed rate (each broker's median run)";
     let root = titled(&image, title, setup)?;
     let mut chart = spectrum_chart(&root, "", x_max, (lo, hi))?;
-    for (name, points) in lines {
-        let c = colour(name);
+    for (s, points) in lines {
+        let c = colour(&s.broker);
+        let label = match s.class {
+            Some(class) => format!("{} ({class})", s.broker),
+            None => s.broker.clone(),
+        };
         chart
             .draw_series(line(points, c))?
-            .label(name)
+            .label(label)
             .legend(move |(x, y)| legend_line(x, y, c));
     }
     objective_line_in(&mut chart, x_max, slo, BLACK)?;

@@ -195,6 +195,7 @@ pub(super) async fn latency(at: &At<'_>, got: &mut Collected) {
                 got.spectra.push(Spectrum {
                     scenario: name.into(),
                     broker: b.broker.name().into(),
+                    class: row.p99.usual_class().map(|(c, _)| c.name()),
                     histogram: hs.swap_remove(hs.len() / 2),
                 });
             }

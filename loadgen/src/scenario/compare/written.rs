@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::setup::{goals, Collected, Opts, Scenario, LATENCY_SHAPES};
 use crate::model::compare::judge;
-use crate::model::units::grouped;
+use crate::model::units::{counted, grouped};
 use crate::report::compare::{scenario_table, verdict_line};
 use crate::report::files::{write_json, write_text};
 use crate::report::plots::compare as plots;
@@ -138,28 +138,8 @@ pub(super) fn write_report(
     crate::report::compare::write_csv(&out.join("comparison.csv"), &got.measurements)?;
     write_json(&out.join("comparison.json"), &Comparison::of(got))?;
     write_text(&out.join("comparison.md"), &markdown(opts, scenarios, got))?;
-    let fanouts: Vec<String> = scenarios
-        .iter()
-        .filter(|s| s.fanout_shape().is_some())
-        .flat_map(|s| s.reported_as(&opts.windows))
-        .collect();
-    let runs = format!(
-        "{} warm-up + {} counted; {} runs per broker, interleaved; on loopback, brokers and \
-         loadgen sharing the machine",
-        humantime::format_duration(opts.warmup),
-        humantime::format_duration(opts.duration),
-        opts.repeat
-    );
-    let fan_setup = format!(
-        "fan-out at steady state, -wN: the publishers at most N messages ahead of the slowest \
-         subscriber; {runs}"
-    );
-    plots::fanout(
-        &out.join("fanout.png"),
-        &got.measurements,
-        &fanouts,
-        &fan_setup,
-    )?;
+    let runs = runs_line(opts);
+    draw_fanout(out, opts, scenarios, &got.measurements)?;
     let mem_setup = format!(
         "{} idle connections over 100 shared channels, and each on a channel of its own; \
          growth of the broker's resident memory over its idle baseline, per connection",
@@ -188,4 +168,83 @@ pub(super) fn write_report(
         &ramp_setup,
     )?;
     Ok(())
+}
+
+/// How every repeated run was measured, for the charts' subtitles.
+fn runs_line(opts: &Opts) -> String {
+    let threads = opts
+        .hubbub_threads
+        .map(|n| format!("; hubbub on {}", counted(u64::from(n), "worker thread")))
+        .unwrap_or_default();
+    format!(
+        "{} warm-up + {} counted; {} runs per broker, interleaved; on loopback, brokers and \
+         loadgen sharing the machine{threads}",
+        humantime::format_duration(opts.warmup),
+        humantime::format_duration(opts.duration),
+        opts.repeat
+    )
+}
+
+/// `fanout.png`: a panel per fan-out shape, captioned with the shape.
+fn draw_fanout(
+    out: &Path,
+    opts: &Opts,
+    scenarios: &[Scenario],
+    measurements: &[crate::model::compare::Measurement],
+) -> anyhow::Result<()> {
+    let shapes: Vec<(String, Vec<String>)> = scenarios
+        .iter()
+        .filter_map(|s| {
+            let (publishers, subscribers, channels, size) = s.fanout_shape()?;
+            let caption = format!(
+                "{} on {}, {} of {}, {size} B messages",
+                counted(publishers as u64, "publisher"),
+                counted(channels as u64, "channel"),
+                counted(subscribers as u64, "subscriber"),
+                if channels == 1 { "it" } else { "every one" },
+            );
+            Some((caption, s.reported_as(&opts.windows)))
+        })
+        .collect();
+    let setup = format!(
+        "fan-out at steady state; window N: the publishers at most N messages ahead of the \
+         slowest subscriber; {}",
+        runs_line(opts)
+    );
+    plots::fanout(&out.join("fanout.png"), measurements, &shapes, &setup)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Redraws `fanout.png` of a comparison run from its `comparison.json`, for when the
+    /// chart's drawing changed and the data did not; COMPARISON_ARGS repeats the run's own
+    /// scenarios and sizes where they were not the defaults:
+    /// `COMPARISON=../reports/compare cargo test -p loadgen --release redraw -- --ignored`.
+    #[test]
+    #[ignore]
+    fn redraw_fanout_chart() {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            measurements: Vec<crate::model::compare::Measurement>,
+        }
+        let dir = std::path::PathBuf::from(std::env::var("COMPARISON").expect("COMPARISON=DIR"));
+        let text = std::fs::read_to_string(dir.join("comparison.json")).unwrap();
+        let saved: Saved = serde_json::from_str(&text).unwrap();
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            opts: Opts,
+        }
+        let args = std::env::var("COMPARISON_ARGS").unwrap_or_default();
+        let argv = std::iter::once("compare").chain(args.split_whitespace());
+        let opts = <Cli as clap::Parser>::parse_from(argv).opts;
+        let scenarios = match opts.scenarios.is_empty() {
+            true => Scenario::ALL.to_vec(),
+            false => opts.scenarios.clone(),
+        };
+        draw_fanout(&dir, &opts, &scenarios, &saved.measurements).unwrap();
+    }
 }
