@@ -9,7 +9,7 @@
 # memory      memory per idle subscribed connection, 100 shared channels and one each  reports/memory-shared/, memory-own-channel/
 # fanout      steady-state deliveries per second as subscribers grow reports/fanout-sweep/
 # slow        a healthy audience's latency with 0 and 10 stalled subscribers  reports/slow-consumer-{0,10}/
-# compare     hubbub, Redis, NATS, Mosquitto side by side (about 60 min)  reports/compare/, compare-threads-1/
+# compare     hubbub, Redis, NATS, Mosquitto side by side (about 45 min)  reports/compare/, compare-threads-1/
 # limits      what the machine's limits do, each changed once        reports/limits/*/
 #
 # Runs on loopback only; the limits section changes two sysctls (ip_local_port_range, somaxconn)
