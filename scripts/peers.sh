@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Other pub/sub brokers on loopback, to measure side by side with hubbub: Redis pub/sub, NATS core
-# and Mosquitto (MQTT 3.1.1, QoS 0), each with its limits set as close to hubbub's defaults as it has.
+# and Mosquitto (MQTT 3.1.1, QoS 0), each with its limits set as close to hubbub's defaults as it has;
+# and the plain tokio broker from benches/ (plain-broker, built here when started), the baseline.
 #
 #   scripts/peers.sh install             installs redis-server, nats-server and mosquitto from Debian's
 #                                        packages if missing (as root), and leaves no system copy running
@@ -11,20 +12,21 @@
 #   scripts/peers.sh addr NAME           HOST:PORT of one
 #   scripts/peers.sh pid NAME            its pid (to sample its CPU and memory)
 #
-# NAME is redis, nats or mosquitto; ports 6390, 4232 and 1893, not the defaults (REDIS_PORT,
-# NATS_PORT, MQTT_PORT override). NATS_WRITE_DEADLINE (10s) and MQTT_MAX_QUEUED (100000) override
+# NAME is redis, nats, mosquitto or plain-tokio; ports 6390, 4232, 1893 and 4250, not the defaults
+# (REDIS_PORT, NATS_PORT, MQTT_PORT, PLAIN_PORT override). NATS_WRITE_DEADLINE (10s) and MQTT_MAX_QUEUED (100000) override
 # those two limits. Logs, pid files and generated configs live in target/peers/ (PEERS_RUN_DIR
 # overrides); nothing is persisted.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 run_dir=${PEERS_RUN_DIR:-$root/target/peers}
-all=(redis nats mosquitto)
+all=(redis nats mosquitto plain-tokio)
 
 port_of() { # NAME
   case $1 in
   redis) echo "${REDIS_PORT:-6390}" ;;
   nats) echo "${NATS_PORT:-4232}" ;;
   mosquitto) echo "${MQTT_PORT:-1893}" ;;
+  plain-tokio) echo "${PLAIN_PORT:-4250}" ;;
   esac
 }
 
@@ -33,15 +35,23 @@ program_of() { # NAME
   redis) echo redis-server ;;
   nats) echo nats-server ;;
   mosquitto) echo mosquitto ;;
+  plain-tokio) echo plain-broker ;;
+  esac
+}
+
+installed() { # NAME: whether its program is there (the baseline is built when started)
+  case $1 in
+  plain-tokio) command -v cargo >/dev/null ;;
+  *) command -v "$(program_of "$1")" >/dev/null ;;
   esac
 }
 
 names() { # [NAME|all]: the names it stands for, or a complaint
   case ${1:-all} in
   all) echo "${all[@]}" ;;
-  redis | nats | mosquitto) echo "$1" ;;
+  redis | nats | mosquitto | plain-tokio) echo "$1" ;;
   *)
-    echo "unknown broker '$1' (redis, nats, mosquitto or all)" >&2
+    echo "unknown broker '$1' (redis, nats, mosquitto, plain-tokio or all)" >&2
     return 1
     ;;
   esac
@@ -219,6 +229,13 @@ EOF
   echo $! >"$run_dir/mosquitto.pid"
 }
 
+# The baseline hubbub must beat: built from this checkout, one worker thread per core as hubbub.
+start_plain-tokio() { # PORT
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p hubbub-benches --bin plain-broker
+  "$root/target/release/plain-broker" --listen "127.0.0.1:$1" </dev/null >"$run_dir/plain-tokio.log" 2>&1 &
+  echo $! >"$run_dir/plain-tokio.pid"
+}
+
 # One protocol exchange each, to prove the server behind the port is the one we started and works.
 check_redis() { # PORT
   local reply
@@ -266,10 +283,23 @@ print("CONNECT -> CONNACK accepted")
 EOF
 }
 
+check_plain-tokio() { # PORT
+  local reply
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  printf '{"command":"PING"}\n' >&3
+  IFS= read -r -t 5 reply <&3 || true
+  exec 3<&-
+  [ "$reply" = '{"type":"PONG"}' ] || {
+    echo "plain-tokio: PING got '$reply', not PONG" >&2
+    return 1
+  }
+  echo "PING -> $reply"
+}
+
 start_peers() { # NAME…
   local name port pid answer busy=0
   for name in "$@"; do
-    command -v "$(program_of "$name")" >/dev/null || {
+    installed "$name" || {
       echo "$name is not installed (scripts/peers.sh install)" >&2
       busy=1
     }

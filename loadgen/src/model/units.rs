@@ -95,6 +95,15 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+/// `a`, `a and b`, `a, b and c`: a list as a sentence has it.
+pub fn in_words(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 /// "1 run", "3 runs".
 pub fn plural(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
@@ -117,6 +126,14 @@ pub fn percent(part: u64, whole: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_read_as_a_sentence() {
+        assert_eq!(in_words(&[]), "");
+        assert_eq!(in_words(&["Redis"]), "Redis");
+        assert_eq!(in_words(&["Redis", "NATS"]), "Redis and NATS");
+        assert_eq!(in_words(&["Redis", "NATS", "Mosquitto"]), "Redis, NATS and Mosquitto");
+    }
 
     #[test]
     fn figures_in_words() {

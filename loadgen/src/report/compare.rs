@@ -8,7 +8,7 @@ use std::path::Path;
 use super::files::{write_rows, ReportError};
 use crate::model::bottleneck::Class;
 use crate::model::compare::{costly_drivers, ratio, Measurement, Ratio, Verdict};
-use crate::model::units::{short, Style};
+use crate::model::units::{in_words, short, Style};
 
 /// A measured value in its unit: counts of clients exactly, everything else short.
 fn show(m: &Measurement, v: f64) -> String {
@@ -106,7 +106,7 @@ pub fn verdict_line(v: &Verdict) -> String {
         "{} `{}`: hubbub ÷ best of {} ({}) = **{}**, target {op} {}× — {}{set}",
         v.goal.scenario,
         v.goal.metric,
-        v.goal.against.join(" and "),
+        in_words(v.goal.against),
         v.best,
         ratio_words(&v.ratio),
         v.goal.factor,

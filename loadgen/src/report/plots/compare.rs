@@ -17,7 +17,8 @@ use crate::model::units::{short, Style};
 use crate::model::StepResult;
 use crate::report::files::ReportError;
 
-/// A broker's colour: hubbub blue, Redis red, NATS green, Mosquitto purple.
+/// A broker's colour: hubbub blue, Redis red, NATS green, Mosquitto purple, the plain tokio
+/// baseline (and anything else) grey.
 fn colour(broker: &str) -> RGBColor {
     match broker {
         "hubbub" => BLUE,

@@ -1,6 +1,7 @@
 //! `loadgen compare`: the same scenarios against hubbub, Redis, NATS and Mosquitto in one run,
 //! so every figure has its peers' beside it, measured by the same harness on the same machine
-//! minutes apart.
+//! minutes apart; and against the plain tokio broker of benches/, the baseline a design of
+//! hubbub's complexity has to beat.
 //!
 //! Repeated scenarios are interleaved (hubbub, redis, nats, mosquitto, hubbub, …), so a noisy
 //! minute on a shared machine falls on every broker rather than on one. Each scenario runs the
@@ -174,6 +175,7 @@ fn find_brokers(opts: &Opts, embedded: Option<&UnderTest>) -> anyhow::Result<Vec
             (Broker::Redis, _) => peer(broker, opts.redis)?,
             (Broker::Nats, _) => peer(broker, opts.nats)?,
             (Broker::Mosquitto, _) => peer(broker, opts.mosquitto)?,
+            (Broker::PlainTokio, _) => peer(broker, opts.plain_tokio)?,
         };
         brokers.push(Running { broker, addr, pid });
     }

@@ -22,7 +22,8 @@ pub struct Opts {
     /// Brokers to measure; hubbub is started by loadgen, the others must be running
     /// (`scripts/peers.sh start`).
     #[arg(long, value_enum, value_delimiter = ',',
-          default_values_t = [Broker::Hubbub, Broker::Redis, Broker::Nats, Broker::Mosquitto])]
+          default_values_t = [Broker::Hubbub, Broker::Redis, Broker::Nats, Broker::Mosquitto,
+                              Broker::PlainTokio])]
     pub brokers: Vec<Broker>,
     /// Runtime worker threads for the hubbub loadgen starts (its `--threads`; default one
     /// per core).
@@ -37,6 +38,9 @@ pub struct Opts {
     /// Where Mosquitto listens.
     #[arg(long, default_value = "127.0.0.1:1893")]
     pub mosquitto: SocketAddr,
+    /// Where the plain tokio baseline broker (`plain-broker`, built from benches/) listens.
+    #[arg(long, default_value = "127.0.0.1:4250")]
+    pub plain_tokio: SocketAddr,
     /// Runs of each scenario per broker (but the ramp's and the sustainable rate's, one each);
     /// medians are compared.
     #[arg(long, default_value_t = 3, value_parser = at_least_one_usize())]
@@ -203,39 +207,38 @@ pub const MEMORY_SHAPES: [(&str, ChannelsFor); 2] = [
 
 /// The project's targets, as goals a comparison of these windows is judged by: fan-out at
 /// the windows of 1,000 and 10,000 (where they were run), p99 at both latency shapes, memory
-/// in both shapes.
+/// in both shapes; and in each of them, ahead of the plain tokio baseline. A goal whose
+/// brokers were not measured is left out of the report.
 pub fn goals(windows: &[u64]) -> Vec<Goal> {
     let peers: &'static [&'static str] = &["redis", "nats"];
+    let plain: &'static [&'static str] = &["plain-tokio"];
     let mut goals = Vec::new();
+    let mut goal = |scenario: String, metric, against, factor| {
+        goals.push(Goal {
+            scenario,
+            metric,
+            against,
+            factor,
+        })
+    };
     for (shape, factor) in [
         ("fanout-1x100", 1.5),
         ("fanout-10x10", 1.5),
         ("fanout-1x1000", 2.0),
     ] {
         for w in windows.iter().filter(|w| [1_000, 10_000].contains(*w)) {
-            goals.push(Goal {
-                scenario: format!("{shape}-w{w}"),
-                metric: "deliveries_per_sec",
-                against: peers,
-                factor,
-            });
+            let scenario = format!("{shape}-w{w}");
+            goal(scenario.clone(), "deliveries_per_sec", peers, factor);
+            goal(scenario, "deliveries_per_sec", plain, 1.0);
         }
     }
     for l in LATENCY_SHAPES {
-        goals.push(Goal {
-            scenario: l.name.into(),
-            metric: "p99_ms",
-            against: peers,
-            factor: 0.6,
-        });
+        goal(l.name.into(), "p99_ms", peers, 0.6);
+        goal(l.name.into(), "p99_ms", plain, 1.0);
     }
     for (name, _) in MEMORY_SHAPES {
-        goals.push(Goal {
-            scenario: name.into(),
-            metric: "rss_per_conn_bytes",
-            against: &["mosquitto"],
-            factor: 1.0,
-        });
+        goal(name.into(), "rss_per_conn_bytes", &["mosquitto"], 1.0);
+        goal(name.into(), "rss_per_conn_bytes", plain, 1.0);
     }
     goals
 }
@@ -247,6 +250,9 @@ pub enum Broker {
     Redis,
     Nats,
     Mosquitto,
+    /// The plain tokio broker in benches/ (`plain-broker`): a baseline, not a product.
+    #[value(name = "plain-tokio")]
+    PlainTokio,
 }
 
 impl Broker {
@@ -256,6 +262,18 @@ impl Broker {
             Broker::Redis => "redis",
             Broker::Nats => "nats",
             Broker::Mosquitto => "mosquitto",
+            Broker::PlainTokio => "plain-tokio",
+        }
+    }
+
+    /// How a sentence names it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Broker::Hubbub => "hubbub",
+            Broker::Redis => "Redis",
+            Broker::Nats => "NATS",
+            Broker::Mosquitto => "Mosquitto",
+            Broker::PlainTokio => "a plain tokio broker",
         }
     }
 
@@ -265,6 +283,7 @@ impl Broker {
             Broker::Redis => Proto::Redis,
             Broker::Nats => Proto::Nats,
             Broker::Mosquitto => Proto::Mqtt,
+            Broker::PlainTokio => Proto::Hubbub,
         }
     }
 }

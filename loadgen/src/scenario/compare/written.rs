@@ -5,9 +5,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::setup::{goals, Collected, Opts, Scenario, LATENCY_SHAPES};
+use super::setup::{goals, Broker, Collected, Opts, Scenario, LATENCY_SHAPES};
 use crate::model::compare::judge;
-use crate::model::units::{counted, grouped};
+use crate::model::units::{counted, grouped, in_words};
 use crate::report::compare::{scenario_table, verdict_line};
 use crate::report::files::{write_json, write_text};
 use crate::report::plots::compare as plots;
@@ -15,7 +15,13 @@ use crate::report::plots::compare as plots;
 /// The whole comparison in markdown: the goals judged, then per scenario what ran and its
 /// table.
 pub(super) fn markdown(opts: &Opts, scenarios: &[Scenario], got: &Collected) -> String {
-    let mut md = String::from("# hubbub compared with Redis, NATS and Mosquitto\n\n");
+    let others: Vec<&str> = opts
+        .brokers
+        .iter()
+        .filter(|b| **b != Broker::Hubbub)
+        .map(|b| b.title())
+        .collect();
+    let mut md = format!("# hubbub compared with {}\n\n", in_words(&others));
     let _ = writeln!(
         md,
         "Measured by `{}`. Ratios are hubbub ÷ the broker in that row, the medians', with a 95% \
