@@ -23,7 +23,7 @@ use crate::frame::LineReader;
 use crate::outbox::{Outbox, Taken};
 use crate::protocol::encode::{self, Ack};
 use crate::protocol::{parse_command, Command};
-use crate::registry::ConnId;
+use crate::registry::{ConnId, Gather};
 use crate::shared::Shared;
 use crate::stats;
 use crate::subscriptions::Subscriptions;
@@ -61,59 +61,61 @@ struct Session {
 }
 
 impl Session {
-    fn reply(&self, frame: Bytes) {
+    /// Queues a reply; written through, or this task woken, when the read's wake-ups are.
+    fn reply(&self, frame: Bytes, read: &mut Gather<'_>) {
         // Overflow is noticed by the connection's own loop, like any other slow consumer.
-        let _ = self.outbox.push(frame);
+        let _ = read.wakes().push(&self.outbox, frame);
     }
 
-    fn handle(&mut self, line: &[u8]) {
+    /// Handles one frame. A PUBLISH is gathered into `read`; anything else first flushes it,
+    /// so that this client sees replies and its own published messages in the order it sent
+    /// the commands, and so that the registry's write lock is free to take.
+    fn handle(&mut self, line: &[u8], read: &mut Gather<'_>) {
         let shared = &self.shared;
-        match parse_command(line) {
-            Ok(Command::Publish { channel, message }) => {
-                shared.publish(&channel, message.get(), self.link.then_some(self.id));
-            }
+        let command = parse_command(line);
+        if let Ok(Command::Publish { channel, message }) = &command {
+            shared.publish(read, channel, message.get());
+            return;
+        }
+        read.flush();
+        match command {
+            Ok(Command::Publish { .. }) => unreachable!("gathered above"),
             Ok(Command::Subscribe { channel }) => {
-                if self.subscriptions.insert(&channel) {
-                    // The ack is queued before the subscription takes effect, so it is written
-                    // before any MESSAGE on the channel (protocol rule 2).
-                    self.reply(encode::ack(
-                        Ack::Subscribe,
-                        &channel,
-                        self.subscriptions.len(),
-                    ));
+                let added = self.subscriptions.insert(&channel);
+                // The ack is queued before the subscription takes effect, so it is written
+                // before any MESSAGE on the channel (protocol rule 2).
+                self.reply(
+                    encode::ack(Ack::Subscribe, &channel, self.subscriptions.len()),
+                    read,
+                );
+                if added {
                     shared.registry.subscribe(&channel, self.id, &self.outbox);
-                } else {
-                    self.reply(encode::ack(
-                        Ack::Subscribe,
-                        &channel,
-                        self.subscriptions.len(),
-                    ));
                 }
             }
             Ok(Command::Unsubscribe { channel }) => {
                 if self.subscriptions.remove(&channel) {
                     shared.registry.unsubscribe(&channel, self.id);
                 }
-                self.reply(encode::ack(
-                    Ack::Unsubscribe,
-                    &channel,
-                    self.subscriptions.len(),
-                ));
+                self.reply(
+                    encode::ack(Ack::Unsubscribe, &channel, self.subscriptions.len()),
+                    read,
+                );
             }
-            Ok(Command::Ping) => self.reply(encode::pong()),
-            Ok(Command::Stats) => self.reply(encode::stats(&shared.snapshot())),
+            Ok(Command::Ping) => self.reply(encode::pong(), read),
+            Ok(Command::Stats) => self.reply(encode::stats(&shared.snapshot()), read),
             Ok(Command::Link { name }) => {
                 if !self.link {
                     self.link = true;
+                    read.set_except(Some(self.id));
                     stats::add(&shared.stats.links, 1);
                     tracing::info!(conn = self.id, %name, "link from a broker below");
                 }
-                self.reply(encode::link_reply(&shared.name));
+                self.reply(encode::link_reply(&shared.name), read);
             }
             Err(e) => {
                 stats::add(&shared.stats.protocol_errors, 1);
                 debug!(conn = self.id, error = %e, "protocol error");
-                self.reply(encode::error(&e.to_string()));
+                self.reply(encode::error(&e.to_string()), read);
             }
         }
     }
@@ -134,8 +136,8 @@ impl Drop for Session {
     }
 }
 
-/// A connection's buffers; its socket is in its outbox, where a [`crate::outbox::batch`] can
-/// write small deliveries through it without waking this task.
+/// A connection's buffers; its socket is in its outbox, where a read's
+/// [`crate::outbox::Wakes`] can write small deliveries through it without waking this task.
 struct Connection {
     lines: LineReader,
     session: Session,
@@ -282,13 +284,13 @@ impl Connection {
         Poll::Pending
     }
 
-    /// Reads what the socket has, handling every complete frame. Returns why to close, if so.
+    /// Reads what the socket has, handling every complete frame; what each read publishes is
+    /// gathered and reaches each subscriber as one frame, with one wake-up. Returns why to
+    /// close, if so.
     fn read_ready(&mut self) -> io::Result<Option<Close>> {
-        // Subscribers this read publishes to are woken once, after all of it.
-        crate::outbox::batch(|| self.read_batch())
-    }
-
-    fn read_batch(&mut self) -> io::Result<Option<Close>> {
+        // A handle of its own, so that a read's gather can borrow the registry while the
+        // session is borrowed to handle frames.
+        let shared = Arc::clone(&self.session.shared);
         SCRATCH_BUF.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
@@ -298,12 +300,19 @@ impl Connection {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                     Err(e) => return Err(e),
                 };
-                stats::add(&self.session.shared.stats.bytes_in, n as u64);
+                stats::add(&shared.stats.bytes_in, n as u64);
                 let session = &mut self.session;
-                if let Err(e) = self.lines.feed(&scratch[..n], |line| session.handle(line)) {
-                    stats::add(&session.shared.stats.protocol_errors, 1);
+                // Flushed when it goes out of scope, before the next read: no lock is held
+                // across a system call.
+                let mut read = shared.registry.gather(session.link.then_some(session.id));
+                let fed = self
+                    .lines
+                    .feed(&scratch[..n], |line| session.handle(line, &mut read));
+                drop(read);
+                if let Err(e) = fed {
+                    stats::add(&shared.stats.protocol_errors, 1);
                     debug!(conn = session.id, "{e}; closing");
-                    session.reply(encode::error(&e.to_string()));
+                    let _ = session.outbox.push(encode::error(&e.to_string()));
                     return Ok(Some(Close::FrameTooLong));
                 }
                 if n < scratch.len() {

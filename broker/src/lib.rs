@@ -4,13 +4,15 @@
 //! # Layout
 //! - [`protocol`]: pure parsing and encoding of every frame (no I/O).
 //! - [`frame`]: newline framing with a maximum frame length (no I/O).
-//! - [`registry`]: channel → subscribers; a publish walks only its channel's subscribers.
+//! - [`registry`]: channel → subscribers; a publish walks only its channel's subscribers, and
+//!   one read's publishes reach each subscriber as one frame.
 //! - [`outbox`]: each connection's bounded output queue and its slow-consumer policy.
 //! - `connection`: one task per client; the only code that touches a client socket.
 //! - [`server`]: the accept loop (with back-off), counters, shutdown by token.
 //! - [`client`]: the async client that the tools and loadgen build on.
 //! - [`tools`]: `client`, `publisher` and `chat`, as library functions the binaries call.
 
+mod audience;
 pub mod client;
 pub mod config;
 mod connection;

@@ -112,15 +112,16 @@ async fn serve(
                 match link.stream.try_read(&mut scratch) {
                     Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
                     Ok(n) => {
-                        let fed = crate::outbox::batch(|| {
-                            link.lines.feed(&scratch[..n], |line| {
-                                if let Some((channel, message)) = parse_message(line) {
-                                    upstream.received.fetch_add(1, Relaxed);
-                                    // Delivered here only: what came down never goes back up.
-                                    shared.deliver(&channel, message.get(), None);
-                                }
-                            })
+                        // Gathered like a client's read, and flushed when dropped.
+                        let mut read = shared.registry.gather(None);
+                        let fed = link.lines.feed(&scratch[..n], |line| {
+                            if let Some((channel, message)) = parse_message(line) {
+                                upstream.received.fetch_add(1, Relaxed);
+                                // Delivered here only: what came down never goes back up.
+                                read.publish(&channel, message.get());
+                            }
                         });
+                        drop(read);
                         if let Err(e) = fed {
                             return io::Error::other(e);
                         }

@@ -4,7 +4,6 @@
 //! queued at once and writes it in one `writev`. Memory per connection is bounded by the
 //! slow-consumer limit, and an idle outbox holds no buffer.
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
@@ -15,10 +14,14 @@ use tokio::net::TcpStream;
 
 use crate::write::write_frames;
 
-/// Frames an outbox may hold for [`batch`] to write them itself at its end. More than this
+/// Frames an outbox may hold for [`Wakes::finish`] to write them itself. More than this
 /// is a burst, which the connection's own task writes, so that bursts to many subscribers
 /// spread over every worker thread.
 const WRITE_THROUGH_FRAMES: usize = 4;
+/// And at most this many bytes: a pipelining publisher's read is gathered into one frame of
+/// up to 64 KiB per channel (`registry::Gather`), and writing that to a hundred subscribers
+/// from the publisher's thread would leave the other cores idle.
+const WRITE_THROUGH_BYTES: usize = 4096;
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +48,7 @@ pub enum Push {
 pub struct Outbox {
     limit: usize,
     state: Mutex<State>,
-    /// The client's socket, for [`batch`] to write small deliveries through (`None` for the
+    /// The client's socket, for [`Wakes`] to write small deliveries through (`None` for the
     /// upstream link, which always writes from its own task).
     socket: Option<TcpStream>,
 }
@@ -73,22 +76,16 @@ impl State {
     }
 }
 
-thread_local! {
-    /// Open [`batch`]es on this thread.
-    static BATCHING: Cell<u32> = const { Cell::new(0) };
-    /// Connections to write to, or wake, when the outermost batch on this thread ends.
-    static DEFERRED: RefCell<Vec<(Arc<Outbox>, Waker)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with wake-ups deferred: a push inside it that would wake an idle connection
-/// queues it instead, and when `f` returns each queued connection either gets its few frames
-/// written right here, or is woken once to write its burst itself.
+/// Connections to write to, or to wake, once the caller holds no lock: the wake-ups one read
+/// calls for, gathered and passed down explicitly (a read's `registry::Gather` holds one, and
+/// the upstream link's forwarding pushes into it). [`Wakes::finish`] (or drop) sees to them:
+/// each connection either gets its few frames written right there, or is woken once to write
+/// its burst itself.
 ///
-/// Why deferred: a publisher's read often holds many publishes. Woken at the first one, a
-/// subscriber's task is picked up at once by the other worker thread, drains that one
-/// message, writes it and sleeps, and the next publish wakes it again: a wake-up and a
-/// `writev` per delivery. Woken after the whole read, it drains the burst in one `writev`
-/// (NATS flushes the clients a read touched in the same way).
+/// Why deferred: woken at once, a subscriber's task is picked up by the other worker thread,
+/// drains what little is there, writes it and sleeps, and the next push wakes it again: a
+/// wake-up and a `writev` per push. Woken after the whole read, it drains the read in one
+/// `writev` (NATS flushes the clients a read touched in the same way).
 ///
 /// Why written through: at a moderate rate a read holds one publish, and waking a hundred
 /// subscriber tasks to write one small frame each costs more than the writes, most of all
@@ -96,39 +93,44 @@ thread_local! {
 /// worker threads against 0.38 with one, at 2,000 msg/s to 100 subscribers). Writing up to
 /// [`WRITE_THROUGH_FRAMES`] frames from the publisher's thread, as Redis writes every reply
 /// from its one loop, saves the wake-ups; bursts still go to the subscribers' own tasks.
-///
-/// `f` must not await; batches nest.
-pub fn batch<R>(f: impl FnOnce() -> R) -> R {
-    BATCHING.with(|b| b.set(b.get() + 1));
-    let result = f();
-    if BATCHING.with(|b| {
-        b.set(b.get() - 1);
-        b.get() == 0
-    }) {
-        let mut deferred = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
-        for (outbox, waker) in deferred.drain(..) {
+#[derive(Debug, Default)]
+pub struct Wakes {
+    due: Vec<(Arc<Outbox>, Waker)>,
+}
+
+impl Wakes {
+    /// Queues `frame` on `outbox`, keeping the wake-up it calls for until [`Wakes::finish`].
+    pub fn push(&mut self, outbox: &Arc<Outbox>, frame: Bytes) -> Push {
+        let (push, waker) = outbox.push_quiet(frame);
+        if let Some(waker) = waker {
+            self.due.push((Arc::clone(outbox), waker));
+        }
+        push
+    }
+
+    /// Writes through, or wakes, every connection a push left due. It writes to sockets: call
+    /// it with no lock held.
+    pub fn finish(&mut self) {
+        for (outbox, waker) in self.due.drain(..) {
             if let Some(waker) = outbox.write_through(waker) {
                 waker.wake();
             }
         }
-        // Keep the vector's capacity for the next batch on this thread.
-        DEFERRED.with(|d| {
-            let mut d = d.borrow_mut();
-            if d.is_empty() {
-                *d = deferred;
-            }
-        });
     }
-    result
 }
 
-/// Wakes `outbox`'s connection (`waker`) now, or hands both to the end of the current
-/// [`batch`].
-fn wake(outbox: &Arc<Outbox>, waker: Waker) {
-    if BATCHING.with(|b| b.get()) > 0 {
-        DEFERRED.with(|d| d.borrow_mut().push((Arc::clone(outbox), waker)));
-    } else {
-        waker.wake();
+impl Drop for Wakes {
+    /// A wake-up is never lost. While unwinding (a task's panic does not end its worker
+    /// thread) only wake: writing through takes an outbox lock the panic may have poisoned,
+    /// and a second panic would abort the process.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (_, waker) in self.due.drain(..) {
+                waker.wake();
+            }
+        } else {
+            self.finish();
+        }
     }
 }
 
@@ -151,7 +153,7 @@ impl Outbox {
     }
 
     /// An empty outbox for a client on `socket`, which it owns: the connection reads and
-    /// writes through [`socket`](Outbox::socket), and a [`batch`] may write through it too.
+    /// writes through [`socket`](Outbox::socket), and [`Wakes`] may write through it too.
     pub fn with_socket(limit: usize, socket: TcpStream) -> Self {
         Self {
             socket: Some(socket),
@@ -167,7 +169,7 @@ impl Outbox {
         self.socket.as_ref().expect("an outbox made with_socket")
     }
 
-    /// At the end of a [`batch`]: writes what is queued straight to the socket when it is
+    /// For [`Wakes::finish`]: writes what is queued straight to the socket when it is
     /// a few frames, the connection's task holds none unwritten, and the socket takes them
     /// all; the task then sleeps on. Otherwise returns `waker`, to be woken to do it.
     fn write_through(&self, waker: Waker) -> Option<Waker> {
@@ -175,10 +177,14 @@ impl Outbox {
             return Some(waker);
         };
         let mut state = self.state.lock().expect("outbox lock");
-        if state.closed || state.busy || state.queue.len() > WRITE_THROUGH_FRAMES {
+        if state.closed
+            || state.busy
+            || state.queue.len() > WRITE_THROUGH_FRAMES
+            || state.pending > WRITE_THROUGH_BYTES
+        {
             return Some(waker);
         }
-        // Under the lock, so that neither the task nor another batch can take frames
+        // Under the lock, so that neither the task nor another read's wake-ups can take frames
         // between these and the socket. An error is left for the task to meet.
         let Ok(written) = write_frames(socket, &mut state.queue) else {
             return Some(waker);
@@ -197,33 +203,34 @@ impl Outbox {
         None
     }
 
-    /// Queues a frame and wakes the connection if it was idle.
-    pub fn push(self: &Arc<Self>, frame: Bytes) -> Push {
+    /// Queues a frame and wakes the connection at once if it was idle.
+    pub fn push(&self, frame: Bytes) -> Push {
+        let (push, waker) = self.push_quiet(frame);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        push
+    }
+
+    /// Queues a frame; returns the connection's waker when it was idle and must be woken
+    /// (once the caller holds no lock), as [`Wakes`] does.
+    fn push_quiet(&self, frame: Bytes) -> (Push, Option<Waker>) {
         let mut state = self.state.lock().expect("outbox lock");
         if state.closed {
-            return Push::Closed;
+            return (Push::Closed, None);
         }
         if state.pending + frame.len() > self.limit {
             state.closed = true;
             state.overflowed = true;
             state.queue = VecDeque::new();
-            let waker = state.signal();
-            drop(state);
-            if let Some(waker) = waker {
-                wake(self, waker);
-            }
-            return Push::Overflowed;
+            return (Push::Overflowed, state.signal());
         }
         state.pending += frame.len();
         let was_empty = state.queue.is_empty();
         state.queue.push_back(frame);
         // The connection drains the whole queue when it wakes, so one wake-up per burst is enough.
         let waker = if was_empty { state.signal() } else { None };
-        drop(state);
-        if let Some(waker) = waker {
-            wake(self, waker);
-        }
-        Push::Queued
+        (Push::Queued, waker)
     }
 
     /// Ready once something was pushed (or the outbox overflowed) since the last time this
@@ -311,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_wakes_each_connection_once_when_it_ends() {
+    fn wakes_wake_each_connection_once_when_finished() {
         let counter = std::sync::Arc::new(Counter(0.into()));
         let waker = Waker::from(counter.clone());
         let outbox = Arc::new(Outbox::new(100));
@@ -319,17 +326,17 @@ mod tests {
         assert!(outbox
             .poll_ready(&mut Context::from_waker(&waker))
             .is_pending());
-        batch(|| {
-            assert_eq!(outbox.push(Bytes::from_static(b"1")), Push::Queued);
-            assert_eq!(outbox.push(Bytes::from_static(b"2")), Push::Queued);
-            batch(|| assert_eq!(outbox.push(Bytes::from_static(b"3")), Push::Queued));
-            assert_eq!(woken(), 0, "woken inside the batch");
-        });
+        let mut wakes = Wakes::default();
+        for frame in [&b"1"[..], b"2", b"3"] {
+            assert_eq!(wakes.push(&outbox, Bytes::from_static(frame)), Push::Queued);
+        }
+        assert_eq!(woken(), 0, "woken before the wake-ups are finished");
+        wakes.finish();
         assert_eq!(woken(), 1);
         assert!(outbox
             .poll_ready(&mut Context::from_waker(&waker))
             .is_ready());
-        // Outside a batch a push wakes at once.
+        // A push of its own wakes at once.
         let mut got = VecDeque::new();
         outbox.take(&mut got);
         assert!(outbox
@@ -337,6 +344,24 @@ mod tests {
             .is_pending());
         assert_eq!(outbox.push(Bytes::from_static(b"4")), Push::Queued);
         assert_eq!(woken(), 2);
+    }
+
+    #[test]
+    fn wakes_dropped_by_a_panic_still_wake() {
+        let counter = std::sync::Arc::new(Counter(0.into()));
+        let waker = Waker::from(counter.clone());
+        let woken = || counter.0.load(std::sync::atomic::Ordering::SeqCst);
+        let outbox = Arc::new(Outbox::new(100));
+        assert!(outbox
+            .poll_ready(&mut Context::from_waker(&waker))
+            .is_pending());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut wakes = Wakes::default();
+            assert_eq!(wakes.push(&outbox, Bytes::from_static(b"1")), Push::Queued);
+            panic!("a bug in a publish");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(woken(), 1, "the deferred wake-up was made while unwinding");
     }
 
     #[test]
@@ -422,14 +447,20 @@ mod tests {
         buf
     }
 
+    /// Pushes `frames` as one read does, then finishes its wake-ups.
+    fn in_one_read(outbox: &Arc<Outbox>, frames: &[&'static [u8]]) {
+        let mut wakes = Wakes::default();
+        for frame in frames {
+            assert_eq!(wakes.push(outbox, Bytes::from_static(frame)), Push::Queued);
+        }
+        wakes.finish();
+    }
+
     #[tokio::test]
-    async fn a_batch_writes_a_few_frames_through_without_waking_the_connection() {
+    async fn a_read_writes_a_few_frames_through_without_waking_the_connection() {
         let (outbox, mut client) = socket_pair().await;
         let (waker, woken) = parked(&outbox);
-        batch(|| {
-            assert_eq!(outbox.push(Bytes::from_static(b"one\n")), Push::Queued);
-            assert_eq!(outbox.push(Bytes::from_static(b"two\n")), Push::Queued);
-        });
+        in_one_read(&outbox, &[b"one\n", b"two\n"]);
         assert_eq!(read_exactly(&mut client, 8), b"one\ntwo\n");
         assert_eq!(woken(), 0, "nothing left for the connection to do");
         // Its waker is back in place: it still sleeps, and the next push wakes it.
@@ -438,6 +469,18 @@ mod tests {
             .is_pending());
         assert_eq!(outbox.push(Bytes::from_static(b"three\n")), Push::Queued);
         assert_eq!(woken(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_is_left_to_the_connection() {
+        let (outbox, _client) = socket_pair().await;
+        let (_waker, woken) = parked(&outbox);
+        static LARGE: [u8; WRITE_THROUGH_BYTES + 1] = [b'x'; WRITE_THROUGH_BYTES + 1];
+        in_one_read(&outbox, &[&LARGE]);
+        assert_eq!(woken(), 1);
+        let mut taken = VecDeque::new();
+        outbox.take(&mut taken);
+        assert_eq!(taken.len(), 1, "left for the task");
     }
 
     #[tokio::test]
@@ -450,11 +493,7 @@ mod tests {
         assert!(outbox
             .poll_ready(&mut Context::from_waker(&waker))
             .is_pending());
-        batch(|| {
-            for _ in 0..=WRITE_THROUGH_FRAMES {
-                assert_eq!(outbox.push(Bytes::from_static(b"x")), Push::Queued);
-            }
-        });
+        in_one_read(&outbox, &[&b"x"[..]; WRITE_THROUGH_FRAMES + 1]);
         assert_eq!(woken(), 1);
         // Woken, the task finds its outbox ready and takes the burst.
         assert!(outbox
@@ -467,12 +506,12 @@ mod tests {
         assert!(outbox
             .poll_ready(&mut Context::from_waker(&waker))
             .is_pending());
-        batch(|| assert_eq!(outbox.push(Bytes::from_static(b"y")), Push::Queued));
+        in_one_read(&outbox, &[b"y"]);
         assert_eq!(woken(), 2);
         assert!(outbox
             .poll_ready(&mut Context::from_waker(&waker))
             .is_ready());
-        // Once the task has written its frames, the next batch may write through again.
+        // Once the task has written its frames, the next read may write through again.
         let n = write_frames(outbox.socket(), &mut taken).unwrap();
         outbox.written(n, !taken.is_empty());
         outbox.take(&mut taken);
@@ -485,7 +524,7 @@ mod tests {
         assert!(outbox
             .poll_ready(&mut Context::from_waker(&waker))
             .is_pending());
-        batch(|| assert_eq!(outbox.push(Bytes::from_static(b"z")), Push::Queued));
+        in_one_read(&outbox, &[b"z"]);
         assert_eq!(read_exactly(&mut client, 1), b"z");
         assert_eq!(woken(), 2);
     }

@@ -1,47 +1,41 @@
 //! Who is subscribed to what: the broker's one piece of shared state.
 //!
-//! A map from channel to its subscribers. Publishing looks up one channel and walks only its
-//! own subscribers, so the cost of a publish is proportional to the channel's audience, not to
-//! the number of channels or connections. Subscribers are kept in an [`IndexMap`]: iteration is
-//! as fast as a `Vec`'s, and removing one of 50,000 is O(1) (`swap_remove`), where a plain
-//! `Vec` would make mass disconnects quadratic.
+//! A map from channel to its subscribers ([`Audience`]). Publishing looks up one channel and
+//! walks only its own subscribers, so the cost of a publish is proportional to the channel's
+//! audience, not to the number of channels or connections. What one read publishes is gathered
+//! per channel and queued once per subscriber ([`Gather`]). A channel stores nothing but its
+//! name and its audience, since a broker with a channel per client holds as many as it has
+//! clients.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use bytes::Bytes;
-use indexmap::IndexMap;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use crate::outbox::{Outbox, Push};
+use crate::audience::{Audience, Removal};
+use crate::outbox::{Outbox, Push, Wakes};
 use crate::protocol::encode;
 use crate::stats::{self, Stats};
 
-/// Identifies a connection for the life of the broker process.
-pub type ConnId = u64;
-
-struct Channel {
-    /// The MESSAGE frame up to the payload, encoded once when the channel appears.
-    prefix: Bytes,
-    subscribers: IndexMap<ConnId, Arc<Outbox>>,
-}
+pub use crate::audience::ConnId;
 
 /// Channels and their subscribers.
 pub struct Registry {
-    channels: RwLock<HashMap<Arc<str>, Channel>>,
+    channels: RwLock<HashMap<Arc<str>, Audience>>,
     stats: Arc<Stats>,
     /// Signalled when a channel gains its first subscriber or loses its last: what an
     /// upstream link subscribes to follows the set of channels here.
     interest: Notify,
 }
 
-/// The outcome of one publish.
+/// What a [`Gather`] delivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Published {
-    /// Subscribers the frame was queued for.
+    /// MESSAGE frames queued, counted per subscriber (one message to 100 subscribers is 100).
     pub deliveries: usize,
-    /// Size of the one shared MESSAGE frame, in bytes.
-    pub frame_len: usize,
+    /// Bytes queued, all subscribers together.
+    pub bytes: usize,
 }
 
 impl Registry {
@@ -54,19 +48,19 @@ impl Registry {
     }
 
     /// Adds a subscriber; returns `false` if it was already subscribed.
+    ///
+    /// Takes the write lock: a [`Gather`] open on this thread must be flushed first.
     pub fn subscribe(&self, channel: &str, id: ConnId, outbox: &Arc<Outbox>) -> bool {
         let mut channels = self.channels.write().expect("registry lock");
-        if !channels.contains_key(channel) {
-            stats::add(&self.stats.channels, 1);
-            let entry = Channel {
-                prefix: encode::message_prefix(channel),
-                subscribers: IndexMap::new(),
-            };
-            channels.insert(Arc::from(channel), entry);
-            self.interest.notify_one();
-        }
-        let entry = channels.get_mut(channel).expect("inserted above");
-        let added = entry.subscribers.insert(id, Arc::clone(outbox)).is_none();
+        let added = match channels.get_mut(channel) {
+            Some(audience) => audience.insert(id, outbox),
+            None => {
+                stats::add(&self.stats.channels, 1);
+                channels.insert(Arc::from(channel), Audience::One(id, Arc::clone(outbox)));
+                self.interest.notify_one();
+                true
+            }
+        };
         if added {
             stats::add(&self.stats.subscriptions, 1);
         }
@@ -75,57 +69,45 @@ impl Registry {
 
     /// Removes a subscriber; returns `false` if it was not subscribed. A channel with no
     /// subscribers left is forgotten (nothing is stored for it).
+    ///
+    /// Takes the write lock: a [`Gather`] open on this thread must be flushed first.
     pub fn unsubscribe(&self, channel: &str, id: ConnId) -> bool {
         let mut channels = self.channels.write().expect("registry lock");
-        let Some(entry) = channels.get_mut(channel) else {
+        let Some(audience) = channels.get_mut(channel) else {
             return false;
         };
-        let removed = entry.subscribers.swap_remove(&id).is_some();
-        if removed {
-            stats::sub(&self.stats.subscriptions, 1);
+        let removed = audience.remove(id);
+        if removed == Removal::NotThere {
+            return false;
         }
-        if entry.subscribers.is_empty() {
+        stats::sub(&self.stats.subscriptions, 1);
+        if removed == Removal::Last {
             channels.remove(channel);
             stats::sub(&self.stats.channels, 1);
             self.interest.notify_one();
         }
-        removed
+        true
     }
 
-    /// Encodes `message` once and queues the same bytes for every subscriber of `channel`.
-    /// A publish to a channel nobody listens on is dropped (protocol rule 7).
+    /// Starts gathering the publishes of one read (see [`Gather`]); none of them reaches
+    /// `except`, so that a message that came up a link is never echoed back down it.
+    pub fn gather(&self, except: Option<ConnId>) -> Gather<'_> {
+        Gather {
+            registry: self,
+            except,
+            channels: None,
+            pending: Vec::new(),
+            wakes: Wakes::default(),
+        }
+    }
+
+    /// Publishes one message at once: encodes it and queues the same bytes for every
+    /// subscriber of `channel`. A publish to a channel nobody listens on is dropped (protocol
+    /// rule 7).
     pub fn publish(&self, channel: &str, raw_message: &str) -> Published {
-        self.publish_except(channel, raw_message, None)
-    }
-
-    /// Like [`Registry::publish`], but not to `except`: a message that came up a link from a
-    /// broker below is never echoed back down it.
-    pub fn publish_except(
-        &self,
-        channel: &str,
-        raw_message: &str,
-        except: Option<ConnId>,
-    ) -> Published {
-        let channels = self.channels.read().expect("registry lock");
-        let Some(entry) = channels.get(channel) else {
-            return Published::default();
-        };
-        let frame = encode::message(&entry.prefix, raw_message);
-        let mut deliveries = 0;
-        for (&id, outbox) in &entry.subscribers {
-            if Some(id) == except {
-                continue;
-            }
-            // An overflowing subscriber is cut off by its own connection task; the loop goes
-            // on at full speed for everyone else.
-            if outbox.push(frame.clone()) == Push::Queued {
-                deliveries += 1;
-            }
-        }
-        Published {
-            deliveries,
-            frame_len: frame.len(),
-        }
+        let mut gather = self.gather(None);
+        gather.publish(channel, raw_message);
+        gather.flush()
     }
 
     /// Every channel with a subscriber.
@@ -142,7 +124,135 @@ impl Registry {
     /// Number of subscribers of `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
         let channels = self.channels.read().expect("registry lock");
-        channels.get(channel).map_or(0, |c| c.subscribers.len())
+        channels.get(channel).map_or(0, Audience::len)
+    }
+}
+
+/// The publishes of one read from one connection, gathered into one buffer per channel and
+/// queued for each subscriber once, when the read is done ([`Gather::flush`], or drop).
+///
+/// Why: a pipelining publisher's read holds hundreds of PUBLISH frames. Queued one by one,
+/// each message costs every subscriber an outbox lock, a reference count and a frame in its
+/// `writev`; gathered, each subscriber pays that once per read, whatever the read held. A
+/// read that holds one publish (a publisher at a modest rate) costs what it did before.
+///
+/// The registry's read lock is held from the first publish to the flush, so that the
+/// subscribers a message reaches are the channel's subscribers when it was published: a
+/// SUBSCRIBE on another thread waits for the flush (one read's parsing, never a system call),
+/// and so cannot receive a message published before it took effect (protocol rule 2).
+/// Hence also: flush before this thread takes the write lock ([`Registry::subscribe`],
+/// [`Registry::unsubscribe`]), or it deadlocks; flushing an empty gather costs nothing.
+pub struct Gather<'r> {
+    registry: &'r Registry,
+    except: Option<ConnId>,
+    channels: Option<RwLockReadGuard<'r, HashMap<Arc<str>, Audience>>>,
+    /// Per channel published to, in order of first publish: nearly always one.
+    pending: Vec<Pending>,
+    /// The subscribers to write to or wake once the lock is released.
+    wakes: Wakes,
+}
+
+struct Pending {
+    channel: Arc<str>,
+    /// The MESSAGE frame up to the payload, encoded once per read.
+    prefix: Bytes,
+    /// The MESSAGE frames, one after the other, exactly as subscribers receive them.
+    frames: BytesMut,
+    messages: usize,
+}
+
+impl Gather<'_> {
+    /// Adds a publish; a channel with no subscribers drops it (protocol rule 7).
+    pub fn publish(&mut self, channel: &str, raw_message: &str) {
+        let registry = self.registry;
+        let channels = self
+            .channels
+            .get_or_insert_with(|| registry.channels.read().expect("registry lock"));
+        let Some(name) = channels.get_key_value(channel).map(|(name, _)| name) else {
+            return;
+        };
+        let at = match self
+            .pending
+            .iter()
+            .position(|p| Arc::ptr_eq(&p.channel, name))
+        {
+            Some(at) => at,
+            None => {
+                self.pending.push(Pending {
+                    channel: Arc::clone(name),
+                    prefix: encode::message_prefix(channel),
+                    frames: BytesMut::new(),
+                    messages: 0,
+                });
+                self.pending.len() - 1
+            }
+        };
+        let pending = &mut self.pending[at];
+        encode::message_into(&mut pending.frames, &pending.prefix, raw_message);
+        pending.messages += 1;
+    }
+
+    /// From now on, publishes do not reach `except` (a connection that has just become a link).
+    /// Flushes first: what was gathered keeps the exception it was gathered under.
+    pub fn set_except(&mut self, except: Option<ConnId>) {
+        self.flush();
+        self.except = except;
+    }
+
+    /// The wake-ups this read has called for so far, for other pushes made during it (the
+    /// upstream link's) to join; seen to at the flush.
+    pub fn wakes(&mut self) -> &mut Wakes {
+        &mut self.wakes
+    }
+
+    /// Queues everything gathered for the subscribers, counts it, releases the registry, and
+    /// then writes to or wakes the subscribers it reached.
+    pub fn flush(&mut self) -> Published {
+        let mut out = Published::default();
+        if let Some(channels) = self.channels.take() {
+            for pending in self.pending.drain(..) {
+                let audience = channels
+                    .get(&pending.channel)
+                    .expect("a channel cannot go while the read lock is held");
+                let chunk = exact(pending.frames);
+                for (id, outbox) in audience.iter() {
+                    if Some(id) == self.except {
+                        continue;
+                    }
+                    // An overflowing subscriber is cut off by its own connection task; the
+                    // loop goes on at full speed for everyone else.
+                    if self.wakes.push(outbox, chunk.clone()) == Push::Queued {
+                        out.deliveries += pending.messages;
+                        out.bytes += chunk.len();
+                    }
+                }
+            }
+        }
+        // No lock held from here on: writing through makes system calls.
+        self.wakes.finish();
+        if out.deliveries > 0 {
+            let stats = &self.registry.stats;
+            stats::add(&stats.messages_out, out.deliveries as u64);
+            stats::add(&stats.bytes_out, out.bytes as u64);
+        }
+        out
+    }
+}
+
+impl Drop for Gather<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// `frames` frozen, copied into an exactly sized buffer when growing it left more than a
+/// quarter unused: outboxes count a chunk's length against the slow-consumer limit, so what
+/// they hold must not be much larger than what they count.
+fn exact(frames: BytesMut) -> Bytes {
+    if frames.capacity() - frames.len() > frames.len() / 4 {
+        Bytes::copy_from_slice(&frames)
+    } else {
+        frames.freeze()
     }
 }
 
@@ -188,6 +298,69 @@ mod tests {
         assert_eq!(reg.subscriber_count("x"), 0);
         assert_eq!(stats.snapshot().channels, 0);
         assert_eq!(stats.snapshot().subscriptions, 0);
+    }
+
+    #[test]
+    fn a_reads_publishes_reach_each_subscriber_as_one_chunk_in_order() {
+        let stats = Arc::new(Stats::default());
+        let reg = Registry::new(stats.clone());
+        let outs: Vec<_> = (0..3).map(|_| Arc::new(Outbox::new(1 << 20))).collect();
+        for (i, o) in outs.iter().enumerate() {
+            reg.subscribe("c", i as u64, o);
+        }
+        reg.subscribe("d", 0, &outs[0]);
+        let mut read = reg.gather(Some(2));
+        read.publish("c", "1");
+        read.publish("d", "2");
+        read.publish("nobody", "0");
+        read.publish("c", "3");
+        let p = read.flush();
+        assert_eq!(
+            p.deliveries,
+            2 * 2 + 1,
+            "c twice to 0 and 1 (not 2), d once to 0"
+        );
+        let c = b"{\"type\":\"MESSAGE\",\"channel\":\"c\",\"message\":1}\n\
+                  {\"type\":\"MESSAGE\",\"channel\":\"c\",\"message\":3}\n";
+        let d = b"{\"type\":\"MESSAGE\",\"channel\":\"d\",\"message\":2}\n";
+        assert_eq!(drain(&outs[0]), [&c[..], &d[..]]);
+        assert_eq!(drain(&outs[1]), [&c[..]]);
+        assert!(drain(&outs[2]).is_empty(), "the exception gets nothing");
+        assert_eq!(p.bytes, 2 * c.len() + d.len());
+        assert_eq!(stats.snapshot().messages_out, 5);
+        assert_eq!(stats.snapshot().bytes_out, p.bytes as u64);
+    }
+
+    #[test]
+    fn a_subscribe_made_while_a_read_is_gathered_gets_none_of_it() {
+        let reg = Arc::new(Registry::new(Arc::new(Stats::default())));
+        let (a, b) = (
+            Arc::new(Outbox::new(1 << 20)),
+            Arc::new(Outbox::new(1 << 20)),
+        );
+        reg.subscribe("c", 1, &a);
+        let mut read = reg.gather(None);
+        read.publish("c", "1");
+        // Another connection subscribes on another thread while the read is gathered: it
+        // waits for the flush, so the message published before it does not reach it.
+        let late = std::thread::spawn({
+            let (reg, b) = (reg.clone(), b.clone());
+            move || reg.subscribe("c", 2, &b)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        read.flush();
+        assert!(late.join().unwrap());
+        assert_eq!(drain(&a).len(), 1);
+        assert!(drain(&b).is_empty());
+        assert_eq!(reg.publish("c", "2").deliveries, 2);
+    }
+
+    #[test]
+    fn a_read_of_one_publish_allocates_exactly_its_frame() {
+        let mut frames = BytesMut::new();
+        encode::message_into(&mut frames, b"{\"p\":", "1");
+        assert_eq!(frames.capacity(), frames.len());
+        assert_eq!(exact(frames).len(), 8);
     }
 
     #[test]

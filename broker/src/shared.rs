@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::registry::{ConnId, Registry};
+use crate::registry::{Gather, Registry};
 use crate::stats::{self, Stats, StatsSnapshot};
 use crate::upstream::Upstream;
 
@@ -21,22 +21,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Delivers a message to the subscribers here, except `except`, and counts it.
-    pub(crate) fn deliver(&self, channel: &str, raw_message: &str, except: Option<ConnId>) {
-        let p = self.registry.publish_except(channel, raw_message, except);
-        if p.deliveries > 0 {
-            stats::add(&self.stats.messages_out, p.deliveries as u64);
-            stats::add(&self.stats.bytes_out, (p.deliveries * p.frame_len) as u64);
-        }
-    }
-
-    /// A PUBLISH made at this broker, by a client or by a link from a broker below (`from`):
-    /// delivered here (never back down the link it came up) and sent on upstream.
-    pub(crate) fn publish(&self, channel: &str, raw_message: &str, from_link: Option<ConnId>) {
+    /// A PUBLISH made at this broker, by a client or by a link from a broker below: gathered
+    /// for the subscribers here (`read`, which a link's exception is set on, so it never goes
+    /// back down the link it came up) and sent on upstream.
+    pub(crate) fn publish(&self, read: &mut Gather<'_>, channel: &str, raw_message: &str) {
         stats::add(&self.stats.messages_in, 1);
-        self.deliver(channel, raw_message, from_link);
+        read.publish(channel, raw_message);
         if let Some(upstream) = &self.upstream {
-            upstream.forward(channel, raw_message);
+            upstream.forward(channel, raw_message, read.wakes());
         }
     }
 

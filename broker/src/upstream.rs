@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::outbox::{Outbox, Push};
+use crate::outbox::{Outbox, Push, Wakes};
 use crate::protocol::encode;
 use crate::stats::UpstreamSnapshot;
 
@@ -43,12 +43,15 @@ impl Upstream {
     }
 
     /// Sends a publish made here up the link (dropped, and counted, while it is down).
-    pub fn forward(&self, channel: &str, raw_message: &str) {
+    /// The link's task is woken through `wakes`, once per read rather than once per publish.
+    pub fn forward(&self, channel: &str, raw_message: &str, wakes: &mut Wakes) {
         let current = self.current.lock().expect("upstream lock").clone();
         match current {
             Some(outbox)
-                if outbox.push(Bytes::from(encode::publish_command(channel, raw_message)))
-                    == Push::Queued =>
+                if wakes.push(
+                    &outbox,
+                    Bytes::from(encode::publish_command(channel, raw_message)),
+                ) == Push::Queued =>
             {
                 self.forwarded.fetch_add(1, Relaxed);
             }

@@ -36,11 +36,18 @@ pub fn message_prefix(channel: &str) -> Bytes {
 
 /// One complete MESSAGE frame: `prefix` from [`message_prefix`], the raw message, `}\n`.
 pub fn message(prefix: &[u8], raw_message: &str) -> Bytes {
-    let mut buf = BytesMut::with_capacity(prefix.len() + raw_message.len() + 2);
+    let mut buf = BytesMut::new();
+    message_into(&mut buf, prefix, raw_message);
+    buf.freeze()
+}
+
+/// Appends one complete MESSAGE frame to `buf` (see [`message`]), growing it by exactly the
+/// frame's size when it is empty.
+pub fn message_into(buf: &mut BytesMut, prefix: &[u8], raw_message: &str) {
+    buf.reserve(prefix.len() + raw_message.len() + 2);
     buf.put_slice(prefix);
     buf.put_slice(raw_message.as_bytes());
     buf.put_slice(b"}\n");
-    buf.freeze()
 }
 
 /// `{"type":"SUBSCRIBE","channel":"foo","count":1}` and its UNSUBSCRIBE twin.
