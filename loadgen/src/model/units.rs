@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(in_words(&[]), "");
         assert_eq!(in_words(&["Redis"]), "Redis");
         assert_eq!(in_words(&["Redis", "NATS"]), "Redis and NATS");
-        assert_eq!(in_words(&["Redis", "NATS", "Mosquitto"]), "Redis, NATS and Mosquitto");
+        assert_eq!(
+            in_words(&["Redis", "NATS", "Mosquitto"]),
+            "Redis, NATS and Mosquitto"
+        );
     }
 
     #[test]

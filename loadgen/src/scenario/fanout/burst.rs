@@ -5,13 +5,14 @@
 //! the rate.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::model::bottleneck::{classify, Pacing};
@@ -23,8 +24,6 @@ use crate::proto::{socket, Proto};
 
 /// Publishes per write: the publishers pipeline, as real high-rate publishers do.
 const BATCH: u64 = 100;
-/// How often a publisher held back by the window looks at the subscribers' counts again.
-const POLL: Duration = Duration::from_micros(200);
 
 /// One run on fresh channels, `fanout-{tag}-{c}` (and MQTT client ids
 /// `fanout-{tag}-{sub|pub}-{n}`): `tag` must differ between runs that may overlap on one
@@ -43,6 +42,8 @@ pub async fn measure(
     let counts = Arc::new(Counts {
         sent: AtomicU64::new(0),
         received: (0..spec.subscribers).map(|_| AtomicU64::new(0)).collect(),
+        waiting: AtomicUsize::new(0),
+        moved: Notify::new(),
     });
     let mut tasks = JoinSet::new();
     let outcome = run(addr, broker_pid, proto, spec, tag, &counts, &mut tasks).await;
@@ -52,10 +53,17 @@ pub async fn measure(
 }
 
 /// What the connections' tasks share: how much has been sent, and how much each subscriber
-/// has received.
+/// has received; and how a publisher held back by the window learns that a subscriber moved.
+///
+/// Woken, not polled: a publisher that slept to look again would sleep at least a
+/// millisecond (tokio's timer), and with the window a millisecond's worth of messages or
+/// less, that sleep, not the broker, would set the rate.
 struct Counts {
     sent: AtomicU64,
     received: Box<[AtomicU64]>,
+    /// Publishers waiting for room; subscribers notify only while there are any.
+    waiting: AtomicUsize,
+    moved: Notify,
 }
 
 impl Counts {
@@ -64,9 +72,11 @@ impl Counts {
     }
 
     fn slowest(&self) -> u64 {
+        // SeqCst with the subscribers' adds and `waiting`: a publisher that registers as
+        // waiting and then finds no room is sure to be woken by the next add.
         self.received
             .iter()
-            .map(|c| c.load(Relaxed))
+            .map(|c| c.load(SeqCst))
             .min()
             .unwrap_or(0)
     }
@@ -187,7 +197,8 @@ async fn open(addr: SocketAddr, proto: Proto, id: &str) -> anyhow::Result<TcpStr
 /// message).
 struct Counted<'a> {
     got: u64,
-    into: &'a AtomicU64,
+    counts: &'a Counts,
+    index: usize,
 }
 
 impl Deliveries for Counted<'_> {
@@ -196,7 +207,14 @@ impl Deliveries for Counted<'_> {
     }
 
     fn read_done(&mut self) {
-        self.into.fetch_add(std::mem::take(&mut self.got), Relaxed);
+        let got = std::mem::take(&mut self.got);
+        if got == 0 {
+            return;
+        }
+        self.counts.received[self.index].fetch_add(got, SeqCst);
+        if self.counts.waiting.load(SeqCst) > 0 {
+            self.counts.moved.notify_waiters();
+        }
     }
 }
 
@@ -210,7 +228,11 @@ async fn subscriber(
     index: usize,
 ) -> anyhow::Result<()> {
     let slot = &counts.received[index];
-    let mut counted = Counted { got: 0, into: slot };
+    let mut counted = Counted {
+        got: 0,
+        counts: &counts,
+        index,
+    };
     let why = Inbound::new(proto, early)
         .serve(&mut stream, &mut counted)
         .await;
@@ -272,6 +294,15 @@ impl Publisher {
                 }
             }
             let held_back = at == out.len();
+            let moved = self.counts.moved.notified();
+            tokio::pin!(moved);
+            let _waiting = held_back.then(|| {
+                moved.as_mut().enable();
+                Waiting::on(&self.counts.waiting)
+            });
+            if held_back && self.counts.room(self.window) > 0 {
+                continue; // a subscriber moved before this publisher was registered
+            }
             tokio::select! {
                 read = inbound.read_from(&mut rd) => {
                     if !read? {
@@ -282,8 +313,24 @@ impl Publisher {
                     0 => bail!("a publisher's connection accepts no more bytes"),
                     n => at += n,
                 },
-                () = tokio::time::sleep(POLL), if held_back => {}
+                () = &mut moved, if held_back => {}
             }
         }
+    }
+}
+
+/// A publisher counted in `waiting` for as long as this lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn on(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, SeqCst);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
