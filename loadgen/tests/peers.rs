@@ -16,7 +16,7 @@ mod common;
 
 use loadgen::proto::{Proto, Reader};
 use loadgen::rig::stamp;
-use loadgen::scenario::{fanout, memory};
+use loadgen::scenario::{connect, fanout, memory};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -365,8 +365,9 @@ async fn servers_say_no() {
 
 /// `fanout::measure` and `memory::measure_broker` as a comparison calls them: a steady-state
 /// fan-out (2 publishers on two channels to 3 subscribers of both, a 300 ms warm-up, 2 s
-/// counted) that delivers, second by second, with the broker's threads timed; then one memory
-/// run of 200 idle subscribers.
+/// counted) that delivers, second by second, with the broker's threads timed; `connect::measure`
+/// (4 connectors, 1 s counted) completing connect + subscribes; then one memory run of 200 idle
+/// subscribers.
 async fn burst_measurements(proto: Proto, (addr, pid): (SocketAddr, u32)) {
     let spec = loadgen::model::fanout::Spec {
         publishers: 2,
@@ -394,6 +395,26 @@ async fn burst_measurements(proto: Proto, (addr, pid): (SocketAddr, u32)) {
     assert!(run.elapsed >= Duration::from_secs(2), "{proto}: {run:?}");
     // The broker's threads were timed: it did some work.
     assert!(run.bottleneck.broker.total_pct > 0.0, "{proto}: {run:?}");
+
+    let spec = connect::Spec {
+        connectors: 4,
+        channels: 3,
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_secs(1),
+    };
+    let run = tokio::time::timeout(
+        Duration::from_secs(10),
+        connect::measure(addr, Some(pid), proto, &spec, "peers-test"),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{proto}: connect did not finish in 10 s"))
+    .unwrap_or_else(|e| panic!("{proto}: connect: {e:#}"));
+    assert!(run.deliveries > 0, "{proto}: {run:?}");
+    assert_eq!(
+        run.per_second,
+        vec![run.deliveries as f64],
+        "{proto}: {run:?}"
+    );
 
     let summary = tokio::time::timeout(
         Duration::from_secs(60),

@@ -3,6 +3,8 @@
 //! [`report`](crate::report).
 
 pub mod compare;
+pub mod connect;
+pub mod counted;
 pub mod fanout;
 pub mod latency;
 pub mod memory;

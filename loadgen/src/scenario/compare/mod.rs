@@ -12,13 +12,15 @@
 //! # Layout
 //! - this file: the run, finding the brokers, the baseline check.
 //! - `setup`: the options, the scenarios and brokers, the goals.
-//! - `scenarios`: one function per kind of scenario, measuring every broker.
+//! - `scenarios`: one function per kind of scenario, measuring every broker; `closed_loop` those
+//!   measured by repeated closed-loop runs (fan-out, connect + subscribe).
 //! - `written`: the comparison's files (markdown, CSV, JSON, charts).
 //! - [`baseline`]: CI's regression check against committed ratios.
 //! - the measurements and goals are [`crate::model::compare`]; the tables
 //!   [`crate::report::compare`], the overlay charts [`crate::report::plots::compare`].
 
 pub mod baseline;
+mod closed_loop;
 mod scenarios;
 mod setup;
 mod written;
@@ -112,10 +114,11 @@ pub async fn run(
         };
         match scenario {
             Scenario::Latency => scenarios::latency(&at, &mut got).await,
+            Scenario::Connect => closed_loop::connect(&at, &mut got).await,
             Scenario::Ramp => scenarios::ramp(&at, &mut got).await,
             Scenario::Sustainable => scenarios::sustainable(&at, &mut got).await,
             Scenario::Memory => unreachable!("measured above"),
-            fan => scenarios::fanout(&at, fan, &mut got).await,
+            fan => closed_loop::fanout(&at, fan, &mut got).await,
         }
         // Written after every scenario, so an interrupted comparison keeps what it measured.
         write_report(&out, &opts, &scenarios, &got)?;

@@ -11,11 +11,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 
-use super::setup::{
-    hubbub_args, Broker, Collected, Opts, Running, Scenario, LATENCY_SHAPES, MEMORY_SHAPES,
-};
+use super::setup::{hubbub_args, Broker, Collected, Opts, Running, LATENCY_SHAPES, MEMORY_SHAPES};
 use crate::model::compare::{Judged, Measurement};
-use crate::model::fanout::Spec;
 use crate::model::units::grouped;
 use crate::model::StepResult;
 use crate::os::listener;
@@ -23,7 +20,7 @@ use crate::proto::Proto;
 use crate::report::plots::compare::{Ramp, Spectrum};
 use crate::rig::broker::UnderTest;
 use crate::rig::options::{defaults, Audience, Common};
-use crate::scenario::{fanout, latency, memory, ramp, throughput};
+use crate::scenario::{latency, memory, ramp, throughput};
 
 /// What every scenario is measured with: the comparison's options, the brokers, where the
 /// detailed reports go, and the token that interrupts the run.
@@ -55,65 +52,6 @@ fn judged(step: &StepResult) -> Option<Judged> {
         steady: step.steady.unwrap_or(true),
         bottleneck,
     })
-}
-
-pub(super) async fn fanout(at: &At<'_>, scenario: Scenario, got: &mut Collected) {
-    let (publishers, subscribers, channels, size) =
-        scenario.fanout_shape().expect("a fan-out scenario");
-    for &window in &at.opts.windows {
-        let name = format!("{}-w{window}", scenario.name());
-        let spec = Spec {
-            publishers,
-            subscribers,
-            channels,
-            size,
-            window,
-            warmup: at.opts.warmup,
-            duration: at.opts.duration,
-        };
-        let mut rows: Vec<Measurement> = at
-            .brokers
-            .iter()
-            .map(|b| Measurement::new(&name, b.broker.name(), "deliveries_per_sec", "/s", true))
-            .collect();
-        for rep in 0..at.opts.repeat {
-            for (b, row) in at.brokers.iter().zip(&mut rows) {
-                if at.interrupt.is_cancelled() {
-                    break;
-                }
-                let tag = format!("{name}-{}-{rep}", std::process::id());
-                let measured =
-                    fanout::measure(b.addr, Some(b.pid), b.broker.proto(), &spec, &tag).await;
-                match measured {
-                    Ok(r) => {
-                        eprintln!(
-                            "{name} {} run {}: {:.0} deliveries/s, {}{}",
-                            b.broker.name(),
-                            rep + 1,
-                            r.rate(),
-                            r.bottleneck.class.name(),
-                            if r.steadiness.steady {
-                                ""
-                            } else {
-                                ", NOT steady"
-                            }
-                        );
-                        row.runs.push(r.rate());
-                        row.judged.push(Judged {
-                            loadgen_us_per_delivery: r.loadgen_us_per_delivery(),
-                            steady: r.steadiness.steady,
-                            bottleneck: r.bottleneck,
-                        });
-                    }
-                    Err(e) => {
-                        eprintln!("{name} {} run {}: failed: {e:#}", b.broker.name(), rep + 1);
-                        row.notes.push(format!("run {} failed: {e:#}", rep + 1));
-                    }
-                }
-            }
-        }
-        got.measurements.extend(rows);
-    }
 }
 
 /// One broker's latency measurements: a row per percentile.

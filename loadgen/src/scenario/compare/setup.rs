@@ -106,6 +106,9 @@ pub enum Scenario {
     Latency,
     /// Memory per idle subscribed connection, over 100 shared channels and a channel each.
     Memory,
+    /// Connect + subscribe at steady state: 64 connectors each connecting, subscribing to
+    /// one of 1,000 channels (confirmed) and leaving, over and over; connects per second.
+    Connect,
     /// Ramp each broker until something stops it.
     Ramp,
 }
@@ -114,13 +117,14 @@ impl Scenario {
     /// Memory first: allocators keep what earlier connections freed, and a broker that has
     /// already held thousands of clients grows less for the next ones, so each broker is
     /// measured while as fresh as the others. The ramp last, as it takes each to its limit.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Memory,
         Scenario::Fanout1x100,
         Scenario::Fanout10x10,
         Scenario::Fanout1x1000,
         Scenario::Sustainable,
         Scenario::Latency,
+        Scenario::Connect,
         Scenario::Ramp,
     ];
 
@@ -133,6 +137,7 @@ impl Scenario {
             Scenario::Sustainable => "sustainable",
             Scenario::Latency => "latency",
             Scenario::Memory => "memory",
+            Scenario::Connect => "connect",
             Scenario::Ramp => "ramp",
         }
     }
@@ -162,6 +167,11 @@ impl Scenario {
         }
     }
 }
+
+/// Connections the connect scenario opens at once: enough that the round trip of one does
+/// not set the rate on its own, few enough that no broker's listen queue (128 for the
+/// smallest default) overflows.
+pub const CONNECTORS: usize = 64;
 
 /// One fixed-rate latency shape.
 #[derive(Debug, Clone, Copy)]
@@ -207,7 +217,8 @@ pub const MEMORY_SHAPES: [(&str, ChannelsFor); 2] = [
 
 /// The project's targets, as goals a comparison of these windows is judged by: fan-out at
 /// the windows of 1,000 and 10,000 (where they were run), p99 at both latency shapes, memory
-/// in both shapes; and in each of them, ahead of the plain tokio baseline. A goal whose
+/// in both shapes, the connect + subscribe rate; and in each of them, ahead of the plain
+/// tokio baseline. A goal whose
 /// brokers were not measured is left out of the report.
 pub fn goals(windows: &[u64]) -> Vec<Goal> {
     let peers: &'static [&'static str] = &["redis", "nats"];
@@ -240,6 +251,13 @@ pub fn goals(windows: &[u64]) -> Vec<Goal> {
         goal(name.into(), "rss_per_conn_bytes", &["mosquitto"], 1.0);
         goal(name.into(), "rss_per_conn_bytes", plain, 1.0);
     }
+    goal(
+        "connect".into(),
+        "connects_per_sec",
+        &["redis", "nats", "mosquitto"],
+        1.2,
+    );
+    goal("connect".into(), "connects_per_sec", plain, 1.0);
     goals
 }
 

@@ -109,6 +109,13 @@ fn describe(opts: &Opts, s: Scenario, name: &str) -> String {
              what set it is that stage's. Every stage: `detail/`.",
             humantime::format_duration(opts.search_hold)
         ),
+        Scenario::Connect => format!(
+            "Connect + subscribe at steady state: {} connectors, each over and over connecting, \
+             opening the session, subscribing to one of 1,000 channels and waiting for the \
+             broker's confirmation, then leaving with a reset (no TIME_WAIT); completed \
+             connect + subscribes per second; {runs}.",
+            super::setup::CONNECTORS
+        ),
         _ => format!(
             "`loadgen ramp --max-clients {} --step {} --hold 3s`: subscribers added step by \
              step, 2,000 msg/s over 1,000 channels at each step, until a step fails. Chart: \

@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::io::AsyncWriteExt;
@@ -15,12 +14,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::model::bottleneck::{classify, Pacing};
 use crate::model::fanout::{Run, Spec};
-use crate::model::stats::Steadiness;
-use crate::os::threads;
 use crate::proto::inbound::{Deliveries, Inbound};
 use crate::proto::{socket, Proto};
+use crate::scenario::counted;
 
 /// Publishes per write: the publishers pipeline, as real high-rate publishers do.
 const BATCH: u64 = 100;
@@ -139,51 +136,11 @@ async fn run(
         tasks.spawn(publisher.run(stream, early));
     }
 
-    wait(spec.warmup, tasks).await?;
-    let (broker, loadgen) = (
-        broker_pid.into_iter().collect::<Vec<_>>(),
-        [std::process::id()],
-    );
-    let (broker_before, loadgen_before) = (threads::snapshot(&broker), threads::snapshot(&loadgen));
-    let start = Instant::now();
-    let first = counts.received();
-    let mut per_second = Vec::new();
-    let mut last = first;
-    let seconds = spec.duration.as_secs().max(1);
-    for s in 1..=seconds {
-        let until = start + Duration::from_secs(s);
-        wait(until.saturating_duration_since(Instant::now()), tasks).await?;
-        let now = counts.received();
-        per_second.push((now - last) as f64);
-        last = now;
-    }
-    let elapsed = start.elapsed();
-    let broker_cpu = threads::usage(&broker_before, &threads::snapshot(&broker));
-    let loadgen_cpu = threads::usage(&loadgen_before, &threads::snapshot(&loadgen));
-    let deliveries = last - first;
-    if deliveries == 0 {
-        bail!("nothing was delivered in the measured {seconds} s");
-    }
-    let cores = threads::online_cores() as f64;
-    Ok(Run {
-        deliveries,
-        elapsed,
-        steadiness: Steadiness::of(&per_second),
-        per_second,
-        bottleneck: classify(&broker_cpu, &loadgen_cpu, cores, Pacing::Window),
+    counted::window(broker_pid, (spec.warmup, spec.duration), tasks, || {
+        counts.received()
     })
-}
-
-/// Sleeps for `span` while every connection's task runs; one that ended has failed.
-async fn wait(span: Duration, tasks: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::select! {
-        _ = tokio::time::sleep(span) => Ok(()),
-        // No tasks at all disables this branch (the pattern fails) and the sleep decides.
-        Some(ended) = tasks.join_next() => {
-            ended.context("a connection's task panicked")??;
-            bail!("a connection's task ended in the middle of the run");
-        }
-    }
+    .await
+    .context("no deliveries")
 }
 
 async fn open(addr: SocketAddr, proto: Proto, id: &str) -> anyhow::Result<TcpStream> {
