@@ -29,7 +29,9 @@ use crate::proto::{socket, Proto, ProtoError};
 
 /// What all of this worker's subscribers record into.
 struct Tally {
+    /// Deliveries stamped within the measured window.
     delivered: Cell<u64>,
+    /// Every delivery since the worker started: the live rate's.
     delivered_total: Cell<u64>,
     late: Cell<u64>,
     slo_us: Cell<u64>,
@@ -280,6 +282,9 @@ impl Deliveries for Timed<'_> {
             return;
         };
         let tally = self.0;
+        // Every delivery, warm-up included, for the live rate: counting only the measured
+        // window's showed "delivered 0/s" through each warm-up, which read like a stall.
+        tally.delivered_total.set(tally.delivered_total.get() + 1);
         let (from, to) = tally.window.get();
         if sent < from || sent >= to {
             return;
@@ -294,7 +299,6 @@ impl Deliveries for Timed<'_> {
             tally.late.set(tally.late.get() + 1);
         }
         tally.delivered.set(tally.delivered.get() + 1);
-        tally.delivered_total.set(tally.delivered_total.get() + 1);
     }
 }
 
