@@ -61,11 +61,11 @@ pub async fn measure(
         };
         tasks.spawn(connector.run());
     }
-    let outcome = counted::window(broker_pid, (spec.warmup, spec.duration), &mut tasks, || {
+    let span = (spec.warmup, spec.duration);
+    let outcome = counted::window(broker_pid, span, "connect + subscribe", &mut tasks, || {
         done.load(Relaxed)
     })
-    .await
-    .context("no connect + subscribe completed");
+    .await;
     tasks.shutdown().await;
     outcome
 }

@@ -15,10 +15,11 @@ use crate::os::threads;
 
 /// Waits out `warmup`, then counts what `counter` gains over `duration`, second by second;
 /// the [`Run`]'s `deliveries` are that gain. Fails if a task in `tasks` ends (they run until
-/// aborted) or nothing was counted.
+/// aborted) or nothing was counted (`what` names it in the error).
 pub async fn window(
     broker_pid: Option<u32>,
     (warmup, duration): (Duration, Duration),
+    what: &str,
     tasks: &mut JoinSet<anyhow::Result<()>>,
     counter: impl Fn() -> u64,
 ) -> anyhow::Result<Run> {
@@ -43,7 +44,7 @@ pub async fn window(
     let broker_cpu = threads::usage(&broker_before, &threads::snapshot(&broker));
     let loadgen_cpu = threads::usage(&loadgen_before, &threads::snapshot(&loadgen));
     if last == first {
-        bail!("nothing was counted in the measured {seconds} s");
+        bail!("no {what} in the measured {seconds} s");
     }
     let cores = threads::online_cores() as f64;
     Ok(Run {

@@ -136,11 +136,8 @@ async fn run(
         tasks.spawn(publisher.run(stream, early));
     }
 
-    counted::window(broker_pid, (spec.warmup, spec.duration), tasks, || {
-        counts.received()
-    })
-    .await
-    .context("no deliveries")
+    let span = (spec.warmup, spec.duration);
+    counted::window(broker_pid, span, "deliveries", tasks, || counts.received()).await
 }
 
 async fn open(addr: SocketAddr, proto: Proto, id: &str) -> anyhow::Result<TcpStream> {
