@@ -7,6 +7,7 @@ use crate::model::compare::{Judged, Measurement};
 use crate::model::fanout::{Run, Spec};
 use crate::scenario::{connect, fanout};
 
+/// Fan-out in `scenario`'s shape at each of `--windows`, every broker in turn.
 pub(super) async fn fanout(at: &At<'_>, scenario: Scenario, got: &mut Collected) {
     let (publishers, subscribers, channels, size) =
         scenario.fanout_shape().expect("a fan-out scenario");

@@ -113,7 +113,8 @@ fn describe(opts: &Opts, s: Scenario, name: &str) -> String {
             "Connect + subscribe at steady state: {} connectors, each over and over connecting, \
              opening the session, subscribing to one of 1,000 channels and waiting for the \
              broker's confirmation, then leaving with a reset (no TIME_WAIT); completed \
-             connect + subscribes per second; {runs}.",
+             connect + subscribes per second (and loadgen's µs per connect + subscribe in the \
+             column for its CPU per delivery); {runs}.",
             super::setup::CONNECTORS
         ),
         _ => format!(
