@@ -26,6 +26,7 @@ before_src=$work/src
 cargo build --release -p loadgen -p hubbub
 rm -rf "$work"
 mkdir -p "$work"
+git worktree prune # a worktree left registered by an earlier run that was killed
 git worktree add --detach -q "$before_src" "$rev"
 pids=()
 cleanup() {
