@@ -26,9 +26,8 @@ pub(super) async fn fanout(at: &At<'_>, scenario: Scenario, got: &mut Collected)
             at,
             &name,
             ("deliveries_per_sec", "deliveries/s"),
-            |b, tag| {
-                let (addr, pid, proto) = (b.addr, b.pid, b.broker.proto());
-                async move { fanout::measure(addr, Some(pid), proto, spec, &tag).await }
+            |b, tag| async move {
+                fanout::measure(b.addr, Some(b.pid), b.broker.proto(), spec, &tag).await
             },
         )
         .await;
@@ -48,9 +47,8 @@ pub(super) async fn connect(at: &At<'_>, got: &mut Collected) {
         at,
         "connect",
         ("connects_per_sec", "connects/s"),
-        |b, tag| {
-            let (addr, pid, proto) = (b.addr, b.pid, b.broker.proto());
-            async move { connect::measure(addr, Some(pid), proto, spec, &tag).await }
+        |b, tag| async move {
+            connect::measure(b.addr, Some(b.pid), b.broker.proto(), spec, &tag).await
         },
     )
     .await;
@@ -68,7 +66,7 @@ async fn interleaved<F, Fut>(
     measure: F,
 ) -> Vec<Measurement>
 where
-    F: Fn(&Running, String) -> Fut,
+    F: Fn(Running, String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Run>>,
 {
     let mut rows: Vec<Measurement> = at
@@ -82,7 +80,7 @@ where
                 break;
             }
             let tag = format!("{name}-{}-{rep}", std::process::id());
-            match measure(b, tag).await {
+            match measure(*b, tag).await {
                 Ok(r) => {
                     eprintln!(
                         "{name} {} run {}: {:.0} {per_second}, {}{}",

@@ -218,8 +218,7 @@ pub const MEMORY_SHAPES: [(&str, ChannelsFor); 2] = [
 /// The project's targets, as goals a comparison of these windows is judged by: fan-out at
 /// the windows of 1,000 and 10,000 (where they were run), p99 at both latency shapes, memory
 /// in both shapes, the connect + subscribe rate; and in each of them, ahead of the plain
-/// tokio baseline. A goal whose
-/// brokers were not measured is left out of the report.
+/// tokio baseline. A goal whose brokers were not measured is left out of the report.
 pub fn goals(windows: &[u64]) -> Vec<Goal> {
     let peers: &'static [&'static str] = &["redis", "nats"];
     let plain: &'static [&'static str] = &["plain-tokio"];
