@@ -8,6 +8,7 @@
 //!   one read's publishes reach each subscriber as one frame.
 //! - [`outbox`]: each connection's bounded output queue and its slow-consumer policy.
 //! - `connection`: one task per client; the only code that touches a client socket.
+//! - `live`: every open connection, so that shutdown reaches them all.
 //! - [`server`]: the accept loop (with back-off), counters, shutdown by token.
 //! - [`client`]: the async client that the tools and loadgen build on.
 //! - [`tools`]: `client`, `publisher` and `chat`, as library functions the binaries call.
@@ -19,6 +20,7 @@ mod connection;
 pub mod frame;
 pub mod launch;
 pub mod link;
+mod live;
 pub mod outbox;
 pub mod protocol;
 pub mod registry;

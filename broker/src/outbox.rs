@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -48,6 +49,9 @@ pub enum Push {
 pub struct Outbox {
     limit: usize,
     state: Mutex<State>,
+    /// The broker is shutting down: the connection is to end. Outside the lock so that the
+    /// connection can look at it first on every wake-up for next to nothing.
+    shut: AtomicBool,
     /// The client's socket, for [`Wakes`] to write small deliveries through (`None` for the
     /// upstream link, which always writes from its own task).
     socket: Option<TcpStream>,
@@ -148,6 +152,7 @@ impl Outbox {
         Self {
             limit,
             state: Mutex::new(State::default()),
+            shut: AtomicBool::new(false),
             socket: None,
         }
     }
@@ -278,6 +283,20 @@ impl Outbox {
             // A burst is over: give the memory back rather than hold it while idle.
             state.queue = VecDeque::new();
         }
+    }
+
+    /// Tells the connection to end (the broker is shutting down), waking it if it waits.
+    pub fn shut(&self) {
+        self.shut.store(true, Ordering::Release);
+        let waker = self.state.lock().expect("outbox lock").signal();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Whether [`shut`](Outbox::shut) was called.
+    pub fn is_shut(&self) -> bool {
+        self.shut.load(Ordering::Acquire)
     }
 
     /// Refuses further frames (the connection is going away).

@@ -57,6 +57,7 @@ impl Broker {
                 config,
                 name,
                 upstream,
+                live: Default::default(),
             }),
             next_id: AtomicU64::new(1),
         }
@@ -90,7 +91,7 @@ impl Broker {
             match accepted {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF.0;
-                    self.admit(stream, peer, &tracker, &shutdown);
+                    self.admit(stream, peer, &tracker);
                 }
                 Err(e) => {
                     stats::add(&self.shared.stats.accept_errors, 1);
@@ -104,6 +105,7 @@ impl Broker {
             }
         }
         drop(listener);
+        self.shared.live.shut_all();
         tracker.close();
         let open = self.shared.stats.connections_current.load(Relaxed);
         info!(open, "shutting down");
@@ -115,13 +117,7 @@ impl Broker {
         }
     }
 
-    fn admit(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        tracker: &TaskTracker,
-        shutdown: &CancellationToken,
-    ) {
+    fn admit(&self, stream: TcpStream, peer: SocketAddr, tracker: &TaskTracker) {
         let stats = &self.shared.stats;
         if stats.connections_current.load(Relaxed) >= self.shared.config.max_connections as u64 {
             stats::add(&stats.connections_rejected, 1);
@@ -136,12 +132,7 @@ impl Broker {
         stats::add(&stats.connections_total, 1);
         let id = self.next_id.fetch_add(1, Relaxed);
         debug!(conn = id, %peer, "connected");
-        tracker.spawn(connection::serve(
-            stream,
-            id,
-            self.shared.clone(),
-            shutdown.clone(),
-        ));
+        tracker.spawn(connection::serve(stream, id, self.shared.clone()));
     }
 }
 

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::live::Live;
 use crate::registry::{Gather, Registry};
 use crate::stats::{self, Stats, StatsSnapshot};
 use crate::upstream::Upstream;
@@ -18,6 +19,8 @@ pub(crate) struct Shared {
     /// Announced to the upstream broker.
     pub(crate) name: String,
     pub(crate) upstream: Option<Arc<Upstream>>,
+    /// Every open client connection, for shutdown to end them.
+    pub(crate) live: Live,
 }
 
 impl Shared {

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{error, BrokerProcess, Raw};
+use common::{broker, error, BrokerProcess, Raw};
 use serde_json::json;
 use tokio::net::TcpStream;
 
@@ -73,6 +73,28 @@ async fn max_connections_refuses_with_an_error() {
     c.subscribe("y", 1).await;
     let stats = a.stats().await;
     assert_eq!(stats["connections_rejected"], 1);
+}
+
+/// Stopping an embedded broker ends every connection, whatever it was doing, well within the
+/// shutdown grace (after which the broker would leave them open and `connections_current`
+/// would still count them).
+#[tokio::test]
+async fn stopping_the_broker_closes_every_connection() {
+    let b = broker().await;
+    let mut idle = Raw::connect(b.addr).await;
+    idle.ping().await;
+    let mut subscribed = Raw::connect(b.addr).await;
+    subscribed.subscribe("x", 1).await;
+    let mut mid_frame = Raw::connect(b.addr).await;
+    mid_frame.ping().await;
+    mid_frame.send(br#"{"command":"PUBLISH","chan"#).await;
+    let stats = b.stats.clone();
+    assert_eq!(stats.snapshot().connections_current, 3);
+    b.stop().await;
+    assert_eq!(stats.snapshot().connections_current, 0);
+    for c in [&mut idle, &mut subscribed, &mut mid_frame] {
+        c.expect_closed().await;
+    }
 }
 
 #[tokio::test]
