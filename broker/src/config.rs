@@ -23,9 +23,11 @@ pub struct Config {
     #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub max_pending: usize,
 
-    /// Most simultaneous client connections; one more gets an ERROR and is closed.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub max_connections: usize,
+    /// Most simultaneous client connections; one more gets an ERROR "too many connections"
+    /// and is closed. [default: what the open-files limit allows, less 32 descriptors kept
+    /// for the broker itself]
+    #[arg(long)]
+    pub max_connections: Option<usize>,
 
     /// Upstream broker to link to (HOST:PORT), making this broker a leaf of a hub topology:
     /// channels subscribed here are subscribed there, and messages flow both ways.
@@ -47,7 +49,7 @@ impl Default for Config {
             listen: "127.0.0.1:4243".parse().expect("valid address"),
             max_frame: 1 << 20,
             max_pending: 8 << 20,
-            max_connections: 1_000_000,
+            max_connections: None,
             upstream: None,
             name: None,
             stats_interval: Duration::from_secs(10),

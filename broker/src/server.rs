@@ -36,10 +36,79 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// clients retry only after a second.
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// Descriptors the broker keeps for itself (its listener, the runtime's, the upstream link,
+/// the [`Reserve`]) when it sizes `--max-connections` from the open-files limit.
+const KEPT_DESCRIPTORS: u64 = 32;
+
 /// A broker: its settings, subscriptions and counters.
 pub struct Broker {
     shared: Arc<Shared>,
     next_id: AtomicU64,
+    /// `--max-connections`, or what the open-files limit allows.
+    max_connections: u64,
+}
+
+/// `configured`, or what the process's open-files limit allows when it is not: a client past
+/// the descriptors would meet a broker that cannot accept it, and wait unanswered.
+fn connection_limit(configured: Option<usize>) -> u64 {
+    if let Some(n) = configured {
+        return n as u64;
+    }
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) => soft.saturating_sub(KEPT_DESCRIPTORS).max(1),
+        Err(e) => {
+            warn!(error = %e, "cannot read the open-files limit; connections are not limited");
+            u64::MAX
+        }
+    }
+}
+
+/// A descriptor held in reserve (on `/dev/null`) so that, out of descriptors, the broker can
+/// still accept a waiting client to tell it why it is refused, instead of leaving it
+/// connected in the kernel's queue and unanswered (what libev's and nginx's documentation
+/// describe for EMFILE). Only needed past `--max-connections` set above the open-files
+/// limit, or when the broker's own descriptors grew.
+struct Reserve(Option<std::fs::File>);
+
+impl Reserve {
+    fn new() -> Self {
+        Self(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// After an `accept` that failed for want of descriptors: frees the reserve, accepts a
+    /// waiting client with it, sends it the ERROR and closes it, then takes the reserve back.
+    /// `false` if no client was waiting (Linux takes the descriptor before it looks at the
+    /// queue) or there was no reserve: the caller backs off.
+    fn refuse_one(&mut self, listener: &TcpListener) -> bool {
+        if self.0.take().is_none() {
+            self.0 = std::fs::File::open("/dev/null").ok();
+            return false;
+        }
+        // Accepted on the side, not through tokio: a client is either waiting now or this is
+        // not the moment, and the listener is non-blocking, so this returns at once.
+        let refused = match socket2::SockRef::from(listener).accept() {
+            Ok((socket, peer)) => {
+                debug!(peer = ?peer.as_socket(), "connection refused: out of file descriptors");
+                let _ = socket.set_nonblocking(true);
+                let _ = socket.send(&encode::error(TOO_MANY));
+                true
+            }
+            Err(_) => false,
+        };
+        self.0 = std::fs::File::open("/dev/null").ok();
+        refused
+    }
+}
+
+/// The ERROR a client is refused with, at `--max-connections` or out of descriptors.
+const TOO_MANY: &str = "too many connections";
+
+/// Whether an `accept` failed for want of file descriptors, the process's or the system's.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == nix::errno::Errno::EMFILE as i32 || code == nix::errno::Errno::ENFILE as i32
+    )
 }
 
 impl Broker {
@@ -50,7 +119,9 @@ impl Broker {
             .clone()
             .unwrap_or_else(|| config.listen.to_string());
         let upstream = config.upstream.map(|addr| Arc::new(Upstream::new(addr)));
+        let max_connections = connection_limit(config.max_connections);
         Self {
+            max_connections,
             shared: Arc::new(Shared {
                 registry: Registry::new(stats.clone()),
                 stats,
@@ -72,8 +143,9 @@ impl Broker {
     pub async fn run(&self, listener: TcpListener, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, "hubbub listening on {addr}");
+            info!(%addr, max_connections = self.max_connections, "hubbub listening on {addr}");
         }
+        let mut reserve = Reserve::new();
         let interval = self.shared.config.stats_interval;
         if !interval.is_zero() {
             tracker.spawn(log_stats(self.shared.clone(), interval, shutdown.clone()));
@@ -92,6 +164,9 @@ impl Broker {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF.0;
                     self.admit(stream, peer, &tracker);
+                }
+                Err(e) if out_of_descriptors(&e) && reserve.refuse_one(&listener) => {
+                    stats::add(&self.shared.stats.connections_rejected, 1);
                 }
                 Err(e) => {
                     stats::add(&self.shared.stats.accept_errors, 1);
@@ -119,10 +194,10 @@ impl Broker {
 
     fn admit(&self, stream: TcpStream, peer: SocketAddr, tracker: &TaskTracker) {
         let stats = &self.shared.stats;
-        if stats.connections_current.load(Relaxed) >= self.shared.config.max_connections as u64 {
+        if stats.connections_current.load(Relaxed) >= self.max_connections {
             stats::add(&stats.connections_rejected, 1);
             debug!(%peer, "connection refused: --max-connections reached");
-            let _ = stream.try_write(&encode::error("too many connections"));
+            let _ = stream.try_write(&encode::error(TOO_MANY));
             return;
         }
         if let Err(e) = stream.set_nodelay(true) {

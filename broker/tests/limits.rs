@@ -8,12 +8,14 @@ use common::{broker, error, BrokerProcess, Raw};
 use serde_json::json;
 use tokio::net::TcpStream;
 
-/// With 64 descriptors the broker runs out after a few dozen clients. `accept` then fails
-/// with EMFILE: the broker must back off (not spin), log it, keep serving the clients it has,
-/// and accept again once descriptors are free.
+/// With 64 descriptors and `--max-connections` set above them, the broker runs out after a
+/// few dozen clients. `accept` then fails with EMFILE: every client waiting is accepted with
+/// the descriptor kept in reserve and refused with an ERROR, rather than left unanswered; with
+/// none waiting the broker backs off (not spin), logs it, keeps serving the clients it has,
+/// and accepts again once descriptors are free.
 #[tokio::test]
-async fn accept_errors_are_backed_off_and_never_fatal() {
-    let broker = BrokerProcess::spawn_with_nofile(&[], Some(64));
+async fn out_of_descriptors_clients_are_refused_and_accept_is_backed_off() {
+    let broker = BrokerProcess::spawn_with_nofile(&["--max-connections", "1000"], Some(64));
     let mut first = Raw::connect(broker.addr).await;
     first.subscribe("x", 1).await;
 
@@ -22,6 +24,10 @@ async fn accept_errors_are_backed_off_and_never_fatal() {
     for _ in 0..100 {
         idle.push(TcpStream::connect(broker.addr).await.unwrap());
     }
+    // Behind all of them in the queue: refused like those past the descriptors.
+    let mut refused = Raw::connect(broker.addr).await;
+    refused.expect(error("too many connections")).await;
+    refused.expect_closed().await;
     broker.wait_for_log("accept failed").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -35,6 +41,11 @@ async fn accept_errors_are_backed_off_and_never_fatal() {
     // Backing off from 5 ms doubling to 1 s allows about ten failures in these ~2 s; a broker
     // that spun on EMFILE would count hundreds of thousands.
     assert!((1..=30).contains(&errors), "accept_errors = {errors}");
+    // The broker's own descriptors (listener, runtime, reserve, stdio) and the 1 + 100 + 1
+    // clients: about 60 held and the rest refused, none left waiting.
+    let held = stats["connections_current"].as_u64().unwrap();
+    let rejected = stats["connections_rejected"].as_u64().unwrap();
+    assert_eq!(held + rejected, 102, "{stats}");
 
     // Descriptors come free: the broker accepts again.
     drop(idle);
@@ -44,11 +55,35 @@ async fn accept_errors_are_backed_off_and_never_fatal() {
     late.expect(common::message("x", json!("welcome"))).await;
 }
 
+/// Without `--max-connections` the broker takes its limit from the open-files limit, keeping
+/// 32 descriptors for itself: with 64, the 33rd client is refused with an ERROR.
+#[tokio::test]
+async fn max_connections_defaults_to_what_the_open_files_limit_allows() {
+    let broker = BrokerProcess::spawn_with_nofile(&[], Some(64));
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        let mut c = Raw::connect(broker.addr).await;
+        c.ping().await;
+        held.push(c);
+    }
+    let mut refused = Raw::connect(broker.addr).await;
+    refused.expect(error("too many connections")).await;
+    refused.expect_closed().await;
+    let stats = held[0].stats().await;
+    assert_eq!(
+        (
+            stats["connections_current"].as_u64(),
+            stats["connections_rejected"].as_u64()
+        ),
+        (Some(32), Some(1))
+    );
+}
+
 #[tokio::test]
 async fn max_connections_refuses_with_an_error() {
     let broker = common::broker_with(hubbub::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        max_connections: 2,
+        max_connections: Some(2),
         ..Default::default()
     })
     .await;

@@ -102,7 +102,7 @@ fn small_ramp_writes_a_consistent_report() {
 async fn stops_when_the_broker_refuses_clients() {
     let broker = hubbub::start(hubbub::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        max_connections: 300,
+        max_connections: Some(300),
         ..Default::default()
     })
     .await
