@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use crate::frame::LineReader;
 use crate::outbox::{Outbox, Taken};
 use crate::protocol::encode::{self, Ack};
-use crate::protocol::{parse_command, Command};
+use crate::protocol::{parse_command, Command, Quoted};
 use crate::registry::{ConnId, Gather};
 use crate::shared::Shared;
 use crate::stats;
@@ -107,7 +107,7 @@ impl Session {
                     self.link = true;
                     read.set_except(Some(self.id));
                     stats::add(&shared.stats.links, 1);
-                    tracing::info!(conn = self.id, %name, "link from a broker below");
+                    tracing::info!(conn = self.id, name = %Quoted(&name), "link from a broker below");
                 }
                 self.reply(encode::link_reply(&shared.name), read);
             }

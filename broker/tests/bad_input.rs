@@ -97,6 +97,46 @@ async fn unknown_command() {
     )
     .await;
     refused(br#"{"command":""}"#, r#"unknown command """#).await;
+    // Echoed escaped and cut: a megabyte name costs the reply a line, not a megabyte.
+    let long = format!(r#"{{"command":"{}\n"}}"#, "X".repeat(100_000));
+    let shown = "X".repeat(64);
+    refused(
+        long.as_bytes(),
+        &format!(r#"unknown command "{shown}"… (99937 more bytes)"#),
+    )
+    .await;
+}
+
+/// A LINK name is the client's text: in the log it is one escaped, cut field, so a newline in
+/// it cannot forge a log line of its own.
+#[tokio::test]
+async fn a_link_name_cannot_forge_a_log_line() {
+    let broker = BrokerProcess::spawn(&[]);
+    let mut c = Raw::connect(broker.addr).await;
+    let forged = r"leaf\nERROR hubbub::server: forged";
+    c.send_line(&format!(
+        r#"{{"command":"LINK","args":{{"name":"{forged}{}"}}}}"#,
+        "y".repeat(10_000)
+    ))
+    .await;
+    c.line().await; // the LINK reply
+    broker.wait_for_log("link from a broker below").await;
+    let log = broker.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("ERROR hubbub::server: forged")),
+        "{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("link from a broker below"))
+        .unwrap();
+    assert!(
+        line.contains(r#"name="leaf\nERROR hubbub::server: forged"#),
+        "{line}"
+    );
+    assert!(line.contains("more bytes)"), "{line}");
+    assert!(line.len() < 400, "{line}");
 }
 
 #[tokio::test]

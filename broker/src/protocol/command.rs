@@ -6,6 +6,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use thiserror::Error;
 
+use super::quote::Quoted;
+
 /// One parsed command. Borrows from the frame, so parsing a PUBLISH copies nothing: the
 /// `message` is relayed byte for byte as the publisher encoded it (protocol rule 6).
 #[derive(Debug)]
@@ -68,7 +70,8 @@ pub enum ProtocolError {
     MissingCommand,
     #[error("\"command\" must be a string")]
     CommandNotString,
-    #[error("unknown command {0:?}")]
+    /// The command as sent, quoted and cut ([`Quoted`]): the ERROR echoes it.
+    #[error("unknown command {0}")]
     UnknownCommand(String),
     #[error("{0}: missing \"args\"")]
     MissingArgs(&'static str),
@@ -175,7 +178,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
     ]
     .into_iter()
     .find(|v| v.eq_ignore_ascii_case(&name))
-    .ok_or_else(|| ProtocolError::UnknownCommand(name.into_owned()))?;
+    .ok_or_else(|| ProtocolError::UnknownCommand(Quoted(&name).to_string()))?;
     match verb {
         "PING" => return Ok(Command::Ping),
         "STATS" => return Ok(Command::Stats),

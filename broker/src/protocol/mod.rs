@@ -5,12 +5,15 @@
 //! - [`encode`]: the bytes the broker sends. A MESSAGE is encoded once per publish and shared
 //!   by every subscriber.
 //! - [`event`]: parsing what the broker sends, for the client library and loadgen.
+//! - [`quote`]: untrusted text escaped and cut for logs and ERRORs.
 //!
 //! Nothing here touches a socket, so every rule is unit-testable.
 
 pub mod command;
 pub mod encode;
 pub mod event;
+pub mod quote;
 
 pub use command::{parse_command, Command, ProtocolError};
 pub use event::{parse_event, Event};
+pub use quote::Quoted;
