@@ -10,22 +10,10 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read once before the first allocation (`_RJEM_MALLOC_CONF` in the
-/// environment still overrides them).
-///
-/// - `narenas:1`: one arena for every thread. A client's task is allocated on the thread that
-///   accepted it and freed on whichever ran it last; with an arena per thread (jemalloc's
-///   default is four per core) what one wave of clients freed sat in one arena while the next
-///   wave allocated fresh pages in another. Measured, 10,000 idle subscribers connected three
-///   times over on one broker: 806, 1,037 and 1,018 bytes per connection by default; 796, 812
-///   and 806 with this. The threads' caches still serve most allocations without the lock.
-/// - `background_thread:true,dirty_decay_ms:1000`: pages freed by a burst or a mass disconnect
-///   go back to the system within about a second, from a thread of jemalloc's own. By default
-///   jemalloc returns them only while it is allocating, so an idle broker kept the high-water
-///   mark of its last burst.
+/// jemalloc's options for a broker (why: [`hubbub::tools::broker::MALLOC_CONF`]).
 #[export_name = "_rjem_malloc_conf"]
 #[allow(non_upper_case_globals)]
-pub static malloc_conf: &[u8] = b"narenas:1,background_thread:true,dirty_decay_ms:1000\0";
+pub static malloc_conf: &[u8] = hubbub::tools::broker::MALLOC_CONF.as_bytes();
 
 fn main() -> anyhow::Result<()> {
     let opts = hubbub::tools::broker::Opts::parse();

@@ -35,7 +35,11 @@ impl EmbeddedBroker {
                 "0s",
             ])
             .args(extra)
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .env(
+                "_RJEM_MALLOC_CONF",
+                hubbub::tools::broker::MALLOC_CONF.trim_end_matches('\0'),
+            );
         let process = BrokerProcess::start(command).context("cannot start the embedded broker")?;
         Ok(Self {
             addr: process.addr,
