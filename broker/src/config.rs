@@ -23,6 +23,22 @@ pub struct Config {
     #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub max_pending: usize,
 
+    /// Longest channel name, in bytes (K suffix allowed). A SUBSCRIBE, UNSUBSCRIBE or PUBLISH
+    /// naming a longer one gets an ERROR; the connection stays open.
+    #[arg(long, default_value = "1K", value_parser = parse_size)]
+    pub max_channel: usize,
+
+    /// Most channels one connection may be subscribed to; one more SUBSCRIBE gets an ERROR.
+    /// A link from a broker below (LINK) is not held to it: it subscribes to every channel of
+    /// its leaf.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_subscriptions: usize,
+
+    /// Deepest nesting of arrays and objects in a published message; a deeper one gets an
+    /// ERROR and is not relayed (serde_json, among others, parses 128 levels).
+    #[arg(long, default_value_t = 128)]
+    pub max_depth: usize,
+
     /// Most simultaneous client connections; one more gets an ERROR "too many connections"
     /// and is closed. [default: what the open-files limit allows, less 32 descriptors kept
     /// for the broker itself]
@@ -43,12 +59,25 @@ pub struct Config {
     pub stats_interval: Duration,
 }
 
+impl Config {
+    /// The limits every command is checked against.
+    pub fn limits(&self) -> crate::protocol::Limits {
+        crate::protocol::Limits {
+            max_channel: self.max_channel,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:4243".parse().expect("valid address"),
             max_frame: 1 << 20,
             max_pending: 8 << 20,
+            max_channel: 1 << 10,
+            max_subscriptions: 10_000,
+            max_depth: 128,
             max_connections: None,
             upstream: None,
             name: None,

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use crate::frame::LineReader;
 use crate::outbox::{Outbox, Taken};
 use crate::protocol::encode::{self, Ack};
-use crate::protocol::{parse_command, Command, Quoted};
+use crate::protocol::{limits, parse_command, Command, ProtocolError, Quoted};
 use crate::registry::{ConnId, Gather};
 use crate::shared::Shared;
 use crate::stats;
@@ -71,7 +71,10 @@ impl Session {
     /// the commands, and so that the registry's write lock is free to take.
     fn handle(&mut self, line: &[u8], read: &mut Gather<'_>) {
         let shared = &self.shared;
-        let command = parse_command(line);
+        let command = parse_command(line).and_then(|c| {
+            limits::check(&c, &shared.limits)?;
+            Ok(c)
+        });
         if let Ok(Command::Publish { channel, message }) = &command {
             shared.publish(read, channel, message.get());
             return;
@@ -79,6 +82,16 @@ impl Session {
         read.flush();
         match command {
             Ok(Command::Publish { .. }) => unreachable!("gathered above"),
+            Ok(Command::Subscribe { channel })
+                if !self.link
+                    && self.subscriptions.len() >= shared.config.max_subscriptions
+                    && !self.subscriptions.contains(&channel) =>
+            {
+                self.refuse(
+                    ProtocolError::TooManySubscriptions(shared.config.max_subscriptions),
+                    read,
+                );
+            }
             Ok(Command::Subscribe { channel }) => {
                 let added = self.subscriptions.insert(&channel);
                 // The ack is queued before the subscription takes effect, so it is written
@@ -111,12 +124,15 @@ impl Session {
                 }
                 self.reply(encode::link_reply(&shared.name), read);
             }
-            Err(e) => {
-                stats::add(&shared.stats.protocol_errors, 1);
-                debug!(conn = self.id, error = %e, "protocol error");
-                self.reply(encode::error(&e.to_string()), read);
-            }
+            Err(e) => self.refuse(e, read),
         }
+    }
+
+    /// Answers a refused command with its ERROR, and counts it.
+    fn refuse(&self, e: ProtocolError, read: &mut Gather<'_>) {
+        stats::add(&self.shared.stats.protocol_errors, 1);
+        debug!(conn = self.id, error = %e, "protocol error");
+        self.reply(encode::error(&e.to_string()), read);
     }
 }
 
@@ -406,6 +422,7 @@ mod tests {
         let (stream, _) = listener.accept().await.unwrap();
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
+            limits: Config::default().limits(),
             config: Config::default(),
             registry: Registry::new(stats.clone()),
             stats,

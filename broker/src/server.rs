@@ -123,6 +123,7 @@ impl Broker {
         Self {
             max_connections,
             shared: Arc::new(Shared {
+                limits: config.limits(),
                 registry: Registry::new(stats.clone()),
                 stats,
                 config,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::live::Live;
+use crate::protocol::Limits;
 use crate::registry::{Gather, Registry};
 use crate::stats::{self, Stats, StatsSnapshot};
 use crate::upstream::Upstream;
@@ -14,6 +15,8 @@ use crate::upstream::Upstream;
 /// What every connection shares.
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    /// `config`'s limits on commands, as the protocol checks them.
+    pub(crate) limits: Limits,
     pub(crate) registry: Registry,
     pub(crate) stats: Arc<Stats>,
     /// Announced to the upstream broker.

@@ -296,3 +296,68 @@ async fn an_endless_line_is_cut_off_without_waiting_for_its_newline() {
     fresh.expect(message("still", json!("serving"))).await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_channel_name_past_max_channel() {
+    let long = "c".repeat(1025);
+    for verb in ["SUBSCRIBE", "UNSUBSCRIBE"] {
+        refused(
+            format!(r#"{{"command":"{verb}","args":{{"channel":"{long}"}}}}"#).as_bytes(),
+            &format!(r#"{verb}: "args.channel" is longer than the maximum of 1024 bytes"#),
+        )
+        .await;
+    }
+    refused(
+        format!(r#"{{"command":"PUBLISH","args":{{"channel":"{long}","message":1}}}}"#).as_bytes(),
+        r#"PUBLISH: "args.channel" is longer than the maximum of 1024 bytes"#,
+    )
+    .await;
+}
+
+/// Refused and not relayed: the watcher on "c" receives nothing.
+#[tokio::test]
+async fn a_message_nested_past_max_depth() {
+    let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+    refused(
+        format!(r#"{{"command":"PUBLISH","args":{{"channel":"c","message":{deep}}}}}"#).as_bytes(),
+        r#"PUBLISH: "args.message" is nested deeper than the maximum of 128 levels"#,
+    )
+    .await;
+}
+
+/// One SUBSCRIBE past the limit is refused and changes nothing; a channel the connection is
+/// already on, or one after an UNSUBSCRIBE, is still taken.
+#[tokio::test]
+async fn subscriptions_past_max_subscriptions() {
+    let b = broker_with(hubbub::Config {
+        max_subscriptions: 2,
+        ..Default::default()
+    })
+    .await;
+    let mut c = Raw::connect(b.addr).await;
+    c.subscribe("a", 1).await;
+    c.subscribe("b", 2).await;
+    c.send_line(&subscribe_cmd("x")).await;
+    c.expect(error(
+        "SUBSCRIBE: already subscribed to the maximum of 2 channels",
+    ))
+    .await;
+    c.subscribe("b", 2).await;
+    c.unsubscribe("a", 1).await;
+    c.subscribe("x", 2).await;
+    let s = c.stats().await;
+    assert_eq!(
+        (&s["subscriptions"], &s["protocol_errors"]),
+        (&json!(2), &json!(1))
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_channel_holding_a_lone_surrogate() {
+    refused(
+        br#"{"command":"SUBSCRIBE","args":{"channel":"a\ud800"}}"#,
+        r#"SUBSCRIBE: "args.channel" holds an escape that is no character (a lone surrogate)"#,
+    )
+    .await;
+}

@@ -85,6 +85,14 @@ pub enum ProtocolError {
     MissingMessage,
     #[error("LINK: \"args.name\" must be a string")]
     LinkNameNotString,
+    #[error("{0}: \"args.channel\" holds an escape that is no character (a lone surrogate)")]
+    ChannelNotText(&'static str),
+    #[error("{0}: \"args.channel\" is longer than the maximum of {1} bytes")]
+    ChannelTooLong(&'static str, usize),
+    #[error("PUBLISH: \"args.message\" is nested deeper than the maximum of {0} levels")]
+    TooDeep(usize),
+    #[error("SUBSCRIBE: already subscribed to the maximum of {0} channels")]
+    TooManySubscriptions(usize),
 }
 
 /// What is wrong with a frame that is not JSON, in the broker's own words: the parser's wording
@@ -191,7 +199,14 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
     }
     let args: RawArgs = serde_json::from_str(args.get()).map_err(invalid)?;
     let channel = args.channel.ok_or(ProtocolError::MissingChannel(verb))?;
-    let channel = as_str(channel).ok_or(ProtocolError::ChannelNotString(verb))?;
+    let channel = as_str(channel).ok_or_else(|| {
+        // A string that does not decode can only hold an escape of half a surrogate pair.
+        if channel.get().starts_with('"') {
+            ProtocolError::ChannelNotText(verb)
+        } else {
+            ProtocolError::ChannelNotString(verb)
+        }
+    })?;
     Ok(match verb {
         "SUBSCRIBE" => Command::Subscribe { channel },
         "UNSUBSCRIBE" => Command::Unsubscribe { channel },

@@ -5,6 +5,7 @@
 //! - [`encode`]: the bytes the broker sends. A MESSAGE is encoded once per publish and shared
 //!   by every subscriber.
 //! - [`event`]: parsing what the broker sends, for the client library and loadgen.
+//! - [`limits`]: how long a channel name and how deep a message may be.
 //! - [`quote`]: untrusted text escaped and cut for logs and ERRORs.
 //!
 //! Nothing here touches a socket, so every rule is unit-testable.
@@ -12,8 +13,10 @@
 pub mod command;
 pub mod encode;
 pub mod event;
+pub mod limits;
 pub mod quote;
 
 pub use command::{parse_command, Command, ProtocolError};
 pub use event::{parse_event, Event};
+pub use limits::Limits;
 pub use quote::Quoted;
