@@ -115,14 +115,23 @@ impl Session {
             }
             Ok(Command::Ping) => self.reply(encode::pong(), read),
             Ok(Command::Stats) => self.reply(encode::stats(&shared.snapshot()), read),
-            Ok(Command::Link { name }) => {
+            Ok(Command::Link { name, id }) => {
+                if let Some(id) = id.filter(|id| shared.path().iter().any(|p| p == id)) {
+                    // The broker asking is this one or one above it: linked, it would close
+                    // a loop and every message would go round it for ever.
+                    shared.log_loop("LINK refused: it would close a loop", &name);
+                    self.refuse(ProtocolError::LinkLoop(Quoted(&id).to_string()), read);
+                    return;
+                }
                 if !self.link {
                     self.link = true;
                     read.set_except(Some(self.id));
                     stats::add(&shared.stats.links, 1);
+                    let links = &mut shared.links.lock().expect("links lock");
+                    links.insert(self.id, Arc::clone(&self.outbox));
                     tracing::info!(conn = self.id, name = %Quoted(&name), "link from a broker below");
                 }
-                self.reply(encode::link_reply(&shared.name), read);
+                self.reply(encode::link_reply(&shared.name, &shared.path()), read);
             }
             Err(e) => self.refuse(e, read),
         }
@@ -147,6 +156,11 @@ impl Drop for Session {
         }
         stats::sub(&self.shared.stats.connections_current, 1);
         if self.link {
+            self.shared
+                .links
+                .lock()
+                .expect("links lock")
+                .remove(&self.id);
             stats::sub(&self.shared.stats.links, 1);
         }
     }
@@ -429,6 +443,9 @@ mod tests {
             name: String::new(),
             upstream: None,
             live: Default::default(),
+            id: crate::shared::random_id(),
+            links: Default::default(),
+            loop_logged: Default::default(),
         });
         let future = serve(stream, 1, shared);
         let size = std::mem::size_of_val(&future);

@@ -24,13 +24,17 @@ use tracing::{info, warn};
 use crate::frame::LineReader;
 use crate::outbox::{Outbox, Taken};
 use crate::protocol::encode::{self, Ack};
-use crate::protocol::event::parse_message;
-use crate::shared::Shared;
+use crate::protocol::event::{parse_event, parse_link_path, parse_message, Event};
+use crate::protocol::Quoted;
+use crate::shared::{random_u64, Shared};
 use crate::upstream::Upstream;
 use crate::write::write_frames;
 
 /// First and longest pause between connection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// Longest pause before trying again a link that closed a loop.
+const LOOP_PAUSE: Duration = Duration::from_secs(5);
 
 /// Keeps the link up until `shutdown`.
 pub(crate) async fn run(shared: Arc<Shared>, upstream: Arc<Upstream>, shutdown: CancellationToken) {
@@ -53,10 +57,21 @@ pub(crate) async fn run(shared: Arc<Shared>, upstream: Arc<Upstream>, shutdown: 
                 upstream.connected.store(false, Relaxed);
                 *upstream.current.lock().expect("upstream lock") = None;
                 outbox.close();
+                upstream.path.lock().expect("upstream lock").clear();
+                shared.announce_path();
                 if shutdown.is_cancelled() {
                     return;
                 }
-                warn!(upstream = %upstream.addr, reason = %why, "link to upstream down; reconnecting");
+                if why.get_ref().is_some_and(|e| e.is::<Loop>()) {
+                    // Not to be retried at once: the topology has to change first. And after
+                    // a random pause: two brokers linked to each other at the same moment both
+                    // drop, and retrying in step they would drop again for ever; apart, the
+                    // first back stands and the other is refused.
+                    shared.log_loop(&format!("link to upstream dropped: {why}"), "");
+                    backoff = LOOP_PAUSE.mul_f64(0.2 + 0.8 * (random_u64() % 1000) as f64 / 1000.0);
+                } else {
+                    warn!(upstream = %upstream.addr, reason = %why, "link to upstream down; reconnecting");
+                }
             }
             Err(e) => {
                 warn!(upstream = %upstream.addr, error = %e, retry_in = ?backoff, "cannot reach upstream");
@@ -84,7 +99,7 @@ async fn serve(
         subscribed: HashSet::new(),
         lines: LineReader::new(shared.config.max_frame * 2 + 4096),
     };
-    let _ = outbox.push(Bytes::from(encode::link_command(&shared.name)));
+    let _ = outbox.push(Bytes::from(encode::link_command(&shared.name, &shared.id)));
     link.sync_interest(shared, outbox);
     let mut scratch = vec![0u8; 64 * 1024];
     loop {
@@ -114,16 +129,22 @@ async fn serve(
                     Ok(n) => {
                         // Gathered like a client's read, and flushed when dropped.
                         let mut read = shared.registry.gather(None);
+                        let mut fault = None;
                         let fed = link.lines.feed(&scratch[..n], |line| {
                             if let Some((channel, message)) = parse_message(line) {
                                 upstream.received.fetch_add(1, Relaxed);
                                 // Delivered here only: what came down never goes back up.
                                 read.publish(&channel, message.get());
+                            } else if fault.is_none() {
+                                fault = other_frame(shared, upstream, line);
                             }
                         });
                         drop(read);
                         if let Err(e) = fed {
                             return io::Error::other(e);
+                        }
+                        if let Some(e) = fault {
+                            return e;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -131,6 +152,36 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// The link closes a loop: the brokers above this one include itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Loop(String);
+
+/// A frame from the upstream other than a MESSAGE: a LINK frame gives the upstream's path,
+/// kept and passed down (or, holding this broker's id, a loop); an ERROR refusing the LINK is a
+/// loop the upstream saw first. Returns why to drop the link, if so.
+fn other_frame(shared: &Shared, upstream: &Upstream, line: &[u8]) -> Option<io::Error> {
+    if let Some(path) = parse_link_path(line) {
+        if path.contains(&shared.id) {
+            let why = "the brokers above include this one, so the link closes a loop";
+            return Some(io::Error::other(Loop(why.into())));
+        }
+        *upstream.path.lock().expect("upstream lock") = path;
+        shared.announce_path();
+        return None;
+    }
+    match parse_event(line) {
+        Ok(Event::Error { message }) if message.starts_with("LINK: refused") => {
+            Some(io::Error::other(Loop(message)))
+        }
+        Ok(Event::Error { message }) => {
+            warn!(upstream = %upstream.addr, error = %Quoted(&message), "the upstream refused a frame");
+            None
+        }
+        _ => None,
     }
 }
 

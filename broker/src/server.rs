@@ -130,6 +130,9 @@ impl Broker {
                 name,
                 upstream,
                 live: Default::default(),
+                id: crate::shared::random_id(),
+                links: Default::default(),
+                loop_logged: Default::default(),
             }),
             next_id: AtomicU64::new(1),
         }

@@ -27,6 +27,9 @@ pub struct Upstream {
     pub(crate) forwarded: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    /// The upstream's path (its id, then those above it), as it last said; empty while the
+    /// link is down.
+    pub(crate) path: Mutex<Vec<String>>,
 }
 
 impl Upstream {
@@ -39,6 +42,7 @@ impl Upstream {
             forwarded: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            path: Mutex::new(Vec::new()),
         }
     }
 

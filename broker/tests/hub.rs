@@ -191,3 +191,100 @@ async fn plain_clients_see_nothing_of_links() {
     plain.expect_silence().await;
     let _ = (t.a, t.b, t.c);
 }
+
+/// A port nothing listens on yet, for a broker whose upstream must be named before it starts.
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A broker on `listen` linked to `upstream`, even one not started yet (it retries).
+async fn linked(listen: SocketAddr, upstream: SocketAddr) -> RunningBroker {
+    hubbub::start(Config {
+        listen,
+        upstream: Some(upstream),
+        stats_interval: std::time::Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .expect("broker starts")
+}
+
+/// Subscribes a client at each broker to "x", publishes one message at each, and checks
+/// that every subscriber gets each exactly once: a loop would repeat them without end.
+async fn each_message_once(brokers: &[SocketAddr]) {
+    let mut subs = Vec::new();
+    for &addr in brokers {
+        let mut s = Raw::connect(addr).await;
+        s.subscribe("x", 1).await;
+        subs.push(s);
+    }
+    for (i, &addr) in brokers.iter().enumerate() {
+        let mut p = Raw::connect(addr).await;
+        p.publish("x", &json!(i)).await;
+        p.ping().await;
+    }
+    for s in &mut subs {
+        let mut got = Vec::new();
+        for _ in brokers {
+            got.push(s.value().await["message"].as_u64().unwrap());
+        }
+        got.sort();
+        assert_eq!(got, (0..brokers.len() as u64).collect::<Vec<_>>());
+        s.expect_silence().await;
+    }
+}
+
+/// `--upstream` naming the broker's own address: the LINK is refused (an ERROR, counted) and
+/// nothing is repeated.
+#[tokio::test]
+async fn a_broker_linked_to_itself_refuses_the_link() {
+    let addr = free_port();
+    let b = linked(addr, addr).await;
+    wait_for_stats(addr, |s| {
+        s["protocol_errors"] == 1 && s["upstream"]["connects"] == 1
+    })
+    .await;
+    wait_for_stats(addr, |s| {
+        s["upstream"]["connected"] == false && s["links"] == 0
+    })
+    .await;
+    each_message_once(&[addr]).await;
+    b.stop().await;
+}
+
+/// A links to B and B to A, both at once. Both links come up, each broker then learns that
+/// the brokers above it include itself and drops its link; they retry after a random pause, and
+/// whichever comes back first stands: the other's LINK is refused (an ERROR, counted), as the
+/// first's path holds it. Every subscriber on either gets each message once.
+#[tokio::test]
+async fn two_brokers_linked_to_each_other_settle_on_one_link() {
+    let b_addr = free_port();
+    let a = linked("127.0.0.1:0".parse().unwrap(), b_addr).await;
+    let b = linked(b_addr, a.addr).await;
+    let settled = |up: &Value, down: &Value| {
+        up["upstream"]["connected"] == true
+            && up["links"] == 0
+            && down["upstream"]["connected"] == false
+            && down["links"] == 1
+            && down["protocol_errors"] == 0
+            && up["protocol_errors"].as_u64() >= Some(1)
+    };
+    // The random pause after a loop is at most 5 s; two rounds of it, and then some.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let sa = Raw::connect(a.addr).await.stats().await;
+        let sb = Raw::connect(b_addr).await.stats().await;
+        if settled(&sa, &sb) || settled(&sb, &sa) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never settled:\n{sa}\n{sb}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    each_message_once(&[a.addr, b_addr]).await;
+    a.stop().await;
+    b.stop().await;
+}

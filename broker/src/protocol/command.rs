@@ -30,6 +30,8 @@ pub enum Command<'a> {
     /// publishes are never echoed back to it.
     Link {
         name: Cow<'a, str>,
+        /// The linking broker's id (`args.id`), for the upstream to refuse a loop; optional.
+        id: Option<Cow<'a, str>>,
     },
 }
 
@@ -50,7 +52,7 @@ impl PartialEq for Command<'_> {
                 },
             ) => a == b && m.get() == n.get(),
             (Ping, Ping) | (Stats, Stats) => true,
-            (Link { name: a }, Link { name: b }) => a == b,
+            (Link { name: a, id: i }, Link { name: b, id: j }) => a == b && i == j,
             _ => false,
         }
     }
@@ -85,6 +87,13 @@ pub enum ProtocolError {
     MissingMessage,
     #[error("LINK: \"args.name\" must be a string")]
     LinkNameNotString,
+    #[error("LINK: \"args.id\" must be a string")]
+    LinkIdNotString,
+    /// The id, quoted ([`Quoted`]).
+    #[error(
+        "LINK: refused, broker {0} is this broker or above it, so the link would close a loop"
+    )]
+    LinkLoop(String),
     #[error("{0}: \"args.channel\" holds an escape that is no character (a lone surrogate)")]
     ChannelNotText(&'static str),
     #[error("{0}: \"args.channel\" is longer than the maximum of {1} bytes")]
@@ -217,25 +226,35 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
     })
 }
 
-/// `{"command":"LINK","args":{"name":"leaf-1"}}`; `args` and `name` are optional.
+/// `{"command":"LINK","args":{"name":"leaf-1","id":"5f3a…"}}`; `args`, `name` and `id` are
+/// optional.
 fn parse_link(args: Option<&RawValue>) -> Result<Command<'_>, ProtocolError> {
-    let name = match args {
+    #[derive(Deserialize)]
+    struct LinkArgs<'a> {
+        #[serde(borrow, default, deserialize_with = "present")]
+        name: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "present")]
+        id: Option<&'a RawValue>,
+    }
+    let a = match args {
         Some(args) if is_object(args.get()) => {
-            #[derive(Deserialize)]
-            struct LinkArgs<'a> {
-                #[serde(borrow, default, deserialize_with = "present")]
-                name: Option<&'a RawValue>,
-            }
-            let a: LinkArgs = serde_json::from_str(args.get()).map_err(invalid)?;
-            match a.name {
-                Some(raw) => as_str(raw).ok_or(ProtocolError::LinkNameNotString)?,
-                None => Cow::Borrowed(""),
-            }
+            serde_json::from_str::<LinkArgs>(args.get()).map_err(invalid)?
         }
         Some(_) => return Err(ProtocolError::ArgsNotObject("LINK")),
+        None => LinkArgs {
+            name: None,
+            id: None,
+        },
+    };
+    let name = match a.name {
+        Some(raw) => as_str(raw).ok_or(ProtocolError::LinkNameNotString)?,
         None => Cow::Borrowed(""),
     };
-    Ok(Command::Link { name })
+    let id = match a.id {
+        Some(raw) => Some(as_str(raw).ok_or(ProtocolError::LinkIdNotString)?),
+        None => None,
+    };
+    Ok(Command::Link { name, id })
 }
 
 #[cfg(test)]
@@ -286,12 +305,27 @@ mod tests {
         assert_eq!(
             ok(r#"{"command":"LINK","args":{"name":"leaf-1"}}"#),
             Command::Link {
-                name: "leaf-1".into()
+                name: "leaf-1".into(),
+                id: None
+            }
+        );
+        assert_eq!(
+            ok(r#"{"command":"LINK","args":{"name":"leaf-1","id":"a1"}}"#),
+            Command::Link {
+                name: "leaf-1".into(),
+                id: Some("a1".into())
             }
         );
         assert_eq!(
             ok(r#"{"command":"link"}"#),
-            Command::Link { name: "".into() }
+            Command::Link {
+                name: "".into(),
+                id: None
+            }
+        );
+        assert_eq!(
+            err(br#"{"command":"LINK","args":{"id":3}}"#),
+            "LINK: \"args.id\" must be a string"
         );
         assert_eq!(
             err(br#"{"command":"LINK","args":{"name":3}}"#),

@@ -68,14 +68,48 @@ pub fn error(what: &str) -> Bytes {
     Bytes::from(around(br#"{"type":"ERROR","message":"#, what, b"}\n"))
 }
 
-/// Extension: the reply to LINK, naming the upstream broker.
-pub fn link_reply(name: &str) -> Bytes {
-    Bytes::from(around(br#"{"type":"LINK","name":"#, name, b"}\n"))
+/// Extension: the reply to LINK, and what a broker sends down its links whenever the brokers
+/// above it change: its name, and `path`, its own id followed by those of the brokers above
+/// it, nearest first. A broker that finds its own id there is linked in a loop.
+pub fn link_reply(name: &str, path: &[String]) -> Bytes {
+    #[derive(Serialize)]
+    struct Reply<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        name: &'a str,
+        path: &'a [String],
+    }
+    line(&Reply {
+        kind: "LINK",
+        name,
+        path,
+    })
 }
 
-/// Client side (a downstream broker): announces a link.
-pub fn link_command(name: &str) -> Vec<u8> {
-    around(br#"{"command":"LINK","args":{"name":"#, name, b"}}\n")
+/// Client side (a downstream broker): announces a link, with this broker's id.
+pub fn link_command(name: &str, id: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Args<'a> {
+        name: &'a str,
+        id: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Command<'a> {
+        command: &'static str,
+        args: Args<'a>,
+    }
+    line(&Command {
+        command: "LINK",
+        args: Args { name, id },
+    })
+    .to_vec()
+}
+
+/// `value` as one line of JSON.
+fn line<T: Serialize>(value: &T) -> Bytes {
+    let mut buf = serde_json::to_vec(value).expect("serialises");
+    buf.push(b'\n');
+    Bytes::from(buf)
 }
 
 /// Extension: the reply to PING.
@@ -92,13 +126,10 @@ pub fn stats<T: Serialize>(stats: &T) -> Bytes {
         #[serde(flatten)]
         stats: &'a T,
     }
-    let mut buf = serde_json::to_vec(&Tagged {
+    line(&Tagged {
         kind: "STATS",
         stats,
     })
-    .expect("stats encode");
-    buf.push(b'\n');
-    Bytes::from(buf)
 }
 
 /// Client side: `{"command":"SUBSCRIBE","args":{"channel":"foo"}}` and its UNSUBSCRIBE twin.

@@ -114,6 +114,23 @@ pub fn parse_message(line: &[u8]) -> Option<(std::borrow::Cow<'_, str>, &RawValu
     Some((frame.channel?.0, frame.message?))
 }
 
+/// The `path` of a LINK frame (the upstream's id, then those of the brokers above it), for a
+/// broker's upstream link; `None` for any other frame, or a LINK from a broker that sends no
+/// path.
+pub fn parse_link_path(line: &[u8]) -> Option<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Link {
+        #[serde(rename = "type")]
+        kind: String,
+        path: Option<Vec<String>>,
+    }
+    let frame: Link = serde_json::from_slice(line).ok()?;
+    if frame.kind != "LINK" {
+        return None;
+    }
+    frame.path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +175,19 @@ mod tests {
         ));
         assert!(parse_event(b"not json").is_err());
         assert!(parse_event(br#"{"type":"MESSAGE","channel":"c"}"#).is_err());
+    }
+
+    #[test]
+    fn a_link_frame_gives_its_path_and_nothing_else_does() {
+        let path = vec!["b1".to_string(), "a0".to_string()];
+        assert_eq!(
+            parse_link_path(&encode::link_reply("hub", &path)),
+            Some(path)
+        );
+        assert_eq!(parse_link_path(br#"{"type":"LINK","name":"old"}"#), None);
+        assert_eq!(
+            parse_link_path(br#"{"type":"MESSAGE","channel":"c","message":1}"#),
+            None
+        );
     }
 }
