@@ -154,9 +154,9 @@ install_peers() {
 
 # --- start -----------------------------------------------------------------------------------
 # hubbub's defaults, which the settings below follow as far as each broker has the knob: frames up
-# to 1 MiB; a client with more than 8 MiB of output pending is disconnected as a slow consumer; up
-# to 1,000,000 connections; one process; open-files soft limit raised to the hard limit (20,000 on
-# this project's machines). Every broker here sets TCP_NODELAY, as hubbub does.
+# to 1 MiB; a client with more than 32 MiB of output pending, or more than 8 MiB for 10 s, is
+# disconnected as a slow consumer; connections up to what the open-files limit allows; one
+# process; open-files soft limit raised to the hard limit (20,000 on this project's machines). Every broker here sets TCP_NODELAY, as hubbub does.
 
 start_redis() { # PORT
   local args=(
@@ -166,7 +166,7 @@ start_redis() { # PORT
     --dir "$run_dir"              # and were anything written after all, it lands here
     --protected-mode no           # no password, like hubbub (it listens on loopback only)
     --maxclients 100000           # as many as it can: Redis cuts this to the open-files limit less 32
-    --client-output-buffer-limit "pubsub 8mb 8mb 0" # >8 MiB pending for a subscriber: disconnected (--max-pending 8M)
+    --client-output-buffer-limit "pubsub 32mb 8mb 10" # as hubbub's --max-pending 32M --pending-soft 8M --pending-soft-for 10s
     --proto-max-bulk-len 1mb      # longest message 1 MiB (--max-frame 1M; 1mb is Redis's smallest)
     --loglevel warning --logfile "" # warnings only, to stderr
     # io-threads stays at its default 1: Redis serves every client from one thread
@@ -179,12 +179,12 @@ start_nats() { # PORT
   cat >"$run_dir/nats.conf" <<EOF
 # Written by scripts/peers.sh start: core NATS set as close to hubbub's defaults as it goes.
 listen: 127.0.0.1:$1
-max_connections: 1000000  # hubbub --max-connections 1000000
-max_pending: 8MB          # >8 MiB pending for a client: slow consumer, disconnected (--max-pending 8M)
+max_connections: 1000000  # past the open-files limit, which binds first (hubbub: that limit less 32)
+max_pending: 32MB         # >32 MiB pending for a client: slow consumer (--max-pending 32M; NATS has no soft limit)
 max_payload: 1MB          # longest message 1 MiB (--max-frame 1M)
 # A write to a client blocked this long makes it a slow consumer too (10s is NATS's default).
 # NATS writes to a subscriber on its publisher's read loop, so a subscriber that stops reading
-# holds up the publisher for this long, and is cut by it before 8 MiB can pile up.
+# holds up the publisher for this long, and is cut by it before 32 MiB can pile up.
 write_deadline: "${NATS_WRITE_DEADLINE:-10s}"
 # No jetstream block: core NATS only, nothing on disk. Logs notices and errors to stderr.
 EOF
@@ -198,7 +198,7 @@ start_mosquitto() { # PORT
 listener $1 127.0.0.1
 # No password, like hubbub (it listens on loopback only).
 allow_anonymous true
-# Unlimited on this listener (hubbub: 1,000,000); the open-files limit binds first.
+# Unlimited on this listener; the open-files limit binds first (hubbub: that limit less 32).
 max_connections -1
 # Nothing on disk.
 persistence false
@@ -208,7 +208,8 @@ user $(id -un)
 # messages (logging "Outgoing messages are being dropped" once). For a connected client that limit
 # is max_queued_messages, a count of packets waiting for the socket; max_queued_bytes does not
 # bound QoS 0 at all, and max_queued_messages 0 leaves QoS 0 unbounded. 100000 packets is about
-# 8 MiB (hubbub --max-pending 8M) at loadgen's default 64-byte payload (~80 bytes a PUBLISH).
+# 8 MiB (hubbub's soft limit, --pending-soft 8M; Mosquitto has no time-bound one) at loadgen's
+# default 64-byte payload (~80 bytes a PUBLISH).
 max_queued_messages ${MQTT_MAX_QUEUED:-100000}
 # Bounds QoS 1/2 queues only, in bytes; set to match, though QoS 0 ignores it.
 max_queued_bytes 8388608

@@ -19,9 +19,20 @@ pub struct Config {
     pub max_frame: usize,
 
     /// Output a client may have waiting (in bytes; K, M, G suffixes) before it counts as a
-    /// slow consumer and is disconnected, so that it cannot slow others or grow the broker.
-    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    /// slow consumer and is disconnected at once, so that it cannot slow others or grow the
+    /// broker.
+    #[arg(long, default_value = "32M", value_parser = parse_size)]
     pub max_pending: usize,
+
+    /// Output a client may have waiting for --pending-soft-for before it counts as a slow
+    /// consumer: a reader that keeps up falls this far behind only for the moment a burst
+    /// takes to read, one that stays behind is cut.
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    pub pending_soft: usize,
+
+    /// How long a client's output may stay past --pending-soft (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub pending_soft_for: Duration,
 
     /// Longest channel name, in bytes (K suffix allowed). A SUBSCRIBE, UNSUBSCRIBE or PUBLISH
     /// naming a longer one gets an ERROR; the connection stays open.
@@ -60,6 +71,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The slow-consumer policy every client's outbox is held to.
+    pub fn pending_limits(&self) -> crate::pending::PendingLimits {
+        crate::pending::PendingLimits::new(
+            self.max_pending,
+            self.pending_soft,
+            self.pending_soft_for,
+        )
+    }
+
     /// The limits every command is checked against.
     pub fn limits(&self) -> crate::protocol::Limits {
         crate::protocol::Limits {
@@ -74,7 +94,9 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:4243".parse().expect("valid address"),
             max_frame: 1 << 20,
-            max_pending: 8 << 20,
+            max_pending: 32 << 20,
+            pending_soft: 8 << 20,
+            pending_soft_for: Duration::from_secs(10),
             max_channel: 1 << 10,
             max_subscriptions: 10_000,
             max_depth: 128,

@@ -193,7 +193,7 @@ pub(crate) fn serve(
     id: ConnId,
     shared: Arc<Shared>,
 ) -> impl Future<Output = ()> + Send {
-    let outbox = Arc::new(Outbox::with_socket(shared.config.max_pending, stream));
+    let outbox = Arc::new(Outbox::with_socket(Arc::clone(&shared.pending), stream));
     // Shutdown reaches the connection through its outbox (see `crate::live`).
     shared.live.insert(id, &outbox);
     let mut conn = Connection {
@@ -238,12 +238,15 @@ impl Connection {
         let id = self.session.id;
         match close {
             Ok(Close::SlowConsumer) => {
-                stats::add(&self.session.shared.stats.slow_consumers, 1);
-                warn!(
-                    conn = id,
-                    limit = self.session.shared.config.max_pending,
-                    "slow consumer disconnected: pending output passed the limit"
-                );
+                let shared = &self.session.shared;
+                stats::add(&shared.stats.slow_consumers, 1);
+                let why = shared.pending.why();
+                warn!(conn = id, "slow consumer disconnected: {why}");
+                // Told why, where its socket takes it: after the frame it is in the middle of
+                // (if any), in place of everything else it was to get.
+                self.writing.truncate(1);
+                self.writing.push_back(encode::error(&why));
+                return Some(Box::pin(self.linger_close()));
             }
             Ok(Close::FrameTooLong) => return Some(Box::pin(self.linger_close())),
             Ok(reason) => debug!(conn = id, ?reason, "connection closed"),
@@ -437,6 +440,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             limits: Config::default().limits(),
+            pending: Arc::new(Config::default().pending_limits()),
             config: Config::default(),
             registry: Registry::new(stats.clone()),
             stats,

@@ -6,7 +6,8 @@
 //! - [`frame`]: newline framing with a maximum frame length (no I/O).
 //! - [`registry`]: channel → subscribers; a publish walks only its channel's subscribers, and
 //!   one read's publishes reach each subscriber as one frame.
-//! - [`outbox`]: each connection's bounded output queue and its slow-consumer policy.
+//! - [`outbox`]: each connection's bounded output queue.
+//! - [`pending`]: the slow-consumer policy it applies (a hard limit, and a soft one with a time).
 //! - `connection`: one task per client; the only code that touches a client socket.
 //! - `live`: every open connection, so that shutdown reaches them all.
 //! - [`server`]: the accept loop (with back-off), counters, shutdown by token.
@@ -22,6 +23,7 @@ pub mod launch;
 pub mod link;
 mod live;
 pub mod outbox;
+pub mod pending;
 pub mod protocol;
 pub mod registry;
 pub mod server;

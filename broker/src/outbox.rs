@@ -13,6 +13,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
+use crate::pending::{OverSince, PendingLimits};
 use crate::write::write_frames;
 
 /// Frames an outbox may hold for [`Wakes::finish`] to write them itself. More than this
@@ -37,9 +38,11 @@ pub enum Push {
 /// The bounded output queue of one connection.
 ///
 /// Overflow policy: when a push would take the bytes pending (queued plus taken but not yet
-/// written) past `limit`, the outbox drops everything queued, refuses all further frames, and
-/// wakes its connection, which then disconnects the client as a slow consumer. The publisher
-/// and the other subscribers are never held up by it.
+/// written) past the hard limit, or past the soft limit once they have stayed past it for its
+/// time ([`PendingLimits`]), the outbox drops everything queued, refuses all further frames,
+/// and wakes its connection, which then tells the client why where its socket allows and
+/// disconnects it as a slow consumer. The publisher and the other subscribers are never held
+/// up by it.
 ///
 /// The wake-up is a flag and the one connection task's [`Waker`], kept under the same lock as
 /// the queue, rather than a `tokio::sync::Notify`: waiting on a `Notify` needs a `Notified`
@@ -47,7 +50,8 @@ pub enum Push {
 /// [`Outbox::poll_ready`]).
 #[derive(Debug)]
 pub struct Outbox {
-    limit: usize,
+    /// Shared by every outbox of a broker: a pointer here, not three fields.
+    limits: Arc<PendingLimits>,
     state: Mutex<State>,
     /// The broker is shutting down: the connection is to end. Outside the lock so that the
     /// connection can look at it first on every wake-up for next to nothing.
@@ -70,6 +74,8 @@ struct State {
     /// The connection task holds taken frames not yet fully written: until it has, nothing
     /// else may write to the socket, or frames would go out of order.
     busy: bool,
+    /// When `pending` went past the soft limit (0: it is under it).
+    over_since: OverSince,
 }
 
 impl State {
@@ -149,8 +155,13 @@ pub enum Taken {
 impl Outbox {
     /// An empty outbox that lets at most `limit` bytes wait, written only by its owner.
     pub fn new(limit: usize) -> Self {
+        Self::with_limits(Arc::new(PendingLimits::hard_only(limit)))
+    }
+
+    /// An empty outbox held to `limits`, written only by its owner.
+    pub fn with_limits(limits: Arc<PendingLimits>) -> Self {
         Self {
-            limit,
+            limits,
             state: Mutex::new(State::default()),
             shut: AtomicBool::new(false),
             socket: None,
@@ -159,11 +170,16 @@ impl Outbox {
 
     /// An empty outbox for a client on `socket`, which it owns: the connection reads and
     /// writes through [`socket`](Outbox::socket), and [`Wakes`] may write through it too.
-    pub fn with_socket(limit: usize, socket: TcpStream) -> Self {
+    pub fn with_socket(limits: Arc<PendingLimits>, socket: TcpStream) -> Self {
         Self {
             socket: Some(socket),
-            ..Self::new(limit)
+            ..Self::with_limits(limits)
         }
+    }
+
+    /// The limits this outbox is held to.
+    pub fn limits(&self) -> &PendingLimits {
+        &self.limits
     }
 
     /// The client's socket.
@@ -195,6 +211,8 @@ impl Outbox {
             return Some(waker);
         };
         state.pending -= written;
+        let pending = state.pending;
+        self.limits.settle(pending, &mut state.over_since);
         if !state.queue.is_empty() {
             return Some(waker);
         }
@@ -224,7 +242,8 @@ impl Outbox {
         if state.closed {
             return (Push::Closed, None);
         }
-        if state.pending + frame.len() > self.limit {
+        let pending = state.pending + frame.len();
+        if self.limits.exceeded(pending, &mut state.over_since) {
             state.closed = true;
             state.overflowed = true;
             state.queue = VecDeque::new();
@@ -279,6 +298,8 @@ impl Outbox {
         let mut state = self.state.lock().expect("outbox lock");
         state.busy = unfinished;
         state.pending = state.pending.saturating_sub(n);
+        let pending = state.pending;
+        self.limits.settle(pending, &mut state.over_since);
         if state.pending == 0 && state.queue.capacity() > 64 {
             // A burst is over: give the memory back rather than hold it while idle.
             state.queue = VecDeque::new();
@@ -443,7 +464,13 @@ mod tests {
         // tokio writes only to a socket its reactor has seen writable, as a connection's
         // socket has been long before anything is delivered to it.
         server.writable().await.unwrap();
-        (Arc::new(Outbox::with_socket(1 << 20, server)), client)
+        (
+            Arc::new(Outbox::with_socket(
+                Arc::new(PendingLimits::hard_only(1 << 20)),
+                server,
+            )),
+            client,
+        )
     }
 
     /// A waker that counts its wake-ups, left with `outbox` as its waiting connection's;

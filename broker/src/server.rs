@@ -124,6 +124,7 @@ impl Broker {
             max_connections,
             shared: Arc::new(Shared {
                 limits: config.limits(),
+                pending: Arc::new(config.pending_limits()),
                 registry: Registry::new(stats.clone()),
                 stats,
                 config,

@@ -11,6 +11,7 @@ use crate::audience::ConnId;
 use crate::config::Config;
 use crate::live::Live;
 use crate::outbox::Outbox;
+use crate::pending::PendingLimits;
 use crate::protocol::Limits;
 use crate::protocol::{encode, Quoted};
 use crate::registry::{Gather, Registry};
@@ -22,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// `config`'s limits on commands, as the protocol checks them.
     pub(crate) limits: Limits,
+    /// `config`'s slow-consumer policy, shared by every client's outbox.
+    pub(crate) pending: Arc<PendingLimits>,
     pub(crate) registry: Registry,
     pub(crate) stats: Arc<Stats>,
     /// Announced to the upstream broker.

@@ -4,6 +4,8 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
+
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -267,9 +269,16 @@ async fn a_slow_consumer_alone_is_disconnected_and_memory_stays_bounded() {
     broker.wait_for_log("slow consumer disconnected").await;
 
     // What reached the slow socket is an in-order prefix of the stream, then the end.
+    // An ERROR saying why may come last, if the socket took it before the broker gave up.
     let mut got = 0;
     let tail = loop {
         match slow.try_line().await {
+            Ok(l) if l.starts_with(br#"{"type":"ERROR""#) => {
+                let text = String::from_utf8(l).unwrap();
+                assert!(text.contains("slow consumer"), "{text}");
+                slow.expect_closed().await;
+                break Vec::new();
+            }
             Ok(l) => {
                 assert_eq!(String::from_utf8(l).unwrap(), line(got), "message {got}");
                 got += 1;
@@ -283,4 +292,91 @@ async fn a_slow_consumer_alone_is_disconnected_and_memory_stays_bounded() {
     // The normal subscriber is still connected and nothing else is queued for it.
     normal.ping().await;
     assert!(broker.rss() < RSS_LIMIT);
+}
+
+/// A 20 MB burst published in one go, to a subscriber reading as fast as it can: past the
+/// soft limit (8 MiB) for the moment it takes to read, under the hard one (32 MiB), so it is
+/// never cut and gets every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_keeps_up_is_not_cut_by_a_burst() {
+    const N: u64 = 5_000; // × 4 KiB ≈ 20 MiB
+    let broker = BrokerProcess::spawn(&[]);
+    let mut reader = Raw::connect(broker.addr).await;
+    reader.subscribe("flood", 1).await;
+    let reading = tokio::spawn(async move {
+        for i in 0..N {
+            assert_eq!(reader.line().await, line(i), "message {i}");
+        }
+        reader
+    });
+    let mut burst = String::new();
+    for i in 0..N {
+        burst += &format!(
+            r#"{{"command":"PUBLISH","args":{{"channel":"flood","message":{}}}}}"#,
+            frame(i)
+        );
+        burst.push('\n');
+    }
+    let mut publisher = Raw::connect(broker.addr).await;
+    publisher.send(burst.as_bytes()).await;
+    let mut reader = reading.await.unwrap();
+    reader.ping().await;
+    let s = publisher.stats().await;
+    assert_eq!(
+        (&s["slow_consumers"], &s["messages_out"]),
+        (&json!(0), &json!(N))
+    );
+}
+
+/// A subscriber that stops reading stays past the soft limit: once it has for
+/// --pending-soft-for it is cut, and told why before the connection closes, even though it
+/// never came near the hard limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stays_behind_is_cut_after_the_soft_limits_time_and_told_why() {
+    let broker = BrokerProcess::spawn(&["--pending-soft", "256K", "--pending-soft-for", "300ms"]);
+    let mut stalled = Raw::connect(broker.addr).await;
+    stalled.subscribe("flood", 1).await; // and reads nothing until it has been cut
+    let mut publisher = Raw::connect(broker.addr).await;
+    let mut sent = 0;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        // 400 KiB a round, 20 rounds a second: past 256 KiB and the socket buffers within
+        // the first rounds, and far from 32 MiB before 300 ms are up.
+        let mut batch = String::new();
+        for i in sent..sent + 100 {
+            batch += &format!(
+                r#"{{"command":"PUBLISH","args":{{"channel":"flood","message":{}}}}}"#,
+                frame(i)
+            );
+            batch.push('\n');
+        }
+        publisher.send(batch.as_bytes()).await;
+        sent += 100;
+        if publisher.stats().await["slow_consumers"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never cut after {sent} messages"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = 0;
+    loop {
+        let l = stalled.line().await;
+        if l.starts_with(r#"{"type":"ERROR""#) {
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&l).unwrap(),
+                error(
+                    "slow consumer: more than 33554432 bytes waiting, or more than 262144 for \
+                     300ms; disconnected"
+                )
+            );
+            break;
+        }
+        assert_eq!(l, line(got), "message {got}");
+        got += 1;
+    }
+    stalled.expect_closed().await;
+    assert!(got < sent, "the cut subscriber got everything");
 }
