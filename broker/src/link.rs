@@ -28,7 +28,7 @@ use crate::protocol::event::{parse_event, parse_link_path, parse_message, Event}
 use crate::protocol::Quoted;
 use crate::shared::{random_u64, Shared};
 use crate::upstream::Upstream;
-use crate::write::write_frames;
+use crate::write::write_frames_seeing;
 
 /// First and longest pause between connection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
@@ -57,6 +57,7 @@ pub(crate) async fn run(shared: Arc<Shared>, upstream: Arc<Upstream>, shutdown: 
                 upstream.connected.store(false, Relaxed);
                 *upstream.current.lock().expect("upstream lock") = None;
                 outbox.close();
+                upstream.lost_in_flight();
                 upstream.path.lock().expect("upstream lock").clear();
                 shared.announce_path();
                 if shutdown.is_cancelled() {
@@ -111,12 +112,12 @@ async fn serve(
                 if outbox.take(&mut link.writing) == Taken::Overflowed {
                     return io::Error::other("upstream fell behind by more than --max-pending");
                 }
-                if let Err(e) = link.flush(outbox) {
+                if let Err(e) = link.flush(upstream, outbox) {
                     return e;
                 }
             }
             r = link.stream.writable(), if want_write => {
-                if let Err(e) = r.and_then(|_| link.flush(outbox)) {
+                if let Err(e) = r.and_then(|_| link.flush(upstream, outbox)) {
                     return e;
                 }
             }
@@ -213,9 +214,15 @@ impl Link {
         self.subscribed = wanted;
     }
 
-    fn flush(&mut self, outbox: &Outbox) -> io::Result<()> {
-        let written = write_frames(&self.stream, &mut self.writing)?;
-        outbox.written(written, !self.writing.is_empty());
+    /// Writes what the socket takes; the PUBLISHes written whole are counted as forwarded.
+    fn flush(&mut self, upstream: &Upstream, outbox: &Outbox) -> io::Result<()> {
+        let mut publishes = 0;
+        let written = write_frames_seeing(&self.stream, &mut self.writing, |frame| {
+            publishes += u64::from(frame.starts_with(encode::PUBLISH_PREFIX));
+        });
+        // Counted even when the write then failed: those frames went out before it did.
+        upstream.sent(publishes);
+        outbox.written(written?, !self.writing.is_empty());
         Ok(())
     }
 }

@@ -24,7 +24,11 @@ pub struct Upstream {
     pub(crate) current: Mutex<Option<Arc<Outbox>>>,
     pub(crate) connected: AtomicBool,
     pub(crate) connects: AtomicU64,
+    /// PUBLISHes written whole to the upstream's socket.
     pub(crate) forwarded: AtomicU64,
+    /// PUBLISHes queued for the link and not yet written: when the link goes down (or
+    /// overflows) these are lost, and counted in `dropped`, not in `forwarded`.
+    pub(crate) in_flight: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) dropped: AtomicU64,
     /// The upstream's path (its id, then those above it), as it last said; empty while the
@@ -40,6 +44,7 @@ impl Upstream {
             connected: AtomicBool::new(false),
             connects: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             path: Mutex::new(Vec::new()),
@@ -50,19 +55,29 @@ impl Upstream {
     /// The link's task is woken through `wakes`, once per read rather than once per publish.
     pub fn forward(&self, channel: &str, raw_message: &str, wakes: &mut Wakes) {
         let current = self.current.lock().expect("upstream lock").clone();
-        match current {
-            Some(outbox)
-                if wakes.push(
-                    &outbox,
-                    Bytes::from(encode::publish_command(channel, raw_message)),
-                ) == Push::Queued =>
-            {
-                self.forwarded.fetch_add(1, Relaxed);
-            }
-            _ => {
-                self.dropped.fetch_add(1, Relaxed);
-            }
+        // Counted in flight before the push, so that the link, going down, cannot settle its
+        // account between a push and its count.
+        self.in_flight.fetch_add(1, Relaxed);
+        let queued = current.is_some_and(|outbox| {
+            let frame = Bytes::from(encode::publish_command(channel, raw_message));
+            wakes.push(&outbox, frame) == Push::Queued
+        });
+        if !queued {
+            self.in_flight.fetch_sub(1, Relaxed);
+            self.dropped.fetch_add(1, Relaxed);
         }
+    }
+
+    /// `n` PUBLISHes reached the upstream's socket.
+    pub(crate) fn sent(&self, n: u64) {
+        self.in_flight.fetch_sub(n, Relaxed);
+        self.forwarded.fetch_add(n, Relaxed);
+    }
+
+    /// The link went down: what was queued and not written is lost.
+    pub(crate) fn lost_in_flight(&self) {
+        self.dropped
+            .fetch_add(self.in_flight.swap(0, Relaxed), Relaxed);
     }
 
     pub fn snapshot(&self) -> UpstreamSnapshot {

@@ -13,6 +13,16 @@ const IOVECS: usize = 64;
 /// Writes as much of `queue` as the socket takes now, without waiting; returns the bytes
 /// written. A frame written in part stays at the front, advanced past what went out.
 pub fn write_frames(stream: &TcpStream, queue: &mut VecDeque<Bytes>) -> io::Result<usize> {
+    write_frames_seeing(stream, queue, |_| {})
+}
+
+/// [`write_frames`], calling `done` with each frame once it is written whole: how the
+/// upstream link counts the publishes that actually went up.
+pub fn write_frames_seeing(
+    stream: &TcpStream,
+    queue: &mut VecDeque<Bytes>,
+    mut done: impl FnMut(&Bytes),
+) -> io::Result<usize> {
     let mut written = 0;
     while !queue.is_empty() {
         let mut slices = [IoSlice::new(&[]); IOVECS];
@@ -29,7 +39,9 @@ pub fn write_frames(stream: &TcpStream, queue: &mut VecDeque<Bytes>) -> io::Resu
                     let front = queue.front_mut().expect("wrote past the queue");
                     if n >= front.len() {
                         n -= front.len();
-                        queue.pop_front();
+                        if let Some(frame) = queue.pop_front() {
+                            done(&frame);
+                        }
                     } else {
                         front.advance(n);
                         n = 0;

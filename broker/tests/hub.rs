@@ -288,3 +288,79 @@ async fn two_brokers_linked_to_each_other_settle_on_one_link() {
     a.stop().await;
     b.stop().await;
 }
+
+/// An upstream that takes the link but reads nothing until told to, then counts the PUBLISH
+/// lines it is sent on every connection the link makes: a hub stopped under load.
+async fn stalled_upstream() -> (
+    SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (go, stalled) = tokio::sync::watch::channel(false);
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (mut stalled, counted) = (stalled.clone(), counted.clone());
+            tokio::spawn(async move {
+                let _ = stalled.wait_for(|&go| go).await;
+                let mut lines = tokio::io::BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.starts_with(r#"{"command":"PUBLISH""#) {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    (addr, go, received)
+}
+
+/// The upstream stops reading under load: the link overflows its outbox and is dropped (and
+/// comes back). Every publish is then either `forwarded` — and the upstream received
+/// exactly those — or `dropped`: queued publishes lost with the link are not counted as
+/// forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_lost_with_an_overflowing_link_are_counted_dropped_not_forwarded() {
+    const N: u64 = 20_000;
+    let (upstream, go, received) = stalled_upstream().await;
+    let leaf = broker_with(Config {
+        upstream: Some(upstream),
+        max_pending: 64 << 10,
+        ..Default::default()
+    })
+    .await;
+    wait_linked(leaf.addr).await;
+    let mut publisher = Raw::connect(leaf.addr).await;
+    let pad = "x".repeat(1000);
+    for start in (0..N).step_by(1000) {
+        let mut batch = String::new();
+        for i in start..start + 1000 {
+            batch += &common::publish_cmd("x", &json!(format!("{i} {pad}")));
+            batch.push('\n');
+        }
+        publisher.send(batch.as_bytes()).await;
+    }
+    let s = publisher.stats().await;
+    assert_eq!(s["messages_in"], N);
+    assert!(
+        s["upstream"]["dropped"].as_u64() > Some(0),
+        "the link never overflowed: {s}"
+    );
+    go.send_replace(true);
+    wait_for_stats(leaf.addr, |s| {
+        let up = &s["upstream"];
+        up["forwarded"]
+            .as_u64()
+            .zip(up["dropped"].as_u64())
+            .is_some_and(|(f, d)| {
+                f + d == N && f == received.load(std::sync::atomic::Ordering::SeqCst)
+            })
+    })
+    .await;
+    leaf.stop().await;
+}

@@ -63,6 +63,10 @@ pub fn ack(kind: Ack, channel: &str, count: usize) -> Bytes {
     ))
 }
 
+/// How every PUBLISH a broker sends up its link begins ([`publish_command`]): what the link
+/// counts its forwarded publishes by.
+pub const PUBLISH_PREFIX: &[u8] = br#"{"command":"PUBLISH","args":{"channel":"#;
+
 /// `{"type":"ERROR","message":"<what was wrong>"}`.
 pub fn error(what: &str) -> Bytes {
     Bytes::from(around(br#"{"type":"ERROR","message":"#, what, b"}\n"))
@@ -143,11 +147,7 @@ pub fn subscribe_command(kind: Ack, channel: &str) -> Vec<u8> {
 
 /// Client side: a PUBLISH of `raw_message`, which must already be one JSON value.
 pub fn publish_command(channel: &str, raw_message: &str) -> Vec<u8> {
-    let mut buf = around(
-        br#"{"command":"PUBLISH","args":{"channel":"#,
-        channel,
-        br#","message":"#,
-    );
+    let mut buf = around(PUBLISH_PREFIX, channel, br#","message":"#);
     buf.reserve(raw_message.len() + 3);
     buf.extend_from_slice(raw_message.as_bytes());
     buf.extend_from_slice(b"}}\n");
