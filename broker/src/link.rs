@@ -101,7 +101,7 @@ async fn serve(
         lines: LineReader::new(shared.config.max_frame * 2 + 4096),
     };
     let _ = outbox.push(Bytes::from(encode::link_command(&shared.name, &shared.id)));
-    link.sync_interest(shared, outbox);
+    link.subscribe_all(shared, outbox);
     let mut scratch = vec![0u8; 64 * 1024];
     loop {
         let want_write = !link.writing.is_empty();
@@ -195,23 +195,39 @@ struct Link {
 }
 
 impl Link {
-    /// Subscribes upstream to channels that gained their first subscriber here and
-    /// unsubscribes from those that lost their last.
+    /// On connecting: subscribes upstream to every channel with a subscriber here, and starts
+    /// following the changes.
+    fn subscribe_all(&mut self, shared: &Shared, outbox: &Arc<Outbox>) {
+        for channel in shared.registry.track_interest() {
+            self.follow(channel, true, outbox);
+        }
+    }
+
+    /// Subscribes upstream to channels that gained their first subscriber here since the last
+    /// look and unsubscribes from those that lost their last: the changes only, not every
+    /// channel again.
     fn sync_interest(&mut self, shared: &Shared, outbox: &Arc<Outbox>) {
-        let wanted: HashSet<Arc<str>> = shared.registry.channels().into_iter().collect();
-        for channel in wanted.difference(&self.subscribed) {
-            let _ = outbox.push(Bytes::from(encode::subscribe_command(
-                Ack::Subscribe,
-                channel,
-            )));
+        for (channel, wanted) in shared.registry.interest_changes() {
+            self.follow(channel, wanted, outbox);
         }
-        for channel in self.subscribed.difference(&wanted) {
-            let _ = outbox.push(Bytes::from(encode::subscribe_command(
-                Ack::Unsubscribe,
-                channel,
-            )));
+    }
+
+    /// Subscribes or unsubscribes upstream, if that changes anything.
+    fn follow(&mut self, channel: Arc<str>, wanted: bool, outbox: &Arc<Outbox>) {
+        let ack = if wanted {
+            if self.subscribed.contains(&channel) {
+                return;
+            }
+            Ack::Subscribe
+        } else if self.subscribed.remove(&channel) {
+            Ack::Unsubscribe
+        } else {
+            return;
+        };
+        let _ = outbox.push(Bytes::from(encode::subscribe_command(ack, &channel)));
+        if wanted {
+            self.subscribed.insert(channel);
         }
-        self.subscribed = wanted;
     }
 
     /// Writes what the socket takes; the PUBLISHes written whole are counted as forwarded.

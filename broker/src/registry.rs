@@ -7,8 +7,8 @@
 //! name and its audience, since a broker with a channel per client holds as many as it has
 //! clients.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
@@ -27,6 +27,12 @@ pub struct Registry {
     /// Signalled when a channel gains its first subscriber or loses its last: what an
     /// upstream link subscribes to follows the set of channels here.
     interest: Notify,
+    /// The channels that gained their first subscriber or lost their last since the upstream
+    /// link last looked; `None` until a link asks ([`Registry::track_interest`]), so a broker
+    /// without one records nothing. Bounded by the number of distinct channels: a channel is
+    /// in it once however often it changed. Why: a link that re-read every channel on each
+    /// change spent a core at a leaf holding 200,000 of them.
+    changed: Mutex<Option<HashSet<Arc<str>>>>,
 }
 
 /// What a [`Gather`] delivered.
@@ -44,7 +50,45 @@ impl Registry {
             channels: RwLock::new(HashMap::new()),
             stats,
             interest: Notify::new(),
+            changed: Mutex::new(None),
         }
+    }
+
+    /// Records that `channel`'s interest changed, for the link, and wakes it. Called with the
+    /// write lock held, so that [`Registry::track_interest`]'s snapshot and this are ordered.
+    fn interest_moved(&self, channel: &Arc<str>) {
+        if let Some(changed) = self.changed.lock().expect("changed lock").as_mut() {
+            changed.insert(Arc::clone(channel));
+        }
+        self.interest.notify_one();
+    }
+
+    /// Every channel with a subscriber, and from now on a record of the channels whose
+    /// interest changes ([`Registry::interest_changes`]): what an upstream link subscribes to
+    /// when it connects, then follows.
+    pub fn track_interest(&self) -> Vec<Arc<str>> {
+        let channels = self.channels.read().expect("registry lock");
+        *self.changed.lock().expect("changed lock") = Some(HashSet::new());
+        channels.keys().cloned().collect()
+    }
+
+    /// The channels whose interest changed since the last call (or [`track_interest`]), each
+    /// with whether it has a subscriber now.
+    ///
+    /// [`track_interest`]: Registry::track_interest
+    pub fn interest_changes(&self) -> Vec<(Arc<str>, bool)> {
+        let changed = match self.changed.lock().expect("changed lock").as_mut() {
+            Some(changed) => std::mem::take(changed),
+            None => return Vec::new(),
+        };
+        let channels = self.channels.read().expect("registry lock");
+        changed
+            .into_iter()
+            .map(|c| {
+                let wanted = channels.contains_key(&c);
+                (c, wanted)
+            })
+            .collect()
     }
 
     /// Adds a subscriber; returns `false` if it was already subscribed.
@@ -56,8 +100,9 @@ impl Registry {
             Some(audience) => audience.insert(id, outbox),
             None => {
                 stats::add(&self.stats.channels, 1);
-                channels.insert(Arc::from(channel), Audience::One(id, Arc::clone(outbox)));
-                self.interest.notify_one();
+                let name: Arc<str> = Arc::from(channel);
+                self.interest_moved(&name);
+                channels.insert(name, Audience::One(id, Arc::clone(outbox)));
                 true
             }
         };
@@ -82,9 +127,10 @@ impl Registry {
         }
         stats::sub(&self.stats.subscriptions, 1);
         if removed == Removal::Last {
-            channels.remove(channel);
+            if let Some((name, _)) = channels.remove_entry(channel) {
+                self.interest_moved(&name);
+            }
             stats::sub(&self.stats.channels, 1);
-            self.interest.notify_one();
         }
         true
     }
@@ -108,12 +154,6 @@ impl Registry {
         let mut gather = self.gather(None);
         gather.publish(channel, raw_message);
         gather.flush()
-    }
-
-    /// Every channel with a subscriber.
-    pub fn channels(&self) -> Vec<Arc<str>> {
-        let channels = self.channels.read().expect("registry lock");
-        channels.keys().cloned().collect()
     }
 
     /// Waits until a channel appeared or disappeared since the last call.
@@ -265,6 +305,32 @@ mod tests {
         let mut q = VecDeque::new();
         outbox.take(&mut q);
         q.into()
+    }
+
+    #[test]
+    fn interest_changes_are_recorded_once_tracked_and_only_the_changes() {
+        let reg = Registry::new(Arc::new(Stats::default()));
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        reg.subscribe("before", 1, &outbox);
+        // Nothing is recorded until a link asks.
+        assert_eq!(reg.interest_changes(), Vec::new());
+        assert_eq!(reg.track_interest(), vec![Arc::<str>::from("before")]);
+        reg.subscribe("a", 1, &outbox);
+        reg.subscribe("a", 2, &outbox); // a second subscriber is no change of interest
+        reg.subscribe("b", 1, &outbox);
+        reg.unsubscribe("b", 1);
+        reg.unsubscribe("before", 1);
+        let mut changes = reg.interest_changes();
+        changes.sort();
+        assert_eq!(
+            changes,
+            vec![
+                ("a".into(), true),
+                ("b".into(), false),
+                ("before".into(), false)
+            ]
+        );
+        assert_eq!(reg.interest_changes(), Vec::new());
     }
 
     #[test]
