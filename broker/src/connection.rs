@@ -72,7 +72,7 @@ impl Session {
     fn handle(&mut self, line: &[u8], read: &mut Gather<'_>) {
         let shared = &self.shared;
         let command = parse_command(line).and_then(|c| {
-            limits::check(&c, &shared.limits)?;
+            limits::check(&c, &shared.config.limits())?;
             Ok(c)
         });
         if let Ok(Command::Publish { channel, message }) = &command {
@@ -127,8 +127,12 @@ impl Session {
                     self.link = true;
                     read.set_except(Some(self.id));
                     stats::add(&shared.stats.links, 1);
-                    let links = &mut shared.links.lock().expect("links lock");
-                    links.insert(self.id, Arc::clone(&self.outbox));
+                    let outbox = Arc::clone(&self.outbox);
+                    shared
+                        .links
+                        .lock()
+                        .expect("links lock")
+                        .insert(self.id, outbox);
                     tracing::info!(conn = self.id, name = %Quoted(&name), "link from a broker below");
                 }
                 self.reply(encode::link_reply(&shared.name, &shared.path()), read);
@@ -439,7 +443,6 @@ mod tests {
         let (stream, _) = listener.accept().await.unwrap();
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
-            limits: Config::default().limits(),
             pending: Arc::new(Config::default().pending_limits()),
             config: Config::default(),
             registry: Registry::new(stats.clone()),

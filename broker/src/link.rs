@@ -100,7 +100,7 @@ async fn serve(
         subscribed: HashSet::new(),
         lines: LineReader::new(shared.config.max_frame * 2 + 4096),
     };
-    let _ = outbox.push(Bytes::from(encode::link_command(&shared.name, &shared.id)));
+    let _ = outbox.push(encode::link_command(&shared.name, &shared.id));
     link.subscribe_all(shared, outbox);
     let mut scratch = vec![0u8; 64 * 1024];
     loop {

@@ -177,11 +177,6 @@ impl Outbox {
         }
     }
 
-    /// The limits this outbox is held to.
-    pub fn limits(&self) -> &PendingLimits {
-        &self.limits
-    }
-
     /// The client's socket.
     ///
     /// # Panics

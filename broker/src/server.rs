@@ -123,7 +123,6 @@ impl Broker {
         Self {
             max_connections,
             shared: Arc::new(Shared {
-                limits: config.limits(),
                 pending: Arc::new(config.pending_limits()),
                 registry: Registry::new(stats.clone()),
                 stats,

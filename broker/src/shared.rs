@@ -12,7 +12,6 @@ use crate::config::Config;
 use crate::live::Live;
 use crate::outbox::Outbox;
 use crate::pending::PendingLimits;
-use crate::protocol::Limits;
 use crate::protocol::{encode, Quoted};
 use crate::registry::{Gather, Registry};
 use crate::stats::{self, Stats, StatsSnapshot};
@@ -21,8 +20,6 @@ use crate::upstream::Upstream;
 /// What every connection shares.
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    /// `config`'s limits on commands, as the protocol checks them.
-    pub(crate) limits: Limits,
     /// `config`'s slow-consumer policy, shared by every client's outbox.
     pub(crate) pending: Arc<PendingLimits>,
     pub(crate) registry: Registry,

@@ -91,7 +91,7 @@ pub fn link_reply(name: &str, path: &[String]) -> Bytes {
 }
 
 /// Client side (a downstream broker): announces a link, with this broker's id.
-pub fn link_command(name: &str, id: &str) -> Vec<u8> {
+pub fn link_command(name: &str, id: &str) -> Bytes {
     #[derive(Serialize)]
     struct Args<'a> {
         name: &'a str,
@@ -106,7 +106,6 @@ pub fn link_command(name: &str, id: &str) -> Vec<u8> {
         command: "LINK",
         args: Args { name, id },
     })
-    .to_vec()
 }
 
 /// `value` as one line of JSON.
