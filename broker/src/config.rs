@@ -34,6 +34,24 @@ pub struct Config {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub pending_soft_for: Duration,
 
+    /// Memory the broker may hold in unfinished frames and output queues, all connections
+    /// together (K, M, G suffixes). Past it a PUBLISH, and a frame still growing past 16K, get
+    /// an ERROR instead of the process growing (the frame's connection is closed); work is
+    /// accepted again once what is held drains.
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    pub memory_budget: usize,
+
+    /// How long a new connection may take to send its first complete command (0: for ever).
+    /// Past it, it gets an ERROR and is closed: a connection that never speaks would hold a
+    /// descriptor for nothing.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub first_command_deadline: Duration,
+
+    /// How long a frame may stay unfinished, from its first byte to its newline (0: for ever).
+    /// Past it, the connection gets an ERROR and is closed, and the frame's memory is freed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub frame_deadline: Duration,
+
     /// Longest channel name, in bytes (K suffix allowed). A SUBSCRIBE, UNSUBSCRIBE or PUBLISH
     /// naming a longer one gets an ERROR; the connection stays open.
     #[arg(long, default_value = "1K", value_parser = parse_size)]
@@ -78,6 +96,7 @@ impl Config {
             self.pending_soft,
             self.pending_soft_for,
         )
+        .with_budget(self.memory_budget)
     }
 
     /// The limits every command is checked against.
@@ -97,6 +116,9 @@ impl Default for Config {
             max_pending: 32 << 20,
             pending_soft: 8 << 20,
             pending_soft_for: Duration::from_secs(10),
+            memory_budget: 1 << 30,
+            first_command_deadline: Duration::from_secs(30),
+            frame_deadline: Duration::from_secs(30),
             max_channel: 1 << 10,
             max_subscriptions: 10_000,
             max_depth: 128,

@@ -18,6 +18,8 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use crate::budget::GRANULE;
+use crate::deadline::{Deadlines, Missed};
 use crate::frame::LineReader;
 use crate::outbox::{Outbox, Taken};
 use crate::protocol::encode::{self, Ack};
@@ -43,7 +45,8 @@ thread_local! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Close {
     ClientClosed,
-    FrameTooLong,
+    /// A frame too long, late, or refused for the memory budget: told why, then closed.
+    BadFrame,
     SlowConsumer,
     Shutdown,
 }
@@ -75,13 +78,19 @@ impl Session {
             limits::check(&c, &shared.config.limits())?;
             Ok(c)
         });
+        let budget = &shared.pending.budget;
         if let Ok(Command::Publish { channel, message }) = &command {
-            shared.publish(read, channel, message.get());
-            return;
+            if !budget.spent() {
+                shared.publish(read, channel, message.get());
+                return;
+            }
         }
         read.flush();
         match command {
-            Ok(Command::Publish { .. }) => unreachable!("gathered above"),
+            Ok(Command::Publish { .. }) => {
+                stats::add(&shared.stats.budget_refusals, 1);
+                self.refuse(ProtocolError::BudgetSpent(budget.limit()), read);
+            }
             Ok(Command::Subscribe { channel })
                 if !self.link
                     && self.subscriptions.len() >= shared.config.max_subscriptions
@@ -177,10 +186,24 @@ struct Connection {
     session: Session,
     /// Frames taken from the outbox and not yet fully written.
     writing: VecDeque<Bytes>,
+    /// The first command's, or an unfinished frame's, if one is running.
+    deadlines: Deadlines,
+}
+
+impl Drop for Connection {
+    /// An unfinished frame's memory is no longer held: off the broker's budget.
+    fn drop(&mut self) {
+        self.session
+            .shared
+            .pending
+            .budget
+            .change(self.lines.held(), 0);
+    }
 }
 
 enum Wake {
     Shutdown,
+    Late(Missed),
     Readable(io::Result<()>),
     Queued,
     Writable(io::Result<()>),
@@ -202,6 +225,7 @@ pub(crate) fn serve(
     shared.live.insert(id, &outbox);
     let mut conn = Connection {
         lines: LineReader::new(shared.config.max_frame),
+        deadlines: Deadlines::connected(shared.config.first_command_deadline),
         session: Session {
             id,
             outbox,
@@ -252,7 +276,7 @@ impl Connection {
                 self.writing.push_back(encode::error(&why));
                 return Some(Box::pin(self.linger_close()));
             }
-            Ok(Close::FrameTooLong) => return Some(Box::pin(self.linger_close())),
+            Ok(Close::BadFrame) => return Some(Box::pin(self.linger_close())),
             Ok(reason) => debug!(conn = id, ?reason, "connection closed"),
             Err(e) => debug!(conn = id, error = %e, "connection failed"),
         }
@@ -263,15 +287,17 @@ impl Connection {
     fn step(&mut self, wake: Wake) -> io::Result<Option<Close>> {
         match wake {
             Wake::Shutdown => return Ok(Some(Close::Shutdown)),
+            Wake::Late(missed) => {
+                let shared = &self.session.shared;
+                stats::add(&shared.stats.deadlines_missed, 1);
+                debug!(conn = self.session.id, "{missed}");
+                let _ = self.session.outbox.push(encode::error(&missed.to_string()));
+                return self.closing(Close::BadFrame);
+            }
             Wake::Readable(r) => {
                 r?;
                 if let Some(close) = self.read_ready()? {
-                    // Send what is already queued (the ERROR for a long frame, say).
-                    if self.session.outbox.take(&mut self.writing) == Taken::Overflowed {
-                        return Ok(Some(Close::SlowConsumer));
-                    }
-                    self.flush()?;
-                    return Ok(Some(close));
+                    return self.closing(close);
                 }
             }
             Wake::Queued => {
@@ -292,12 +318,22 @@ impl Connection {
         Ok(None)
     }
 
+    /// Sends what is already queued (the ERROR for a bad frame, say) before closing for
+    /// `close`.
+    fn closing(&mut self, close: Close) -> io::Result<Option<Close>> {
+        if self.session.outbox.take(&mut self.writing) == Taken::Overflowed {
+            return Ok(Some(Close::SlowConsumer));
+        }
+        self.flush()?;
+        Ok(Some(close))
+    }
+
     /// What to do next, polled in priority order. Written by hand rather than with `select!`
     /// so that waiting costs no space in the task: `select!` keeps every branch's future (the
     /// socket's `readable()` and `writable()` futures are 150 bytes each) in the task of every
     /// idle connection, whereas the `poll_*` functions keep one waker in the socket's and the
     /// outbox's own state.
-    fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<Wake> {
+    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake> {
         // While a write is unfinished the socket's writability matters, not the outbox.
         let want_write = !self.writing.is_empty();
         let outbox = &self.session.outbox;
@@ -322,7 +358,7 @@ impl Connection {
         if want_write && outbox.poll_ready(cx).is_ready() {
             return Poll::Ready(Wake::Queued);
         }
-        Poll::Pending
+        self.deadlines.poll(cx).map(Wake::Late)
     }
 
     /// Reads what the socket has, handling every complete frame; what each read publishes is
@@ -346,16 +382,37 @@ impl Connection {
                 // Flushed when it goes out of scope, before the next read: no lock is held
                 // across a system call.
                 let mut read = shared.registry.gather(session.link.then_some(session.id));
-                let fed = self
-                    .lines
-                    .feed(&scratch[..n], |line| session.handle(line, &mut read));
+                let (held, mut spoke) = (self.lines.held(), false);
+                let fed = self.lines.feed(&scratch[..n], |line| {
+                    spoke = true;
+                    session.handle(line, &mut read)
+                });
                 drop(read);
-                if let Err(e) = fed {
+                let budget = &shared.pending.budget;
+                budget.change(held, self.lines.held());
+                let refusal = match fed {
+                    Err(e) => Some(e.to_string()),
+                    // Only a frame that grew past a granule is refused: commands of the usual
+                    // few hundred bytes go on, and a PUBLISH among them gets its own ERROR.
+                    Ok(()) if self.lines.held() / GRANULE > held / GRANULE && budget.spent() => {
+                        stats::add(&shared.stats.budget_refusals, 1);
+                        Some(format!(
+                            "frame refused: the broker's memory budget of {} bytes is spent; \
+                             closing",
+                            budget.limit()
+                        ))
+                    }
+                    Ok(()) => None,
+                };
+                if let Some(why) = refusal {
                     stats::add(&shared.stats.protocol_errors, 1);
-                    debug!(conn = session.id, "{e}; closing");
-                    let _ = session.outbox.push(encode::error(&e.to_string()));
-                    return Ok(Some(Close::FrameTooLong));
+                    debug!(conn = session.id, "{why}");
+                    let _ = session.outbox.push(encode::error(&why));
+                    return Ok(Some(Close::BadFrame));
                 }
+                let unfinished = self.lines.buffered() > 0;
+                let frame_deadline = shared.config.frame_deadline;
+                self.deadlines.after_read(spoke, unfinished, frame_deadline);
                 if n < scratch.len() {
                     return Ok(None);
                 }

@@ -41,6 +41,11 @@ impl LineReader {
         self.partial.len()
     }
 
+    /// Bytes of memory held for an unfinished frame (what the broker's budget counts).
+    pub fn held(&self) -> usize {
+        self.partial.capacity()
+    }
+
     /// Feeds `data` in, calling `on_line` with each complete, non-empty line (without its line
     /// ending). Bytes after the last newline are kept for the next call.
     ///
@@ -58,7 +63,7 @@ impl LineReader {
                     if self.partial.len() + rest.len() > self.max + 1 {
                         return Err(self.too_long());
                     }
-                    self.partial.extend_from_slice(rest);
+                    self.keep(rest);
                     return Ok(());
                 }
                 Some(i) => {
@@ -77,8 +82,21 @@ impl LineReader {
         if rest.len() > self.max + 1 {
             return Err(self.too_long());
         }
-        self.partial.extend_from_slice(rest);
+        self.keep(rest);
         Ok(())
+    }
+
+    /// Keeps `rest` of an unfinished frame (at most `max + 1` bytes in all, checked by the
+    /// caller). Grows the buffer by doubling, as `Vec` does, but never past `max + 1`: a frame
+    /// just under the limit would otherwise hold twice its size (a thousand clients each
+    /// holding an unfinished 1 MiB frame would hold 2 GiB).
+    fn keep(&mut self, rest: &[u8]) {
+        let needed = self.partial.len() + rest.len();
+        if needed > self.partial.capacity() {
+            let target = needed.max(2 * self.partial.capacity()).min(self.max + 1);
+            self.partial.reserve_exact(target - self.partial.len());
+        }
+        self.partial.extend_from_slice(rest);
     }
 
     fn emit(&self, line: &[u8], on_line: &mut impl FnMut(&[u8])) -> Result<(), FrameTooLong> {
@@ -156,6 +174,17 @@ mod tests {
         assert_eq!(r.feed(b"789ab", |_| {}), Err(FrameTooLong { max: 8 }));
         let mut r = LineReader::new(8);
         assert_eq!(r.feed(&[b'x'; 100], |_| {}), Err(FrameTooLong { max: 8 }));
+    }
+
+    #[test]
+    fn an_unfinished_frame_never_holds_more_than_the_limit() {
+        let mut r = LineReader::new(1000);
+        for _ in 0..9 {
+            r.feed(&[b'x'; 100], |_| {}).unwrap();
+        }
+        r.feed(&[b'x'; 101], |_| {}).unwrap();
+        assert_eq!(r.buffered(), 1001);
+        assert_eq!(r.held(), 1001);
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //! - [`tools`]: `client`, `publisher` and `chat`, as library functions the binaries call.
 
 mod audience;
+pub mod budget;
 pub mod client;
 pub mod config;
 mod connection;
+pub mod deadline;
 pub mod frame;
 pub mod launch;
 pub mod link;

@@ -27,6 +27,7 @@ use crate::protocol::encode::{self, Ack};
 use crate::protocol::event::{parse_event, parse_link_path, parse_message, Event};
 use crate::protocol::Quoted;
 use crate::shared::{random_u64, Shared};
+use crate::stats;
 use crate::upstream::Upstream;
 use crate::write::write_frames_seeing;
 
@@ -134,6 +135,11 @@ async fn serve(
                         let fed = link.lines.feed(&scratch[..n], |line| {
                             if let Some((channel, message)) = parse_message(line) {
                                 upstream.received.fetch_add(1, Relaxed);
+                                if shared.pending.budget.spent() {
+                                    // Refused like a client's PUBLISH; nobody to tell.
+                                    stats::add(&shared.stats.budget_refusals, 1);
+                                    return;
+                                }
                                 // Delivered here only: what came down never goes back up.
                                 read.publish(&channel, message.get());
                             } else if fault.is_none() {

@@ -171,10 +171,9 @@ impl Outbox {
     /// An empty outbox for a client on `socket`, which it owns: the connection reads and
     /// writes through [`socket`](Outbox::socket), and [`Wakes`] may write through it too.
     pub fn with_socket(limits: Arc<PendingLimits>, socket: TcpStream) -> Self {
-        Self {
-            socket: Some(socket),
-            ..Self::with_limits(limits)
-        }
+        let mut outbox = Self::with_limits(limits);
+        outbox.socket = Some(socket);
+        outbox
     }
 
     /// The client's socket.
@@ -207,6 +206,7 @@ impl Outbox {
         };
         state.pending -= written;
         let pending = state.pending;
+        self.limits.budget.change(pending + written, pending);
         self.limits.settle(pending, &mut state.over_since);
         if !state.queue.is_empty() {
             return Some(waker);
@@ -244,7 +244,8 @@ impl Outbox {
             state.queue = VecDeque::new();
             return (Push::Overflowed, state.signal());
         }
-        state.pending += frame.len();
+        self.limits.budget.change(state.pending, pending);
+        state.pending = pending;
         let was_empty = state.queue.is_empty();
         state.queue.push_back(frame);
         // The connection drains the whole queue when it wakes, so one wake-up per burst is enough.
@@ -292,8 +293,10 @@ impl Outbox {
     pub fn written(&self, n: usize, unfinished: bool) {
         let mut state = self.state.lock().expect("outbox lock");
         state.busy = unfinished;
-        state.pending = state.pending.saturating_sub(n);
+        let before = state.pending;
+        state.pending = before.saturating_sub(n);
         let pending = state.pending;
+        self.limits.budget.change(before, pending);
         self.limits.settle(pending, &mut state.over_since);
         if state.pending == 0 && state.queue.capacity() > 64 {
             // A burst is over: give the memory back rather than hold it while idle.
@@ -322,6 +325,15 @@ impl Outbox {
         state.queue = VecDeque::new();
         // The waker holds the connection's task alive; the outbox may outlive it briefly.
         state.waker = None;
+    }
+}
+
+impl Drop for Outbox {
+    /// What it still held is no longer held: taken off the broker's memory budget.
+    fn drop(&mut self) {
+        let state = self.state.get_mut();
+        let pending = state.map_or_else(|e| e.into_inner().pending, |s| s.pending);
+        self.limits.budget.change(pending, 0);
     }
 }
 

@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::budget::Budget;
+
 /// The limits every client outbox of one broker is held to.
 #[derive(Debug)]
 pub struct PendingLimits {
@@ -21,6 +23,8 @@ pub struct PendingLimits {
     /// milliseconds since this in a `u32`, which fits in its padding where an `Instant` (16
     /// bytes) would grow every connection; it wraps after 49 days, far beyond any `soft_for`.
     epoch: Instant,
+    /// What every outbox's pending bytes are counted against, with every unfinished frame.
+    pub budget: Budget,
 }
 
 /// Milliseconds since [`PendingLimits`]'s epoch when an outbox went past the soft limit, or
@@ -34,6 +38,15 @@ impl PendingLimits {
             soft: soft.min(hard),
             soft_for,
             epoch: Instant::now(),
+            budget: Budget::new(usize::MAX),
+        }
+    }
+
+    /// The same limits, with the broker-wide memory budget of `limit` bytes.
+    pub fn with_budget(self, limit: usize) -> Self {
+        Self {
+            budget: Budget::new(limit),
+            ..self
         }
     }
 

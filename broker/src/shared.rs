@@ -103,6 +103,7 @@ impl Shared {
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let mut s = self.stats.snapshot();
         s.upstream = self.upstream.as_ref().map(|u| u.snapshot());
+        s.memory_held = self.pending.budget.held() as u64;
         s
     }
 }

@@ -33,6 +33,10 @@ pub struct Stats {
     pub accept_errors: AtomicU64,
     /// Connections that announced themselves as links from brokers below.
     pub links: AtomicU64,
+    /// PUBLISHes and growing frames refused because the memory budget was spent.
+    pub budget_refusals: AtomicU64,
+    /// Connections closed for a first command or a frame that came too late.
+    pub deadlines_missed: AtomicU64,
 }
 
 impl Default for Stats {
@@ -52,6 +56,8 @@ impl Default for Stats {
             protocol_errors: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
             links: AtomicU64::new(0),
+            budget_refusals: AtomicU64::new(0),
+            deadlines_missed: AtomicU64::new(0),
         }
     }
 }
@@ -76,6 +82,15 @@ pub struct StatsSnapshot {
     pub protocol_errors: u64,
     pub accept_errors: u64,
     pub links: u64,
+    /// PUBLISHes and growing frames refused because `--memory-budget` was spent.
+    #[serde(default)]
+    pub budget_refusals: u64,
+    /// Connections closed for a first command or a frame that came too late.
+    #[serde(default)]
+    pub deadlines_missed: u64,
+    /// Bytes held in unfinished frames and output queues, as the memory budget counts them.
+    #[serde(default)]
+    pub memory_held: u64,
     /// The link to the upstream broker, if this broker has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSnapshot>,
@@ -99,6 +114,9 @@ impl Stats {
             protocol_errors: self.protocol_errors.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             links: self.links.load(Relaxed),
+            budget_refusals: self.budget_refusals.load(Relaxed),
+            deadlines_missed: self.deadlines_missed.load(Relaxed),
+            memory_held: 0,
             upstream: None,
         }
     }

@@ -152,6 +152,9 @@ async fn extension_stats_fields_and_counts() {
         "protocol_errors",
         "accept_errors",
         "links",
+        "budget_refusals",
+        "deadlines_missed",
+        "memory_held",
     ];
     let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     keys.sort_unstable();

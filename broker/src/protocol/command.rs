@@ -102,6 +102,8 @@ pub enum ProtocolError {
     TooDeep(usize),
     #[error("SUBSCRIBE: already subscribed to the maximum of {0} channels")]
     TooManySubscriptions(usize),
+    #[error("PUBLISH: refused, the broker's memory budget of {0} bytes is spent; try again later")]
+    BudgetSpent(usize),
 }
 
 /// What is wrong with a frame that is not JSON, in the broker's own words: the parser's wording
