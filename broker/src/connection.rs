@@ -22,9 +22,9 @@ use crate::budget::GRANULE;
 use crate::deadline::{Deadlines, Missed};
 use crate::frame::LineReader;
 use crate::outbox::{Outbox, Taken};
-use crate::protocol::encode::{self, Ack};
-use crate::protocol::{limits, parse_command, Command, ProtocolError, Quoted};
-use crate::registry::{ConnId, Gather};
+use crate::protocol::encode;
+use crate::registry::ConnId;
+use crate::session::Session;
 use crate::shared::Shared;
 use crate::stats;
 use crate::subscriptions::Subscriptions;
@@ -49,134 +49,6 @@ enum Close {
     BadFrame,
     SlowConsumer,
     Shutdown,
-}
-
-/// The connection's protocol state, apart from its socket.
-struct Session {
-    id: ConnId,
-    outbox: Arc<Outbox>,
-    shared: Arc<Shared>,
-    /// Channels this connection is on. Its length is the `count` in acknowledgements.
-    subscriptions: Subscriptions,
-    /// The connection is a link from a broker below (it sent LINK).
-    link: bool,
-}
-
-impl Session {
-    /// Queues a reply; written through, or this task woken, when the read's wake-ups are.
-    fn reply(&self, frame: Bytes, read: &mut Gather<'_>) {
-        // Overflow is noticed by the connection's own loop, like any other slow consumer.
-        let _ = read.wakes().push(&self.outbox, frame);
-    }
-
-    /// Handles one frame. A PUBLISH is gathered into `read`; anything else first flushes it,
-    /// so that this client sees replies and its own published messages in the order it sent
-    /// the commands, and so that the registry's write lock is free to take.
-    fn handle(&mut self, line: &[u8], read: &mut Gather<'_>) {
-        let shared = &self.shared;
-        let command = parse_command(line).and_then(|c| {
-            limits::check(&c, &shared.config.limits())?;
-            Ok(c)
-        });
-        let budget = &shared.pending.budget;
-        if let Ok(Command::Publish { channel, message }) = &command {
-            if !budget.spent() {
-                shared.publish(read, channel, message.get());
-                return;
-            }
-        }
-        read.flush();
-        match command {
-            Ok(Command::Publish { .. }) => {
-                stats::add(&shared.stats.budget_refusals, 1);
-                self.refuse(ProtocolError::BudgetSpent(budget.limit()), read);
-            }
-            Ok(Command::Subscribe { channel })
-                if !self.link
-                    && self.subscriptions.len() >= shared.config.max_subscriptions
-                    && !self.subscriptions.contains(&channel) =>
-            {
-                self.refuse(
-                    ProtocolError::TooManySubscriptions(shared.config.max_subscriptions),
-                    read,
-                );
-            }
-            Ok(Command::Subscribe { channel }) => {
-                let added = self.subscriptions.insert(&channel);
-                // The ack is queued before the subscription takes effect, so it is written
-                // before any MESSAGE on the channel (protocol rule 2).
-                self.reply(
-                    encode::ack(Ack::Subscribe, &channel, self.subscriptions.len()),
-                    read,
-                );
-                if added {
-                    shared.registry.subscribe(&channel, self.id, &self.outbox);
-                }
-            }
-            Ok(Command::Unsubscribe { channel }) => {
-                if self.subscriptions.remove(&channel) {
-                    shared.registry.unsubscribe(&channel, self.id);
-                }
-                self.reply(
-                    encode::ack(Ack::Unsubscribe, &channel, self.subscriptions.len()),
-                    read,
-                );
-            }
-            Ok(Command::Ping) => self.reply(encode::pong(), read),
-            Ok(Command::Stats) => self.reply(encode::stats(&shared.snapshot()), read),
-            Ok(Command::Link { name, id }) => {
-                if let Some(id) = id.filter(|id| shared.path().iter().any(|p| p == id)) {
-                    // The broker asking is this one or one above it: linked, it would close
-                    // a loop and every message would go round it for ever.
-                    shared.log_loop("LINK refused: it would close a loop", &name);
-                    self.refuse(ProtocolError::LinkLoop(Quoted(&id).to_string()), read);
-                    return;
-                }
-                if !self.link {
-                    self.link = true;
-                    read.set_except(Some(self.id));
-                    stats::add(&shared.stats.links, 1);
-                    let outbox = Arc::clone(&self.outbox);
-                    shared
-                        .links
-                        .lock()
-                        .expect("links lock")
-                        .insert(self.id, outbox);
-                    tracing::info!(conn = self.id, name = %Quoted(&name), "link from a broker below");
-                }
-                self.reply(encode::link_reply(&shared.name, &shared.path()), read);
-            }
-            Err(e) => self.refuse(e, read),
-        }
-    }
-
-    /// Answers a refused command with its ERROR, and counts it.
-    fn refuse(&self, e: ProtocolError, read: &mut Gather<'_>) {
-        stats::add(&self.shared.stats.protocol_errors, 1);
-        debug!(conn = self.id, error = %e, "protocol error");
-        self.reply(encode::error(&e.to_string()), read);
-    }
-}
-
-impl Drop for Session {
-    /// Subscriptions belong to the connection (protocol rule 1): they go with it, however the
-    /// task ends.
-    fn drop(&mut self) {
-        self.outbox.close();
-        self.shared.live.remove(self.id);
-        for channel in self.subscriptions.drain() {
-            self.shared.registry.unsubscribe(&channel, self.id);
-        }
-        stats::sub(&self.shared.stats.connections_current, 1);
-        if self.link {
-            self.shared
-                .links
-                .lock()
-                .expect("links lock")
-                .remove(&self.id);
-            stats::sub(&self.shared.stats.links, 1);
-        }
-    }
 }
 
 /// A connection's buffers; its socket is in its outbox, where a read's

@@ -29,6 +29,7 @@ pub mod pending;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+mod session;
 mod shared;
 pub mod stats;
 mod subscriptions;
