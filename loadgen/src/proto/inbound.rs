@@ -84,9 +84,10 @@ impl Inbound {
     }
 
     /// Serves the connection until it ends: parses what arrives, passes every payload to
-    /// `deliveries` and writes what the protocol requires. Returns why it ended (end of
-    /// stream is [`io::ErrorKind::UnexpectedEof`]; a frame that does not parse,
-    /// [`io::ErrorKind::InvalidData`]).
+    /// `deliveries` and writes what the protocol requires. Returns why it ended: end of
+    /// stream is a [`ProtoError::Closed`] (of kind [`io::ErrorKind::UnexpectedEof`]) that
+    /// counts the bytes of a frame it cut off; a frame that does not parse is of kind
+    /// [`io::ErrorKind::InvalidData`].
     pub async fn serve<S>(&mut self, stream: &mut S, deliveries: &mut impl Deliveries) -> io::Error
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -104,7 +105,13 @@ impl Inbound {
             }
             match self.read_from(stream).await {
                 Ok(true) => {}
-                Ok(false) => return io::ErrorKind::UnexpectedEof.into(),
+                Ok(false) => {
+                    return ProtoError::Closed {
+                        proto: self.reader.proto(),
+                        unfinished: self.buf.len(),
+                    }
+                    .into()
+                }
                 Err(e) => return e,
             }
         }
@@ -138,11 +145,35 @@ mod tests {
         let mut got = Collect(Vec::new(), 0);
         let why = inbound.serve(&mut client, &mut got).await;
         assert_eq!(why.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(
+            matches!(
+                ProtoError::found_in(&why),
+                Some(ProtoError::Closed { unfinished: 0, .. })
+            ),
+            "{why}"
+        );
         assert_eq!(got.0, [&b"early"[..], b"hi", b"you"]);
         assert!(got.1 >= 2);
         drop(client);
         let mut answered = Vec::new();
         server.read_to_end(&mut answered).await.unwrap();
         assert_eq!(answered, b"PONG\r\n");
+    }
+
+    /// A connection cut off in the middle of a delivery says how much of it had arrived.
+    #[tokio::test]
+    async fn an_end_in_the_middle_of_a_frame_counts_its_bytes() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        server.write_all(b"MSG c 1 5\r\nea").await.unwrap();
+        drop(server);
+        let why = Inbound::new(Proto::Nats, Vec::new())
+            .serve(&mut client, &mut Collect(Vec::new(), 0))
+            .await;
+        assert_eq!(why.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            why.to_string(),
+            "nats server closed the connection in the middle of a frame (13 bytes of an \
+             unfinished frame)"
+        );
     }
 }

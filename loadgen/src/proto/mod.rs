@@ -10,18 +10,21 @@
 //! the codec only says what the bytes mean.
 //!
 //! # Layout
-//! - this file: [`Proto`] (session setup, subscribe, encode a publish), [`Reader`] (what a
-//!   server sends, frame by frame), [`ProtoError`], and the one async helper that reads until
-//!   the server confirms something. It is the only code here that touches a socket.
+//! - this file: [`Proto`] (parse a frame, encode a publish), [`Reader`] (what a server sends,
+//!   frame by frame) and [`ProtoError`] (what a server did wrong).
+//! - [`session`]: opening a session and subscribing, the steps that wait on a server's reply,
+//!   each within a bound; [`inbound`]: a connection's read loop once it is set up.
 //! - [`hubbub`], [`resp`], [`nats`], [`mqtt`]: one pure codec each — `parse` of one frame
 //!   from the start of a buffer, and the encoders. No I/O, no allocation when parsing a
 //!   delivered message.
+//! - [`socket`]: socket options and connecting; [`version`]: asking a broker its version.
 
 pub mod hubbub;
 pub mod inbound;
 pub mod mqtt;
 pub mod nats;
 pub mod resp;
+pub mod session;
 pub mod socket;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -29,9 +32,9 @@ pub mod version;
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The longest frame loadgen accepts from a server: an unterminated line, or a declared
 /// length, beyond this is an error instead of a buffer that grows without bound.
@@ -53,24 +56,95 @@ pub enum Proto {
     Mqtt,
 }
 
-/// A server said no, or sent bytes that are not its protocol.
+/// What a server did wrong: said no, sent bytes that are not its protocol, hung up or went
+/// quiet. Each reads as a sentence about the server ("nats server sent a malformed frame: ..."),
+/// and [`session::SessionError`] adds which server and what loadgen was waiting for.
 #[derive(Debug, Error)]
 pub enum ProtoError {
     /// The server replied with an error (Redis `-ERR`, NATS `-ERR`, hubbub ERROR, a refused
     /// MQTT CONNECT or SUBSCRIBE).
-    #[error("{proto} server replied with an error: {message}")]
     Server { proto: Proto, message: String },
     /// Bytes that do not parse as the protocol's frames.
-    #[error("malformed {proto} frame: {what}")]
     Malformed { proto: Proto, what: &'static str },
-    /// A frame longer than [`MAX_FRAME`].
-    #[error("{proto} frame of {len} bytes or more exceeds loadgen's limit of {MAX_FRAME}")]
+    /// A frame longer than [`MAX_FRAME`]: an endless line, or a huge declared length.
     TooLong { proto: Proto, len: usize },
+    /// The connection ended with `unfinished` bytes of a frame read: 0 is a hang-up between
+    /// frames, more is a frame cut off (a crash, a cut connection), which is worth telling
+    /// apart when finding out which.
+    Closed { proto: Proto, unfinished: usize },
+    /// Nothing that answered arrived within `limit`: a server that accepts connections and
+    /// then says nothing would otherwise hold loadgen forever.
+    NoReply { proto: Proto, limit: Duration },
+    /// Reading or writing failed (a reset, a broken pipe).
+    Io { proto: Proto, error: io::Error },
+}
+
+impl ProtoError {
+    pub fn proto(&self) -> Proto {
+        match self {
+            ProtoError::Server { proto, .. }
+            | ProtoError::Malformed { proto, .. }
+            | ProtoError::TooLong { proto, .. }
+            | ProtoError::Closed { proto, .. }
+            | ProtoError::NoReply { proto, .. }
+            | ProtoError::Io { proto, .. } => *proto,
+        }
+    }
+
+    /// What the server did, as the rest of a sentence whose subject is the server: written
+    /// once, for the error alone and for [`session::SessionError`], which names the server.
+    pub fn deed(&self) -> String {
+        match self {
+            ProtoError::Server { message, .. } => format!("replied with an error: {message}"),
+            ProtoError::Malformed { what, .. } => format!("sent a malformed frame: {what}"),
+            ProtoError::TooLong { len, .. } => {
+                format!("sent a frame of {len} bytes or more, over loadgen's limit of {MAX_FRAME}")
+            }
+            ProtoError::Closed { unfinished: 0, .. } => "closed the connection".into(),
+            ProtoError::Closed { unfinished, .. } => format!(
+                "closed the connection in the middle of a frame ({unfinished} bytes of an \
+                 unfinished frame)"
+            ),
+            ProtoError::NoReply { limit, .. } => format!(
+                "sent no reply within {}",
+                humantime::format_duration(*limit)
+            ),
+            ProtoError::Io { error, .. } => format!("broke the connection ({error})"),
+        }
+    }
+
+    /// The [`io::ErrorKind`] a caller that counts I/O errors by kind sees: a hang-up is
+    /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof), silence
+    /// [`TimedOut`](io::ErrorKind::TimedOut), a reset what it was, the rest
+    /// [`InvalidData`](io::ErrorKind::InvalidData).
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            ProtoError::Closed { .. } => io::ErrorKind::UnexpectedEof,
+            ProtoError::NoReply { .. } => io::ErrorKind::TimedOut,
+            ProtoError::Io { error, .. } => error.kind(),
+            _ => io::ErrorKind::InvalidData,
+        }
+    }
+
+    /// The protocol error inside `e`, bare or in a [`session::SessionError`].
+    pub fn found_in(e: &io::Error) -> Option<&ProtoError> {
+        let inner = e.get_ref()?;
+        inner
+            .downcast_ref::<session::SessionError>()
+            .map(|s| &s.error)
+            .or_else(|| inner.downcast_ref::<ProtoError>())
+    }
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} server {}", self.proto(), self.deed())
+    }
 }
 
 impl From<ProtoError> for io::Error {
     fn from(e: ProtoError) -> Self {
-        io::Error::new(io::ErrorKind::InvalidData, e)
+        io::Error::new(e.kind(), e)
     }
 }
 
@@ -109,79 +183,6 @@ impl Proto {
             Proto::Nats => nats::parse(buf),
             Proto::Mqtt => mqtt::parse(buf),
         }
-    }
-
-    /// Opens the session on a connected socket. hubbub and Redis need nothing. NATS: reads
-    /// INFO, sends CONNECT (no echo, no +OK acks) and a PING, and waits for the PONG, so a
-    /// refused CONNECT fails here rather than silently later. MQTT: CONNECT with `client_id`
-    /// (which must be unique: a broker drops the older of two connections with one id),
-    /// clean session, keep-alive 0 (no pings ever needed), and waits for the CONNACK.
-    ///
-    /// Returns the bytes read past the handshake.
-    pub async fn handshake<S>(self, stream: &mut S, client_id: &str) -> io::Result<Vec<u8>>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        match self {
-            Proto::Hubbub | Proto::Redis => Ok(Vec::new()),
-            Proto::Nats => {
-                let rest = expect(self, stream, Vec::new(), Frame::Hello, "INFO").await?;
-                stream.write_all(&nats::connect(client_id)).await?;
-                expect(self, stream, rest, Frame::Pong, "the PONG after CONNECT").await
-            }
-            Proto::Mqtt => {
-                stream.write_all(&mqtt::connect(client_id)).await?;
-                expect(self, stream, Vec::new(), Frame::Hello, "CONNACK").await
-            }
-        }
-    }
-
-    /// Subscribes to `channel` and waits until the server confirms: the hubbub ack, Redis's
-    /// `subscribe` reply, the PONG to a PING sent after NATS's `SUB` (NATS does not ack a
-    /// SUB; the server handles a connection's commands in order, so the PONG means the SUB
-    /// took effect), MQTT's SUBACK (at QoS 0).
-    ///
-    /// `pending` holds bytes already read from the stream. Returns every byte read but the
-    /// confirmation itself: messages may arrive before it (MQTT allows that) as well as after,
-    /// and all of them are left for the [`Reader`].
-    pub async fn subscribe<S>(
-        self,
-        stream: &mut S,
-        channel: &str,
-        pending: Vec<u8>,
-    ) -> io::Result<Vec<u8>>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let mut command = Vec::with_capacity(64 + channel.len());
-        let confirmation = match self {
-            Proto::Hubbub => {
-                hubbub::encode_subscribe(&mut command, channel);
-                Frame::Subscribed
-            }
-            Proto::Redis => {
-                resp::encode_subscribe(&mut command, channel);
-                Frame::Subscribed
-            }
-            Proto::Nats => {
-                nats::encode_subscribe(&mut command, channel);
-                command.extend_from_slice(nats::PING);
-                Frame::Pong
-            }
-            Proto::Mqtt => {
-                mqtt::encode_subscribe(&mut command, channel);
-                Frame::Subscribed
-            }
-        };
-        stream.write_all(&command).await?;
-        expect(
-            self,
-            stream,
-            pending,
-            confirmation,
-            "the subscription's confirmation",
-        )
-        .await
     }
 
     /// Appends one publish of `payload` on `channel` to `out`.
@@ -236,37 +237,6 @@ pub(crate) fn parse_decimal(digits: &[u8]) -> Option<usize> {
     digits.iter().try_fold(0usize, |n, &d| {
         d.is_ascii_digit().then(|| n * 10 + usize::from(d - b'0'))
     })
-}
-
-/// Reads from `stream` until a frame equal to `want` arrives; returns `buf` without that
-/// frame (everything before it and after it stays, in order, for the [`Reader`]).
-async fn expect<S>(
-    proto: Proto,
-    stream: &mut S,
-    mut buf: Vec<u8>,
-    want: Frame<'static>,
-    what: &str,
-) -> io::Result<Vec<u8>>
-where
-    S: AsyncRead + Unpin,
-{
-    let mut at = 0;
-    loop {
-        while let Some((frame, len)) = proto.parse(&buf[at..])? {
-            if frame == want {
-                buf.drain(at..at + len);
-                return Ok(buf);
-            }
-            at += len;
-        }
-        buf.reserve(4096);
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{proto} server closed the connection before {what}"),
-            ));
-        }
-    }
 }
 
 /// Incremental reader of what a server sends to a connection: delivered message payloads,
@@ -334,88 +304,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A scripted server on the other end of an in-memory pipe: answers each expected request
-    /// with canned bytes, then sends `after`.
-    async fn scripted(
-        proto: Proto,
-        server_greeting: &[u8],
-        server_reply: &[u8],
-        after: &[u8],
-    ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-        let (mut client, mut server) = tokio::io::duplex(1 << 16);
-        server.write_all(server_greeting).await.unwrap();
-        let left = proto.handshake(&mut client, "id-1").await.unwrap();
-        // The server answers the SUBSCRIBE (and, for NATS, the PING) in one write with
-        // messages before and after the confirmation.
-        server.write_all(server_reply).await.unwrap();
-        server.write_all(after).await.unwrap();
-        let rest = proto
-            .subscribe(&mut client, "c", left.clone())
-            .await
-            .unwrap();
-        drop(client);
-        let mut sent = Vec::new();
-        server.read_to_end(&mut sent).await.unwrap();
-        (left, rest, sent)
-    }
-
-    #[tokio::test]
-    async fn nats_handshake_waits_for_pong_and_keeps_early_messages() {
-        let (left, rest, sent) = scripted(
-            Proto::Nats,
-            b"INFO {\"proto\":1}\r\nPONG\r\n",
-            b"MSG c c 2\r\nm1\r\nPONG\r\n",
-            b"MSG c c 2\r\nm2\r\n",
-        )
-        .await;
-        assert!(left.is_empty());
-        let (payloads, _, used) = testing::feed_whole(Proto::Nats, &rest);
-        assert_eq!(used, rest.len());
-        assert_eq!(payloads, [b"m1".to_vec(), b"m2".to_vec()]);
-        let sent = String::from_utf8(sent).unwrap();
-        assert!(sent.starts_with("CONNECT {"), "{sent}");
-        assert!(sent.contains("\"echo\":false"), "{sent}");
-        assert!(sent.ends_with("PING\r\nSUB c c\r\nPING\r\n"), "{sent}");
-    }
-
-    #[tokio::test]
-    async fn mqtt_handshake_and_suback() {
-        let mut publish = Vec::new();
-        mqtt::encode_publish(&mut publish, "c", b"early");
-        let suback = [0x90, 3, 0, 1, 0];
-        let mut reply = publish.clone();
-        reply.extend_from_slice(&suback);
-        let (left, rest, sent) = scripted(Proto::Mqtt, &[0x20, 2, 0, 0], &reply, &publish).await;
-        assert!(left.is_empty());
-        let (payloads, _, _) = testing::feed_whole(Proto::Mqtt, &rest);
-        assert_eq!(payloads, [b"early".to_vec(), b"early".to_vec()]);
-        assert_eq!(sent[0], 0x10, "CONNECT first");
-    }
-
-    #[tokio::test]
-    async fn refusals_are_errors() {
-        let (mut client, mut server) = tokio::io::duplex(1024);
-        server.write_all(&[0x20, 2, 0, 5]).await.unwrap();
-        let e = Proto::Mqtt.handshake(&mut client, "x").await.unwrap_err();
-        assert!(e.to_string().contains("not authorized"), "{e}");
-
-        let (mut client, mut server) = tokio::io::duplex(1024);
-        server
-            .write_all(b"INFO {}\r\n-ERR 'Authorization Violation'\r\n")
-            .await
-            .unwrap();
-        let e = Proto::Nats.handshake(&mut client, "x").await.unwrap_err();
-        assert!(e.to_string().contains("Authorization Violation"), "{e}");
-
-        let (mut client, server) = tokio::io::duplex(1024);
-        drop(server);
-        let e = Proto::Redis
-            .subscribe(&mut client, "c", Vec::new())
-            .await
-            .unwrap_err();
-        assert!(e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::UnexpectedEof);
-    }
 
     #[test]
     fn names_are_lowercase_everywhere() {

@@ -1,9 +1,11 @@
 //! Socket setup shared by every simulated client. What goes over the socket is
 //! [`crate::proto`]'s business.
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
+use std::time::Duration;
 
 use nix::sys::socket::{setsockopt, sockopt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -13,6 +15,27 @@ pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Waits at most `limit` for `connecting`, a connect to `target`: an unanswered SYN (a full
+/// accept queue drops them) would otherwise wait minutes for the kernel to give up. Running
+/// out of time is an [`io::ErrorKind::TimedOut`] that names the address; other errors keep
+/// their OS error number, by which callers count them.
+pub async fn connect_within(
+    target: SocketAddr,
+    limit: Duration,
+    connecting: impl Future<Output = io::Result<TcpStream>>,
+) -> io::Result<TcpStream> {
+    match tokio::time::timeout(limit, connecting).await {
+        Ok(connected) => connected,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no answer from {target} to connecting within {}",
+                humantime::format_duration(limit)
+            ),
+        )),
+    }
 }
 
 /// A socket of `target`'s address family, bound to `source` (when of the same family) with
@@ -58,5 +81,31 @@ mod tests {
         let (accepted, peer) = listener.accept().await.unwrap();
         assert_eq!(peer.ip().to_string(), "127.0.0.2");
         drop(accepted);
+    }
+
+    /// A listener that never accepts, with a backlog of one: once its queue is full the
+    /// kernel drops further SYNs unanswered, and the connect gives up at its limit.
+    #[tokio::test]
+    async fn a_connect_nobody_answers_ends_at_its_limit() {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let target = listener.local_addr().unwrap();
+        let limit = Duration::from_millis(300);
+        let mut queued = Vec::new();
+        let e = loop {
+            let connecting = connect_within(target, limit, connect(target));
+            match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+                Ok(Ok(stream)) => queued.push(stream),
+                Ok(Err(e)) => break e,
+                Err(_) => panic!("a connect outlived its limit"),
+            }
+            assert!(queued.len() < 10, "the listen queue never filled");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            e.to_string(),
+            format!("no answer from {target} to connecting within 300ms")
+        );
     }
 }

@@ -2,7 +2,15 @@
 //! every possible split into two reads, and checks each split yields exactly the payloads and
 //! replies of feeding it whole.
 
+use super::session::Peer;
 use super::{Proto, ProtoError, Reader};
+
+/// An in-memory pipe has no address: errors on one name "an unknown address".
+impl Peer for tokio::io::DuplexStream {
+    fn peer(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+}
 
 /// Feeds all of `wire`, growing the buffer one byte at a time; returns the payloads and
 /// replies. Every prefix must be consumed only up to a frame boundary.

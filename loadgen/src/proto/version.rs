@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{socket, Proto, Reader};
+use super::inbound::{Deliveries, Inbound};
+use super::{socket, Proto, MAX_FRAME};
 
 /// How long a broker may take to say its version.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,27 +53,14 @@ async fn ask(proto: Proto, addr: SocketAddr) -> Option<String> {
                 .subscribe(&mut stream, "$SYS/broker/version", pending)
                 .await
                 .ok()?;
-            let mut reader = Reader::new(proto);
-            let mut version = None;
-            buf = early;
+            let mut inbound = Inbound::new(proto, early);
+            let mut version = Version(None);
             loop {
-                let used = reader
-                    .feed(
-                        &buf,
-                        // "mosquitto version 2.0.11": the version alone, as the others give.
-                        |p| {
-                            let text = String::from_utf8_lossy(p);
-                            let v = text.strip_prefix("mosquitto version ").unwrap_or(&text);
-                            version = Some(v.trim().to_string());
-                        },
-                        &mut Vec::new(),
-                    )
-                    .ok()?;
-                buf.drain(..used);
-                if version.is_some() {
-                    return version;
+                inbound.parse(&mut version).ok()?;
+                if version.0.is_some() {
+                    return version.0;
                 }
-                if stream.read_buf(&mut buf).await.ok()? == 0 {
+                if !inbound.read_from(&mut stream).await.ok()? {
                     return None;
                 }
             }
@@ -80,17 +68,81 @@ async fn ask(proto: Proto, addr: SocketAddr) -> Option<String> {
     }
 }
 
-/// Reads until `done` holds for what was read; returns all of it.
+/// The version Mosquitto publishes on `$SYS/broker/version`.
+struct Version(Option<String>);
+
+impl Deliveries for Version {
+    /// "mosquitto version 2.0.11": the version alone, as the others give.
+    fn payload(&mut self, payload: &[u8]) {
+        let text = String::from_utf8_lossy(payload);
+        let v = text.strip_prefix("mosquitto version ").unwrap_or(&text);
+        self.0 = Some(v.trim().to_string());
+    }
+}
+
+/// Reads until `done` holds for what was read; returns all of it. `None` if the server hangs
+/// up first, or sends more than [`MAX_FRAME`] without `done` holding (an endless line would
+/// otherwise fill memory at loopback speed until [`ASK_TIMEOUT`]).
 async fn read_until<'a>(
     stream: &mut tokio::net::TcpStream,
     buf: &'a mut Vec<u8>,
     done: impl Fn(&[u8]) -> bool,
 ) -> Option<&'a [u8]> {
     while !done(buf) {
+        if buf.len() > MAX_FRAME {
+            return None;
+        }
         buf.reserve(4096);
         if stream.read_buf(buf).await.ok()? == 0 {
             return None;
         }
     }
     Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// A server that sends more than a frame's worth of one endless line and then waits: the
+    /// question (without its outer time limit) gives up at the frame limit instead of reading
+    /// forever.
+    #[tokio::test]
+    async fn an_endless_line_ends_the_question() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            // The client may hang up before the last bytes are written.
+            let _ = stream.write_all(&vec![b'x'; MAX_FRAME + 2]).await;
+            // Hold the connection open until the client lets go.
+            let _ = stream.read(&mut [0; 64]).await;
+        });
+        let asked = tokio::time::timeout(Duration::from_secs(20), ask(Proto::Hubbub, addr)).await;
+        assert_eq!(asked.expect("no hang"), None);
+        server.await.unwrap();
+    }
+
+    /// A server that accepts and never answers: the version is unknown, after
+    /// [`ASK_TIMEOUT`] and not forever.
+    #[tokio::test]
+    async fn a_silent_server_has_no_version() {
+        // The kernel completes the connections; nothing ever reads or answers them.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut asks = tokio::task::JoinSet::new();
+        for proto in Proto::ALL {
+            asks.spawn(async move { (proto, ask_version(proto, addr).await) });
+        }
+        while let Some(done) = tokio::time::timeout(Duration::from_secs(10), asks.join_next())
+            .await
+            .expect("no hang")
+        {
+            let (proto, version) = done.unwrap();
+            assert_eq!(version, None, "{proto}");
+        }
+        drop(listener);
+    }
 }

@@ -77,6 +77,10 @@ pub enum FromWorker {
         errors: ErrorCounts,
         connect_hist: HistData,
         elapsed_ms: u64,
+        /// Why the first subscriber that failed did, naming the server: counts by kind
+        /// alone cannot tell a broker that sends garbage from one that hangs up.
+        #[serde(default)]
+        first_error: Option<String>,
     },
     /// The reply to `Report`.
     Report {

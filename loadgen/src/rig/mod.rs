@@ -82,6 +82,8 @@ pub struct Rig {
     per_process: u64,
     subscribers_per_channel: Vec<u64>,
     next_index: u64,
+    /// The first reason a subscriber of the last [`Rig::connect`] could not connect.
+    connect_failure: Option<String>,
     publishers: Publishers,
     probe: StatsProbe,
     position: Arc<Position>,
@@ -180,8 +182,13 @@ impl Rig {
             sources.len(),
             out.display(),
         ));
-        let publishers =
-            Publishers::connect(&brokers.addrs, common.publishers, common.proto).await?;
+        let publishers = Publishers::connect(
+            &brokers.addrs,
+            common.publishers,
+            common.proto,
+            common.connect_timeout,
+        )
+        .await?;
         // Only hubbub answers STATS.
         let probe = match common.proto {
             Proto::Hubbub => StatsProbe::connect(&brokers.addrs).await,
@@ -212,6 +219,7 @@ impl Rig {
             per_process,
             subscribers_per_channel: vec![0; channels as usize],
             next_index: 0,
+            connect_failure: None,
             publishers,
             probe,
             position,
@@ -244,7 +252,19 @@ impl Rig {
             ..Default::default()
         };
         rig.at_step(1, steps);
-        if let Err(e) = rig.connect(&mut connected, audience.subscribers).await {
+        let mut done = rig.connect(&mut connected, audience.subscribers).await;
+        if done.is_ok() && connected.errors.total() >= audience.subscribers {
+            // Nothing to measure: a broker that refuses, garbles or ignores every subscriber
+            // is an error to report, not a run with no audience.
+            done = Err(anyhow::anyhow!(
+                "none of the {} could connect to {}: {} ({})",
+                counted(audience.subscribers, "subscriber"),
+                rig.brokers.describe(),
+                rig.connect_failure.as_deref().unwrap_or("no reason given"),
+                connected.errors.by_kind(),
+            ));
+        }
+        if let Err(e) = done {
             // Stop what was started; the error is the news.
             let _ = rig.finish(&mut []).await;
             return Err(e);
@@ -308,6 +328,7 @@ impl Rig {
         let mut hist = new_histogram();
         let mut slowest_ms: u64 = 1;
         let mut connected = 0;
+        self.connect_failure = None;
         for (i, (pid, reply)) in replies.into_iter().enumerate() {
             let FromWorker::Connected {
                 ok,
@@ -315,6 +336,7 @@ impl Rig {
                 errors,
                 connect_hist,
                 elapsed_ms,
+                first_error,
             } = reply
             else {
                 bail!("worker {pid} answered Connect with something else");
@@ -322,11 +344,19 @@ impl Rig {
             self.held[i] += shares[i];
             connected += ok;
             result.errors.add(&errors);
+            self.connect_failure = self.connect_failure.take().or(first_error);
             connect_hist.merge_into(&mut hist);
             slowest_ms = slowest_ms.max(elapsed_ms);
             for (channel, n) in per_channel {
                 self.subscribers_per_channel[channel as usize] += n;
             }
+        }
+        if let Some(why) = &self.connect_failure {
+            say(&format!(
+                "{} of {} could not connect; the first: {why}",
+                result.errors.total(),
+                counted(new, "new subscriber"),
+            ));
         }
         result.connect_rate = connected as f64 * 1000.0 / slowest_ms as f64;
         result.connect_p50_us = hist.value_at_quantile(0.5);

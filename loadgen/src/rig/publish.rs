@@ -20,8 +20,9 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::channel_name;
+use super::progress::say;
 use crate::proto::inbound::Inbound;
-use crate::proto::Proto;
+use crate::proto::{socket, Proto};
 use crate::rig::stamp;
 
 /// One publisher's socket. The lock is held for every write: the publisher's batches and the
@@ -50,44 +51,42 @@ impl Published {
 }
 
 impl Publishers {
-    /// Connects `count` publishers speaking `proto`, spread over `targets`.
+    /// Connects `count` publishers speaking `proto`, spread over `targets`; connecting and
+    /// each step of the session's setup may take `limit` (`--connect-timeout`).
     pub async fn connect(
         targets: &[SocketAddr],
         count: usize,
         proto: Proto,
+        limit: Duration,
     ) -> anyhow::Result<Self> {
         let mut conns = Vec::with_capacity(count);
         for i in 0..count {
-            let mut stream = tokio::net::TcpStream::connect(targets[i % targets.len()])
+            let target = targets[i % targets.len()];
+            let mut stream = socket::connect_within(target, limit, socket::connect(target))
                 .await
-                .context("publisher could not connect")?;
-            stream.set_nodelay(true)?;
+                .with_context(|| {
+                    format!("publisher {i}: connect to the {proto} server at {target}")
+                })?;
             let client_id = format!("loadgen-{}-publisher-{i}", std::process::id());
             let pending = proto
+                .within(limit)
                 .handshake(&mut stream, &client_id)
                 .await
-                .with_context(|| format!("{proto} handshake"))?;
+                .with_context(|| format!("publisher {i}: open the {proto} session"))?;
+            let pending = proto
+                .within(limit)
+                .greet(&mut stream, pending)
+                .await
+                .with_context(|| format!("publisher {i}: greet the {proto} server"))?;
             let stream = stream.into_std()?;
             stream.set_nonblocking(false)?;
             let writing = Arc::new(Mutex::new(()));
             // Publishers get few replies (Redis counts, NATS PINGs, ERRORs), but they must be
             // read, and some answered, or the server stalls or drops the connection.
-            let (mut reader, mut replier) = (stream.try_clone()?, stream.try_clone()?);
+            let (reader, replier) = (stream.try_clone()?, stream.try_clone()?);
             let lock = writing.clone();
             std::thread::spawn(move || {
-                let mut inbound = Inbound::new(proto, pending);
-                while let Ok(true) = inbound.read_blocking(&mut reader) {
-                    let Ok(reply) = inbound.parse(&mut ()) else {
-                        return;
-                    };
-                    if !reply.is_empty() {
-                        let _guard = lock.lock().expect("publisher write lock");
-                        if replier.write_all(reply).is_err() {
-                            return;
-                        }
-                    }
-                    inbound.clear_reply();
-                }
+                read_replies(i, target, proto, pending, reader, replier, &lock)
             });
             conns.push(Conn { stream, writing });
         }
@@ -107,6 +106,46 @@ impl Publishers {
                 .await?;
         self.conns = conns;
         Ok(published)
+    }
+}
+
+/// A publisher's reader thread: reads what the server sends and answers what the protocol
+/// requires, until the connection ends. What cannot be parsed past (bytes that are not the
+/// protocol, an error reply) ends the reading, and is said: a publisher whose server
+/// objects must not go on unnoticed. Its writing goes on, as what it sends counts as
+/// published, and anything the broker then drops shows as lost.
+fn read_replies(
+    i: usize,
+    target: SocketAddr,
+    proto: Proto,
+    pending: Vec<u8>,
+    mut reader: TcpStream,
+    mut replier: TcpStream,
+    lock: &Mutex<()>,
+) {
+    let mut inbound = Inbound::new(proto, pending);
+    loop {
+        match inbound.parse(&mut ()) {
+            Ok(reply) if !reply.is_empty() => {
+                let _guard = lock.lock().expect("publisher write lock");
+                if replier.write_all(reply).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                say(&format!(
+                    "publisher {i} reads no more: {} server at {target} {}",
+                    e.proto(),
+                    e.deed()
+                ));
+                return;
+            }
+        }
+        inbound.clear_reply();
+        if !matches!(inbound.read_blocking(&mut reader), Ok(true)) {
+            return;
+        }
     }
 }
 

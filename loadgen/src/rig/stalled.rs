@@ -49,23 +49,22 @@ impl Rig {
             let target = self.targets()[i as usize % self.targets().len()];
             // Unique per connection: an MQTT broker drops the older of two with one id.
             let client_id = format!("loadgen-{}-stalled-{i}", std::process::id());
-            let who = format!("stalled subscriber {i} at {target}");
-            let socket = match target {
-                SocketAddr::V4(_) => TcpSocket::new_v4()?,
-                SocketAddr::V6(_) => TcpSocket::new_v6()?,
-            };
-            // Before connect: the window scale and the segment size are agreed in the
-            // handshake.
-            socket.set_recv_buffer_size(STALLED_RCVBUF)?;
-            socket::announce_mss(&socket, STALLED_MSS)?;
-            let mut stream = within(timeout, &who, "connect", socket.connect(target)).await?;
+            let who = format!("stalled subscriber {i}");
+            let socket = stalled_socket(target)?;
+            let mut stream = socket::connect_within(target, timeout, socket.connect(target))
+                .await
+                .with_context(|| format!("{who}: connect to {target}"))?;
             stream.set_nodelay(true)?;
-            let handshake = proto.handshake(&mut stream, &client_id);
-            let mut pending = within(timeout, &who, "handshake", handshake).await?;
+            let setup = proto.within(timeout);
+            let mut pending = setup
+                .handshake(&mut stream, &client_id)
+                .await
+                .with_context(|| format!("{who}: handshake"))?;
             for channel in &channels {
-                let subscribe = proto.subscribe(&mut stream, channel, pending);
-                let step = format!("subscribe to {channel}");
-                pending = within(timeout, &who, &step, subscribe).await?;
+                pending = setup
+                    .subscribe(&mut stream, channel, pending)
+                    .await
+                    .with_context(|| format!("{who}: subscribe to {channel}"))?;
             }
             streams.push(stream);
         }
@@ -73,17 +72,18 @@ impl Rig {
     }
 }
 
-/// `step` of `who`'s setup, given `limit` to finish.
-async fn within<T>(
-    limit: Duration,
-    who: &str,
-    step: &str,
-    io: impl std::future::Future<Output = std::io::Result<T>>,
-) -> anyhow::Result<T> {
-    match tokio::time::timeout(limit, io).await {
-        Ok(done) => done.with_context(|| format!("{who}: {step}")),
-        Err(_) => anyhow::bail!("{who}: {step} timed out after {limit:?}"),
-    }
+/// A socket for a subscriber that will not read, not yet connected: a small receive buffer and
+/// segment size ([`STALLED_RCVBUF`], [`STALLED_MSS`]), set before connect because the window
+/// scale and the segment size are agreed in the handshake. Also `loadgen soak`'s slow
+/// consumers'.
+pub fn stalled_socket(target: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = match target {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_recv_buffer_size(STALLED_RCVBUF)?;
+    socket::announce_mss(&socket, STALLED_MSS)?;
+    Ok(socket)
 }
 
 impl Stalled {

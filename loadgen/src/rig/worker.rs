@@ -186,31 +186,41 @@ async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
             let t0 = Instant::now();
             // Unique per connection: an MQTT broker drops the older of two with one id.
             let client_id = format!("loadgen-{}-{n}", std::process::id());
-            let opened = open(proto, target, source, channel, &client_id);
+            let opened = open(proto, target, source, channel, &client_id, timeout);
             let result = tokio::time::timeout(timeout, opened).await;
             let took_us = t0.elapsed().as_micros() as u64;
-            match result {
-                Ok(Ok((stream, early))) => {
-                    tally.clients.set(tally.clients.get() + 1);
-                    tally.connected.set(tally.connected.get() + 1);
-                    tokio::task::spawn_local(subscriber(proto, stream, early, tally));
-                    Ok((channel, took_us))
-                }
-                Ok(Err(e)) => {
-                    tally.connect_failed.set(tally.connect_failed.get() + 1);
-                    Err(Some(e))
-                }
-                Err(_) => {
-                    tally.connect_failed.set(tally.connect_failed.get() + 1);
-                    Err(None)
-                }
+            if let Ok(Ok((stream, early))) = result {
+                tally.clients.set(tally.clients.get() + 1);
+                tally.connected.set(tally.connected.get() + 1);
+                tokio::task::spawn_local(subscriber(proto, stream, early, tally));
+                return Ok((channel, took_us));
             }
+            tally.connect_failed.set(tally.connect_failed.get() + 1);
+            Err(match result {
+                Ok(Err(e)) => {
+                    // A session's error names its server already; a socket's does not.
+                    let why = match ProtoError::found_in(&e) {
+                        Some(_) => e.to_string(),
+                        None => format!("{proto} server at {target}: {e}"),
+                    };
+                    (Some(e), why)
+                }
+                _ => (
+                    None,
+                    format!(
+                        "{proto} server at {target} did not confirm a subscription within \
+                         --connect-timeout {}",
+                        humantime::format_duration(timeout)
+                    ),
+                ),
+            })
         });
     }
     let mut errors = ErrorCounts::default();
     let mut hist = new_histogram();
     let mut per_channel = std::collections::BTreeMap::new();
     let mut ok = 0;
+    let mut first_error = None;
     while let Some(done) = tasks.join_next().await {
         match done.expect("connect task does not panic") {
             Ok((channel, took_us)) => {
@@ -218,8 +228,13 @@ async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
                 hist.saturating_record(took_us.max(1));
                 *per_channel.entry(channel).or_insert(0) += 1;
             }
-            Err(Some(e)) => classify(&e, &mut errors),
-            Err(None) => errors.timeout += 1,
+            Err((e, why)) => {
+                match e {
+                    Some(e) => classify(&e, &mut errors),
+                    None => errors.timeout += 1,
+                }
+                first_error.get_or_insert(why);
+            }
         }
     }
     FromWorker::Connected {
@@ -228,45 +243,45 @@ async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
         errors,
         connect_hist: HistData::from_histogram(&hist),
         elapsed_ms: started.elapsed().as_millis() as u64,
+        first_error,
     }
 }
 
 /// Counts an I/O error under the kind a user would act on.
 pub fn classify(e: &io::Error, errors: &mut ErrorCounts) {
-    match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => errors.refused += 1,
-        Some(libc::EMFILE | libc::ENFILE) => errors.emfile += 1,
-        Some(libc::EADDRNOTAVAIL) => errors.eaddrnotavail += 1,
-        Some(libc::ECONNRESET | libc::EPIPE) => errors.reset += 1,
-        Some(libc::ETIMEDOUT) => errors.timeout += 1,
+    match (e.raw_os_error(), ProtoError::found_in(e)) {
+        (Some(libc::ECONNREFUSED), _) => errors.refused += 1,
+        (Some(libc::EMFILE | libc::ENFILE), _) => errors.emfile += 1,
+        (Some(libc::EADDRNOTAVAIL), _) => errors.eaddrnotavail += 1,
+        (Some(libc::ECONNRESET | libc::EPIPE), _) => errors.reset += 1,
+        (Some(libc::ETIMEDOUT), _) => errors.timeout += 1,
+        // A read or write of the session's setup failed: counted by its own error.
+        (_, Some(ProtoError::Io { error, .. })) => classify(error, errors),
+        (_, Some(ProtoError::NoReply { .. })) => errors.timeout += 1,
+        // The server hung up, or refused with an error of its protocol (hubbub's "too many
+        // connections", say): closed by the broker.
+        (_, Some(ProtoError::Closed { .. } | ProtoError::Server { .. })) => errors.closed += 1,
         _ if e.kind() == io::ErrorKind::UnexpectedEof => errors.closed += 1,
-        // The server refused with an error of its protocol (hubbub's "too many connections",
-        // say): closed by the broker.
-        _ if matches!(
-            e.get_ref()
-                .and_then(|inner| inner.downcast_ref::<ProtoError>()),
-            Some(ProtoError::Server { .. })
-        ) =>
-        {
-            errors.closed += 1
-        }
         _ => errors.other += 1,
     }
 }
 
 /// Connects from `source`, opens the protocol's session and subscribes; returns the stream
-/// and any bytes read past the confirmation.
+/// and any bytes read past the confirmation. `limit` is the caller's bound on the whole.
 async fn open(
     proto: Proto,
     target: SocketAddr,
     source: IpAddr,
     channel: u64,
     client_id: &str,
+    limit: Duration,
 ) -> io::Result<(TcpStream, Vec<u8>)> {
     let mut stream = socket::from_source(target, source)?.connect(target).await?;
     stream.set_nodelay(true)?;
-    let pending = proto.handshake(&mut stream, client_id).await?;
-    let early = proto
+    // The caller bounds the whole; each step may take as long, rather than the default.
+    let setup = proto.within(limit);
+    let pending = setup.handshake(&mut stream, client_id).await?;
+    let early = setup
         .subscribe(&mut stream, &channel_name(channel), pending)
         .await?;
     Ok((stream, early))
@@ -334,14 +349,42 @@ mod tests {
             what: "bad length",
         };
         classify(&io::Error::from(garbled), &mut e);
+        // Inside a session's error, as a setup step returns them.
+        let in_session = |error| {
+            io::Error::from(crate::proto::session::SessionError {
+                peer: None,
+                awaited: "SUBACK",
+                error,
+            })
+        };
+        let silent = ProtoError::NoReply {
+            proto: Proto::Mqtt,
+            limit: Duration::from_secs(5),
+        };
+        classify(&in_session(silent), &mut e);
+        let cut = ProtoError::Closed {
+            proto: Proto::Mqtt,
+            unfinished: 3,
+        };
+        classify(&in_session(cut), &mut e);
+        let reset = ProtoError::Io {
+            proto: Proto::Mqtt,
+            error: io::Error::from_raw_os_error(libc::ECONNRESET),
+        };
+        classify(&in_session(reset), &mut e);
+        let too_long = ProtoError::TooLong {
+            proto: Proto::Mqtt,
+            len: 1 << 28,
+        };
+        classify(&in_session(too_long), &mut e);
         let want = ErrorCounts {
             refused: 1,
             emfile: 1,
             eaddrnotavail: 1,
-            reset: 1,
-            closed: 2,
-            other: 1,
-            ..Default::default()
+            reset: 2,
+            closed: 3,
+            timeout: 1,
+            other: 2,
         };
         assert_eq!(e, want);
     }
