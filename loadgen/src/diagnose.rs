@@ -6,6 +6,10 @@
 //! a named errno, a limit read at start) to the least (late or lost deliveries, errors in
 //! general), because a specific cause also produces the general symptoms: a broker out of
 //! descriptors makes clients time out, and a saturated CPU makes deliveries late.
+//!
+//! [`soak`] holds the checks of a soak's verdict, which judge a whole run rather than a step.
+
+pub mod soak;
 
 use crate::model::units::{mib, ms, percent};
 use crate::model::{BindingLimit, LimitKind, Limits, Sample, StepResult};

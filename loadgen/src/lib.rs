@@ -10,7 +10,7 @@
 //! - [`rig`]: orchestration: the broker under test, worker processes and their messages,
 //!   publishers, sampling; the two moves every measurement is made of (connect, hold).
 //! - [`scenario`]: one module per command (ramp, throughput, latency, fanout, memory,
-//!   compare), each a walk over the rig.
+//!   compare, soak), each a walk over the rig.
 
 pub mod diagnose;
 pub mod model;
@@ -26,14 +26,15 @@ use tokio_util::sync::CancellationToken;
 pub use crate::model::Outcome;
 use crate::rig::progress::{say, Out};
 use crate::rig::worker;
-use crate::scenario::{compare, fanout, latency, memory, ramp, throughput};
+use crate::scenario::{compare, fanout, latency, memory, ramp, soak, throughput};
 
 /// What the exit status means, for `--help`.
 const EXIT_STATUS: &str = "Exit status: 0 the run finished and met its objective; 1 an error \
 (the message says which); 2 a flag was refused; 3 the objective was not met (a ramp stopped \
-at a limit below --max-clients, late or lost deliveries, a failed --check); 4 the broker under \
-test exited during the run; 130 interrupted by Ctrl-C or SIGTERM (the report holds what was \
-measured, marked as interrupted, and every process loadgen started is stopped).";
+at a limit below --max-clients, late or lost deliveries, a failed --check, a soak check not \
+met); 4 the broker under test exited during the run; 130 interrupted by Ctrl-C or SIGTERM (the \
+report holds what was measured, marked as interrupted, and every process loadgen started is \
+stopped).";
 
 /// Load generator for the hubbub broker (and Redis, NATS, Mosquitto): ramps clients until
 /// the broker no longer keeps up, and says which limit stopped it and why.
@@ -65,6 +66,10 @@ pub enum Command {
     /// Run scenarios against hubbub, Redis, NATS and Mosquitto side by side, with ratios.
     #[command(after_help = EXIT_STATUS)]
     Compare(compare::Opts),
+    /// Hold many clients for a long time beside clients that churn, burst, stall and send
+    /// garbage; check no loss, whole bursts, flat broker memory and latency.
+    #[command(after_help = EXIT_STATUS)]
+    Soak(soak::Opts),
     /// Run the hubbub broker in this process (how loadgen starts its embedded broker).
     #[command(hide = true)]
     Broker(hubbub::tools::broker::Opts),
@@ -110,6 +115,7 @@ pub fn run(opts: Opts) -> anyhow::Result<Outcome> {
             Command::Latency(o) => latency::run(o, &interrupt, out).await,
             Command::Memory(o) => memory::run(o, &interrupt, out).await,
             Command::Compare(o) => compare::run(o, &interrupt, out).await,
+            Command::Soak(o) => soak::run(o, &interrupt, out).await,
             Command::Broker(_) | Command::Worker { .. } => unreachable!("handled above"),
         }
     })

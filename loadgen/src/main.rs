@@ -13,9 +13,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     match loadgen::run(loadgen::Opts::parse()) {
         Ok(outcome) => ExitCode::from(outcome.exit_status()),
-        Err(e) => {
-            eprintln!("Error: {e:?}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast::<clap::Error>() {
+            // A flag refused once parsed (a combination clap cannot check), as clap refuses
+            // one: its message, exit status 2.
+            Ok(refused) => refused.exit(),
+            Err(e) => {
+                eprintln!("Error: {e:?}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -7,7 +7,7 @@
 //! - [`units`]: how numbers, durations and sizes are written for people.
 //! - [`stats`]: medians, spreads, steadiness and bootstrap intervals.
 //! - [`bottleneck`]: what set a figure (broker, client, window or machine).
-//! - [`compare`], [`fanout`], [`memory`]: what those commands measure.
+//! - [`compare`], [`fanout`], [`memory`], [`soak`]: what those commands measure.
 //!
 //! The data a run produces: what each step measured, the once-a-second samples, the limits
 //! read at start, and the verdict. Plain data, so the engine, the report writers and the
@@ -20,6 +20,7 @@ pub mod histogram;
 pub mod limit;
 pub mod memory;
 pub mod provenance;
+pub mod soak;
 pub mod stats;
 pub mod units;
 

@@ -106,8 +106,9 @@ pub fn ratio_interval(ours: &[f64], theirs: &[f64]) -> Option<(f64, f64)> {
 }
 
 /// SplitMix64, written out rather than taken from a crate: the bootstrap needs a few
-/// thousand uniform draws from a fixed seed, which is these six lines.
-struct SplitMix(u64);
+/// thousand uniform draws from a fixed seed, which is these six lines (and a soak's churn,
+/// from a seed of its own, a random channel and lifetime per connection).
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
     fn next(&mut self) -> u64 {
@@ -118,7 +119,8 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    /// A draw from `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }

@@ -10,7 +10,7 @@
 //!   evidence, and what to change to go further.
 //! - [`run`]: the same for a fixed-size run (`throughput`, `latency`).
 //! - [`hlog`]: every latency histogram as an HdrHistogram interval log.
-//! - [`fanout`], [`memory`], [`compare`]: the reports of those commands.
+//! - [`fanout`], [`memory`], [`compare`], [`soak`]: the reports of those commands.
 //! - [`plots`]: PNG charts drawn with a bundled font, so they render on a machine with no
 //!   fonts installed.
 
@@ -22,6 +22,7 @@ pub mod hlog;
 pub mod memory;
 pub mod plots;
 pub mod run;
+pub mod soak;
 pub mod summary;
 
 pub use self::csv::{write_samples_csv, write_steps_csv, StepRow};

@@ -9,4 +9,5 @@ pub mod fanout;
 pub mod latency;
 pub mod memory;
 pub mod ramp;
+pub mod soak;
 pub mod throughput;

@@ -29,17 +29,6 @@ fn colour(broker: &str) -> RGBColor {
     }
 }
 
-fn drawn(path: &Path, plot: impl FnOnce() -> Plot) -> Result<(), ReportError> {
-    let fail = |message: String| ReportError::Plot {
-        path: path.to_path_buf(),
-        message,
-    };
-    if !font_registered() {
-        return Err(fail("the embedded font could not be loaded".into()));
-    }
-    plot().map_err(|e| fail(e.to_string()))
-}
-
 /// The brokers measured, in the order first seen.
 fn brokers<'a>(all: impl Iterator<Item = &'a Measurement>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();

@@ -2,8 +2,10 @@
 //! four charts read alike and each chart function only says what it plots.
 
 use std::error::Error;
+use std::path::Path;
 
-use plotters::coord::combinators::{BindKeyPoints, IntoLogRange, LogCoord, WithKeyPoints};
+use plotters::coord::combinators::{LogCoord, WithKeyPoints};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
@@ -12,8 +14,10 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 use std::sync::OnceLock;
 
+pub(super) use super::scale::{log_axis, log_bounds, wrap};
 use crate::model::units::{short, trimmed, Style};
 use crate::model::{Sample, StepResult};
+use crate::report::files::ReportError;
 
 /// The embedded font (see the module's doc).
 pub(super) const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
@@ -28,6 +32,19 @@ pub(super) const RED: RGBColor = RGBColor(214, 39, 40);
 pub(super) const PURPLE: RGBColor = RGBColor(148, 103, 189);
 pub(super) const GREY: RGBColor = RGBColor(110, 110, 110);
 
+/// Draws a chart into `path` with `plot`, once the embedded font is registered; a failure
+/// is the report's error, naming the file.
+pub(super) fn drawn(path: &Path, plot: impl FnOnce() -> Plot) -> Result<(), ReportError> {
+    let fail = |message: String| ReportError::Plot {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !font_registered() {
+        return Err(fail("the embedded font could not be loaded".into()));
+    }
+    plot().map_err(|e| fail(e.to_string()))
+}
+
 /// Registers the embedded font as plotters' "sans-serif", once per process.
 pub(super) fn font_registered() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
@@ -37,7 +54,8 @@ pub(super) fn font_registered() -> bool {
 pub(super) type Plot = Result<(), Box<dyn Error>>;
 pub(super) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 /// A chart drawn through a borrowed area (`'b`) of a bitmap that borrows its path (`'a`).
-type Chart<'b, 'a, Y> = ChartContext<'b, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>;
+pub(super) type Chart<'b, 'a, Y> =
+    ChartContext<'b, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>;
 pub(super) type Linear<'b, 'a> = Chart<'b, 'a, RangedCoordf64>;
 pub(super) type Log<'b, 'a> = Chart<'b, 'a, WithKeyPoints<LogCoord<f64>>>;
 
@@ -50,10 +68,9 @@ pub(super) const SUBTITLE_PX: u32 = 16;
 const SUBTITLE_CHARS: usize = 110;
 const GREY_TEXT: RGBColor = RGBColor(90, 90, 90);
 
-/// Linear charts reach this multiple of their largest value, and log charts keep the top 30%
-/// of their decades free, so the legend in the upper left never covers data.
+/// Linear charts reach this multiple of their largest value (log charts keep the top of
+/// their decades free: [`log_bounds`]), so the legend in the upper left never covers data.
 pub(super) const HEADROOM: f64 = 1.4;
-const LOG_DATA_SHARE: f64 = 0.7;
 
 /// What the x axis of a chart counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,17 +149,12 @@ pub(super) fn linear_chart<'b, 'a>(
     y_max: f64,
     y_fmt: fn(&f64) -> String,
 ) -> Result<Linear<'b, 'a>, Box<dyn Error>> {
-    let mut chart = builder(area, frame).build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc(frame.x.desc())
-        .y_desc(frame.y_desc)
-        .x_label_formatter(&|v| count(*v))
-        .y_label_formatter(&y_fmt)
-        .label_style(("sans-serif", LABEL_PX))
-        .axis_desc_style(("sans-serif", DESC_PX))
-        .draw()?;
-    Ok(chart)
+    let y = Axis {
+        coord: (0f64..y_max).into(),
+        desc: frame.y_desc,
+        label: &y_fmt,
+    };
+    chart_with(area, frame.title, frame.title_px, frame.x_axis(x_max), y)
 }
 
 /// A chart with a log y axis, for latencies that span several orders of magnitude.
@@ -152,29 +164,60 @@ pub(super) fn log_chart<'b, 'a>(
     x_max: f64,
     (lo, hi): (f64, f64),
 ) -> Result<Log<'b, 'a>, Box<dyn Error>> {
-    let mut chart = builder(area, frame).build_cartesian_2d(0f64..x_max, log_axis(lo, hi))?;
+    let y = Axis {
+        coord: log_axis(lo, hi),
+        desc: frame.y_desc,
+        label: &number_label,
+    };
+    chart_with(area, frame.title, frame.title_px, frame.x_axis(x_max), y)
+}
+
+impl Frame<'_> {
+    /// The x axis of a chart against clients or the offered rate, from 0 to `x_max`.
+    fn x_axis(&self, x_max: f64) -> Axis<'_, RangedCoordf64> {
+        Axis {
+            coord: (0f64..x_max).into(),
+            desc: self.x.desc(),
+            label: &count_label,
+        }
+    }
+}
+
+/// One axis of a chart: where it runs, what it shows and how its labels are written.
+pub(super) struct Axis<'t, C> {
+    pub coord: C,
+    pub desc: &'t str,
+    pub label: &'t dyn Fn(&f64) -> String,
+}
+
+/// A chart titled `title` (none if empty) on `area`, with the mesh, labels and margins every
+/// chart here shares; the x axis linear, the y axis linear or log.
+pub(super) fn chart_with<'b, 'a, Y>(
+    area: &'b Area<'a>,
+    title: &str,
+    title_px: u32,
+    x: Axis<RangedCoordf64>,
+    y: Axis<Y>,
+) -> Result<Chart<'b, 'a, Y>, Box<dyn Error>>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut b = ChartBuilder::on(area);
+    if !title.is_empty() {
+        b.caption(title, ("sans-serif", title_px));
+    }
+    b.margin(15).x_label_area_size(50).y_label_area_size(80);
+    let mut chart = b.build_cartesian_2d(x.coord, y.coord)?;
     chart
         .configure_mesh()
-        .x_desc(frame.x.desc())
-        .y_desc(frame.y_desc)
-        .x_label_formatter(&|v| count(*v))
-        .y_label_formatter(&|v| number(*v))
+        .x_desc(x.desc)
+        .y_desc(y.desc)
+        .x_label_formatter(x.label)
+        .y_label_formatter(y.label)
         .label_style(("sans-serif", LABEL_PX))
         .axis_desc_style(("sans-serif", DESC_PX))
         .draw()?;
     Ok(chart)
-}
-
-fn builder<'b, 'a>(
-    area: &'b Area<'a>,
-    frame: &Frame,
-) -> ChartBuilder<'b, 'static, BitMapBackend<'a>> {
-    let mut b = ChartBuilder::on(area);
-    if !frame.title.is_empty() {
-        b.caption(frame.title, ("sans-serif", frame.title_px));
-    }
-    b.margin(15).x_label_area_size(50).y_label_area_size(80);
-    b
 }
 
 /// Titles a whole image: `title`, and under it what was measured (`setup`, the run's
@@ -204,33 +247,6 @@ pub(super) fn titled<'a>(
     let used = lines.len() as u32 * (SUBTITLE_PX + 4) + 4;
     let (_, below) = area.split_vertically(used);
     Ok(below)
-}
-
-/// `text` in lines of at most `width` characters, broken after a "; " or ", " where it can
-/// (a comma inside a number, as in "2,000", is not a break).
-pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    for (i, _) in text.match_indices([';', ',']) {
-        if text[i + 1..].starts_with(' ') {
-            pieces.push(&text[start..=i]);
-            start = i + 1;
-        }
-    }
-    pieces.push(&text[start..]);
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for piece in pieces {
-        if !line.is_empty() && line.chars().count() + piece.chars().count() > width {
-            lines.push(line.trim().to_string());
-            line.clear();
-        }
-        line.push_str(piece);
-    }
-    if !line.trim().is_empty() {
-        lines.push(line.trim().to_string());
-    }
-    lines
 }
 
 /// Where a run failed and the limit that bound it, drawn on every chart of the run.
@@ -397,43 +413,6 @@ pub(super) fn legend_dashed(
     DashedPathElement::new(vec![(x, y), (x + 24, y)], 7, 4, color.stroke_width(2))
 }
 
-/// A log-scale range around the values, widened a bit below and by [`LOG_DATA_SHARE`] above;
-/// values ≤ 0 are skipped because they have no place on a log axis.
-pub(super) fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values
-        .filter(|v| *v > 0.0)
-        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if lo > hi {
-        return (0.01, 10.0);
-    }
-    let (lo, hi) = (lo / 1.6, (hi * 1.6).max(lo * 10.0));
-    (lo, (lo.ln() + (hi / lo).ln() / LOG_DATA_SHARE).exp())
-}
-
-/// A log axis labelled at 1-2-5 steps (1-3 past three decades, powers of ten past five),
-/// with a grid line at every integer multiple of a power of ten: plotters' own log axis labels
-/// only powers of ten, which leaves a typical 0.3–300 ms range with three labels and the
-/// bottom of the chart unlabelled.
-pub(super) fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
-    let decades = (lo.log10().floor() as i32)..=(hi.log10().ceil() as i32);
-    let steps: &[f64] = match decades.clone().count() - 1 {
-        0..=3 => &[1.0, 2.0, 5.0],
-        4..=5 => &[1.0, 3.0],
-        _ => &[1.0],
-    };
-    let in_range = |v: &f64| (lo..=hi).contains(v);
-    let ticks = decades
-        .clone()
-        .flat_map(|d| steps.iter().map(move |m| m * 10f64.powi(d)))
-        .filter(in_range);
-    let grid = decades
-        .flat_map(|d| (1..10).map(move |m| f64::from(m) * 10f64.powi(d)))
-        .filter(in_range);
-    LogCoord::from(IntoLogRange::log_scale(lo..hi))
-        .with_key_points(ticks.collect())
-        .with_light_points(grid)
-}
-
 /// Microseconds to milliseconds, floored at 1 µs so a log axis can show it.
 pub(super) fn ms(us: u64) -> f64 {
     us.max(1) as f64 / 1000.0
@@ -447,4 +426,14 @@ pub(super) fn count(v: f64) -> String {
 /// A number with at most three significant decimals and no trailing zeros.
 pub(super) fn number(v: f64) -> String {
     trimmed(v)
+}
+
+/// [`count`] as an axis's label formatter.
+fn count_label(v: &f64) -> String {
+    count(*v)
+}
+
+/// [`number`] as an axis's label formatter.
+pub(super) fn number_label(v: &f64) -> String {
+    number(*v)
 }

@@ -8,12 +8,16 @@
 //! - [`ramp`]: a ramp's charts (latency, throughput, resources, connects).
 //! - [`compare`]: the comparison's overlay charts, one colour per broker.
 //! - [`sweep`]: throughput as the fan-out grows.
+//! - [`soak`]: a soak's broker memory and latency over time, its windows marked.
 //! - `spectrum`: a latency distribution by percentile.
 //! - `draw`: the look every chart shares (fonts, colours, frames, lines, legends).
+//! - `scale`: log axes and their ranges, and subtitles wrapped to the width.
 
 pub mod compare;
 mod draw;
 pub mod ramp;
+mod scale;
+pub mod soak;
 mod spectrum;
 pub mod sweep;
 

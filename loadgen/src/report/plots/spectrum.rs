@@ -52,14 +52,7 @@ pub fn plot_spectrum(
     title: &str,
     setup: &str,
 ) -> Result<(), ReportError> {
-    let fail = |e: Box<dyn std::error::Error>| ReportError::Plot {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    if !font_registered() {
-        return Err(fail("the embedded font could not be loaded".into()));
-    }
-    draw(path, h, slo_us, title, setup).map_err(fail)
+    drawn(path, || draw(path, h, slo_us, title, setup))
 }
 
 /// The frame every percentile chart shares: a nines x axis and a log latency axis.
