@@ -1,9 +1,10 @@
 //! One client connection: the only place the broker touches a client socket.
 //!
-//! A single task per connection both reads and writes. It waits on three things: the socket
-//! becoming readable, its [`Outbox`] receiving frames, and (while a write is unfinished) the
-//! socket becoming writable. Reads go into a per-thread scratch buffer, so an idle connection
-//! owns no read buffer; writes drain everything queued and send it with one `writev`.
+//! A single task per connection both reads and writes. It waits on the socket becoming
+//! readable, its [`Outbox`] receiving frames, (while a write is unfinished) the socket becoming
+//! writable, and (while one runs) a deadline for its first command or an unfinished frame.
+//! Reads go into a per-thread scratch buffer, so an idle connection owns no read buffer; writes
+//! drain everything queued and send it with one `writev`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
