@@ -134,12 +134,12 @@ async fn serve(
                         let mut fault = None;
                         let fed = link.lines.feed(&scratch[..n], |line| {
                             if let Some((channel, message)) = parse_message(line) {
-                                upstream.received.fetch_add(1, Relaxed);
                                 if shared.pending.budget.spent() {
                                     // Refused like a client's PUBLISH; nobody to tell.
                                     stats::add(&shared.stats.budget_refusals, 1);
                                     return;
                                 }
+                                upstream.received.fetch_add(1, Relaxed);
                                 // Delivered here only: what came down never goes back up.
                                 read.publish(&channel, message.get());
                             } else if fault.is_none() {
