@@ -36,15 +36,17 @@ impl Budget {
         }
     }
 
-    /// Records that a holder went from holding `before` bytes to `after`.
+    /// Records that a holder went from holding `before` bytes to `after`; returns whether
+    /// what it is counted for grew (by a granule or more).
     #[inline]
-    pub fn change(&self, before: usize, after: usize) {
+    pub fn change(&self, before: usize, after: usize) -> bool {
         let (before, after) = (before / GRANULE, after / GRANULE);
         if after > before {
             self.held.fetch_add((after - before) * GRANULE, Relaxed);
         } else if before > after {
             self.held.fetch_sub((before - after) * GRANULE, Relaxed);
         }
+        after > before
     }
 
     /// Whether what is held is past the limit: new work is to be refused.

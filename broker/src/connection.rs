@@ -19,7 +19,6 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
-use crate::budget::GRANULE;
 use crate::deadline::{Deadlines, Missed};
 use crate::frame::LineReader;
 use crate::outbox::{Outbox, Taken};
@@ -262,12 +261,12 @@ impl Connection {
                 });
                 drop(read);
                 let budget = &shared.pending.budget;
-                budget.change(held, self.lines.held());
+                let grew = budget.change(held, self.lines.held());
                 let refusal = match fed {
                     Err(e) => Some(e.to_string()),
                     // Only a frame that grew past a granule is refused: commands of the usual
                     // few hundred bytes go on, and a PUBLISH among them gets its own ERROR.
-                    Ok(()) if self.lines.held() / GRANULE > held / GRANULE && budget.spent() => {
+                    Ok(()) if grew && budget.spent() => {
                         stats::add(&shared.stats.budget_refusals, 1);
                         Some(format!(
                             "frame refused: the broker's memory budget of {} bytes is spent; \
