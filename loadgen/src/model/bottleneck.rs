@@ -27,9 +27,17 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// One thread busy all the time, or (nearly) all the CPU it may have in use.
+    /// One thread busy all the time, or (nearly) all the CPU it may have in use. A side that
+    /// was not sampled (no process to watch: `available_cores` 0) is never saturated, so that
+    /// its 0% of 0% does not read as a full broker.
     pub fn saturated(&self) -> bool {
-        self.serial() || self.total_pct >= SATURATED * 100.0 * self.available_cores
+        self.serial()
+            || (self.sampled() && self.total_pct >= SATURATED * 100.0 * self.available_cores)
+    }
+
+    /// Whether anything was measured for this side.
+    pub fn sampled(&self) -> bool {
+        self.available_cores > 0.0
     }
 
     /// One thread busy all the time.
@@ -38,6 +46,9 @@ impl Usage {
     }
 
     fn words(&self, who: &str) -> String {
+        if !self.sampled() {
+            return format!("{who} not sampled");
+        }
         format!(
             "{who} {:.0}% of {:.0}% (busiest thread {} at {:.0}%)",
             self.total_pct,
@@ -246,5 +257,19 @@ mod tests {
             "one thread busy all the time"
         );
         assert!(usage(185.0, 80.0, 2.0).saturated(), "both cores");
+    }
+
+    #[test]
+    fn a_side_not_sampled_is_never_what_set_a_figure() {
+        let unsampled = Usage::default();
+        assert!(!unsampled.saturated());
+        let b = classify(&unsampled, &usage(59.0, 59.0, 2.0), 2.0, Pacing::Offered);
+        assert_eq!(b.class, Class::RateBound);
+        assert!(
+            b.evidence
+                .starts_with("broker not sampled; loadgen 59% of 200%"),
+            "{}",
+            b.evidence
+        );
     }
 }
