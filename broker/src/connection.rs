@@ -374,7 +374,8 @@ mod tests {
         let shared = Arc::new(Shared {
             pending: Arc::new(Config::default().pending_limits()),
             config: Config::default(),
-            registry: Registry::new(stats.clone()),
+            registry: Arc::new(Registry::new(stats.clone())),
+            reaper: Default::default(),
             stats,
             name: String::new(),
             upstream: None,

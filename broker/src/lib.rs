@@ -27,6 +27,7 @@ mod live;
 pub mod outbox;
 pub mod pending;
 pub mod protocol;
+mod reaper;
 pub mod registry;
 pub mod server;
 mod session;

@@ -124,7 +124,8 @@ impl Broker {
             max_connections,
             shared: Arc::new(Shared {
                 pending: Arc::new(config.pending_limits()),
-                registry: Registry::new(stats.clone()),
+                registry: Arc::new(Registry::new(stats.clone())),
+                reaper: Default::default(),
                 stats,
                 config,
                 name,

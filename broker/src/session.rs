@@ -14,10 +14,6 @@ use crate::shared::Shared;
 use crate::stats;
 use crate::subscriptions::Subscriptions;
 
-/// Subscriptions past which a connection's are removed on a blocking thread when it goes, not
-/// on the worker thread that ran it (see [`Session`]'s `Drop`).
-const REMOVED_IN_PLACE: usize = 1024;
-
 /// The connection's protocol state, apart from its socket.
 pub(crate) struct Session {
     pub(crate) id: ConnId,
@@ -131,25 +127,11 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.outbox.close();
         self.shared.live.remove(self.id);
-        let (id, shared) = (self.id, Arc::clone(&self.shared));
-        let mut subscriptions = std::mem::take(&mut self.subscriptions);
-        let many = subscriptions.len() > REMOVED_IN_PLACE;
-        let mut remove = move || {
-            for channel in subscriptions.drain() {
-                shared.registry.unsubscribe(&channel, id);
-            }
-        };
-        // A link may hold every channel of its leaf. Removed here, half a million of them
-        // kept this worker thread for 0.6 s, and with it the tasks tokio had queued on it
-        // (its LIFO slot cannot be stolen by the other worker): the accept loop and other
-        // clients waited. On a blocking thread the channels go one write lock at a time,
-        // which the registry's lock hands to other waiters, and the workers go on.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if many => {
-                drop(runtime.spawn_blocking(remove));
-            }
-            _ => remove(),
-        }
+        let subscriptions = std::mem::take(&mut self.subscriptions);
+        let shared = &self.shared;
+        shared
+            .reaper
+            .remove(&shared.registry, self.id, subscriptions);
         stats::sub(&self.shared.stats.connections_current, 1);
         if self.link {
             self.shared

@@ -13,6 +13,7 @@ use crate::live::Live;
 use crate::outbox::Outbox;
 use crate::pending::PendingLimits;
 use crate::protocol::{encode, Quoted};
+use crate::reaper::Reaper;
 use crate::registry::{Gather, Registry};
 use crate::stats::{self, Stats, StatsSnapshot};
 use crate::upstream::Upstream;
@@ -22,7 +23,10 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// `config`'s slow-consumer policy, shared by every client's outbox.
     pub(crate) pending: Arc<PendingLimits>,
-    pub(crate) registry: Registry,
+    /// Shared with the [`Reaper`]'s thread, which holds it weakly.
+    pub(crate) registry: Arc<Registry>,
+    /// Undoes the departures of connections with many subscriptions, off the workers.
+    pub(crate) reaper: Reaper,
     pub(crate) stats: Arc<Stats>,
     /// Announced to the upstream broker.
     pub(crate) name: String,

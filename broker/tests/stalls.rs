@@ -74,3 +74,60 @@ async fn a_link_on_half_a_million_channels_leaving_does_not_stall_the_others() {
     // The last channel's own counter follows its subscription's.
     wait_for_stats(broker.addr, |s| s["channels"] == 1).await;
 }
+
+/// Threads of process `pid`, from /proc/PID/status.
+fn threads(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Threads line")
+}
+
+/// Two hundred clients of 2,000 subscriptions each leave at once. Their subscriptions all go,
+/// and the broker takes at most one more thread to remove them, however many leave: each
+/// departure used to take a blocking thread of its own.
+#[tokio::test]
+async fn many_large_departures_share_one_thread() {
+    const CLIENTS: usize = 200;
+    const EACH: usize = 2_000;
+    let broker = BrokerProcess::spawn(&["--threads", "2"]);
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for c in 0..CLIENTS {
+        let mut client = Raw::connect(broker.addr).await;
+        let mut lines = String::new();
+        for ch in 0..EACH {
+            lines.push_str(&common::subscribe_cmd(&format!("c{c}.{ch}")));
+            lines.push('\n');
+        }
+        client.send(lines.as_bytes()).await;
+        clients.push(client);
+    }
+    let subscribed = wait_for_stats(broker.addr, |s| {
+        s["subscriptions"] == (CLIENTS * EACH) as u64
+    })
+    .await;
+    let mut probe = Raw::connect(broker.addr).await;
+    let before = threads(broker.pid());
+    drop(clients);
+    let mut most = before;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        most = most.max(threads(broker.pid()));
+        let stats = probe.stats().await;
+        if stats["subscriptions"] == 0 && stats["channels"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriptions left 30 s after everyone left: {stats} (was {subscribed})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    most = most.max(threads(broker.pid()));
+    assert!(
+        most <= before + 1,
+        "removing {CLIENTS} departures took the broker from {before} to {most} threads"
+    );
+}
