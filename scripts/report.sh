@@ -25,7 +25,7 @@ out=reports
 lg() { target/release/loadgen "$@" || [ $? -eq 3 ]; }
 
 section_one_broker() {
-  lg ramp --max-clients 50000 --out $out/ramp-one-broker
+  lg ramp --max-clients 50000 --brokers 1 --out $out/ramp-one-broker
 }
 
 hub_ramp() ( # LEAVES MAX_CLIENTS DIR; a subshell, so that its EXIT trap stops the hub

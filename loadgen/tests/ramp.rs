@@ -228,3 +228,76 @@ fn latency_run_reports_ordered_percentiles() {
     assert!(dir.join("latency.png").is_file() && dir.join("summary.md").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With more clients than one broker process's descriptors hold, the ramp starts a hub and
+/// enough leaves by itself, spreads the clients over the leaves, and stops them all after.
+#[test]
+fn a_ramp_past_one_process_starts_a_hub_by_itself() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempdir("ramp-hub");
+    let args = [
+        "ramp",
+        "--max-clients",
+        "400",
+        "--step",
+        "200",
+        "--hold",
+        "1s",
+        "--rate",
+        "200",
+        "--channels",
+        "10",
+        "--publishers",
+        "2",
+        "--slo-p99",
+        "2s",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    let mut command = common::command(&args);
+    // 250 descriptors, 100 of them loadgen's margin: 150 clients a process, so 402 clients
+    // need three leaves (and three workers).
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            rlimit::setrlimit(rlimit::Resource::NOFILE, 250, 250)?;
+            Ok(())
+        });
+    }
+    let run = common::finish(command, &args);
+    run.expect_ok();
+    assert!(
+        run.stdout.contains("held 400 clients") && run.stderr.contains("and 3 leaves"),
+        "{}",
+        run.transcript()
+    );
+    let s = summary(&dir);
+    let brokers = s["provenance"]["brokers"].as_array().unwrap();
+    let names: Vec<&str> = brokers
+        .iter()
+        .map(|b| b["broker"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "hubbub hub",
+            "hubbub leaf-1",
+            "hubbub leaf-2",
+            "hubbub leaf-3"
+        ]
+    );
+    for step in s["steps"].as_array().unwrap() {
+        // Every subscriber's share of every message, wherever its publisher was: through the hub.
+        assert_eq!(u(&step["delivered"]), u(&step["expected"]), "{step}");
+        assert!(u(&step["expected"]) > 0, "{step}");
+        assert!(step["broker_alive"].as_bool().unwrap());
+    }
+    // Every broker it started was stopped: none of them listens any more.
+    for b in brokers {
+        let addr = b["address"].as_str().unwrap();
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "the broker at {addr} still listens after the ramp"
+        );
+    }
+}

@@ -162,7 +162,18 @@ impl Rig {
                 plan::MAX_WORKERS
             );
         }
-        let brokers = UnderTest::resolve(&common.target, &common.broker_pid, common.proto, &[])?;
+        // One broker holds what its descriptors allow; the embedded one inherits loadgen's
+        // hard limit. Past that, a hub with enough leaves.
+        let per_broker = limits_here
+            .loadgen_nofile_hard
+            .saturating_sub(FD_MARGIN)
+            .max(1);
+        let clients = max_clients + common.publishers as u64;
+        let broker_count = common
+            .brokers
+            .map(|k| k as usize)
+            .unwrap_or_else(|| plan::brokers_for(clients, per_broker));
+        let brokers = UnderTest::resolve_hub(common, broker_count, &[]).await?;
         let source_count = common.sources.map(usize::from).unwrap_or_else(|| {
             plan::sources_for(max_clients, brokers.addrs.len(), PER_SOURCE).min(254)
         });
@@ -382,13 +393,7 @@ impl Rig {
             counted(self.common.publishers as u64, "publisher"),
             self.common.size,
         );
-        let named: Vec<_> = self
-            .brokers
-            .addrs
-            .iter()
-            .map(|a| (self.common.proto.to_string(), self.common.proto, *a))
-            .collect();
-        let provenance = provenance::gather(&named, &self.limits).await;
+        let provenance = provenance::gather(&self.brokers.named(), &self.limits).await;
         self.brokers.stop().await.context("stopping the broker")?;
         Ok(Finished {
             samples,

@@ -23,6 +23,11 @@ pub struct Common {
     /// Process id(s) of an external broker, to sample its CPU, memory and limits.
     #[arg(long, value_delimiter = ',')]
     pub broker_pid: Vec<u32>,
+    /// Without --target: the hubbub brokers loadgen starts. 1 is one broker; more is a hub
+    /// with that many leaves, the clients spread over the leaves [default: as many as the
+    /// clients need, one leaf per open-files hard limit less a margin]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub brokers: Option<u64>,
     /// Publisher connections.
     #[arg(long, default_value_t = 4, value_parser = at_least_one_usize())]
     pub publishers: usize,

@@ -49,6 +49,12 @@ pub fn workers_for(clients: u64, per_process: u64) -> usize {
     clients.div_ceil(per_process.max(1)).max(1) as usize
 }
 
+/// Brokers needed to hold `clients` when one holds at most `per_broker`: past one, the
+/// embedded broker becomes a hub with this many leaves.
+pub fn brokers_for(clients: u64, per_broker: u64) -> usize {
+    workers_for(clients, per_broker)
+}
+
 /// Loopback source addresses needed so that no (source, broker) pair needs more than
 /// `per_source` connections.
 pub fn sources_for(clients: u64, targets: usize, per_source: u64) -> usize {
@@ -61,6 +67,14 @@ pub fn sources_for(clients: u64, targets: usize, per_source: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_broker_until_its_descriptors_are_spent() {
+        assert_eq!(brokers_for(10_000, 19_900), 1);
+        assert_eq!(brokers_for(19_900, 19_900), 1);
+        assert_eq!(brokers_for(19_901, 19_900), 2);
+        assert_eq!(brokers_for(1_000_004, 19_900), 51);
+    }
 
     #[test]
     fn steps_end_exactly_at_the_maximum() {

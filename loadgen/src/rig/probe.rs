@@ -70,7 +70,9 @@ impl StatsProbe {
 }
 
 /// The broker's counters, or why it gave none.
-async fn ask(c: &mut Client) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+pub(super) async fn ask(
+    c: &mut Client,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     c.sender()
         .send_raw(b"{\"command\":\"STATS\"}\n")
         .await

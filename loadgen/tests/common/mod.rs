@@ -56,7 +56,12 @@ pub fn command(args: &[&str]) -> Command {
 
 /// Runs loadgen to completion.
 pub fn loadgen(args: &[&str]) -> Run {
-    let out: Output = command(args).output().expect("loadgen runs");
+    finish(command(args), args)
+}
+
+/// Runs `command` (made by [`command`] from `args`, then adjusted) to completion.
+pub fn finish(mut command: Command, args: &[&str]) -> Run {
+    let out: Output = command.output().expect("loadgen runs");
     Run {
         args: args.iter().map(|s| s.to_string()).collect(),
         status: out.status,

@@ -149,8 +149,18 @@ pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Resu
     let fit = clients(opts)?;
     let populations = opts.abuse.populations(fit.clients);
     say(&plan_line(opts, fit.clients, planned));
+    // The soak sizes its clients to one broker (`fit`): never a hub of them.
+    if opts.common.brokers.is_some_and(|k| k > 1) {
+        anyhow::bail!(
+            "the soak loads one broker; --brokers above 1 is for ramp, latency and throughput"
+        );
+    }
+    let one_broker = crate::rig::Common {
+        brokers: Some(1),
+        ..opts.common.clone()
+    };
     let rig = Rig::start(
-        &opts.common,
+        &one_broker,
         opts.channels,
         populations.healthy,
         "soak",
