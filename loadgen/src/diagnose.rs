@@ -18,6 +18,10 @@ use crate::model::{BindingLimit, LimitKind, Limits, Sample, StepResult};
 const MEMORY_FULL: f64 = 0.95;
 /// CPU use, in % of one core per core, at which a core counts as saturated.
 const CPU_SATURATED_PCT_PER_CORE: f64 = 90.0;
+/// The connection-tracking table counts as full at this share of its maximum: entries of
+/// connections just closed linger in it for a while, so it sits just under the maximum once
+/// full rather than at it.
+const CONNTRACK_FULL: f64 = 0.98;
 /// The broker needs a few descriptors of its own (listener, log, epoll, links), so errors that
 /// start this close to its open-files limit mean the limit was hit: ~2%, at least 64.
 const BROKER_NOFILE_MARGIN_MIN: u64 = 64;
@@ -130,6 +134,8 @@ fn classify(step: &StepResult, samples: &[&Sample], limits: &Limits, slo: u64) -
                 ports * addrs
             ),
         )
+    } else if let Some(evidence) = conntrack_full(step, samples, limits, &at, &errs) {
+        (LimitKind::ConnTrack, evidence)
     } else if let Some(evidence) = broker_open_files(step, limits, &at, &errs) {
         (LimitKind::BrokerOpenFiles, evidence)
     } else if let Some(evidence) = memory_full(step, samples, &at) {
@@ -207,6 +213,25 @@ fn broker_open_files(step: &StepResult, limits: &Limits, at: &str, errs: &str) -
         format!(
             "{at} connects failed ({errs}) just under the broker's open-files limit of {limit_text}: the broker needs a few descriptors of its own, so {} clients is all it can hold.",
             step.clients
+        )
+    })
+}
+
+/// Connects failed while the kernel's connection-tracking table was full (its count, sampled
+/// each second, at its maximum): the kernel dropped their SYNs.
+fn conntrack_full(
+    step: &StepResult,
+    samples: &[&Sample],
+    limits: &Limits,
+    at: &str,
+    errs: &str,
+) -> Option<String> {
+    let max = limits.conntrack_max?;
+    let most = samples.iter().filter_map(|s| s.conntrack_entries).max()?;
+    let failed = step.errors.timeout + step.errors.refused + step.errors.other;
+    (failed > 0 && most as f64 >= CONNTRACK_FULL * max as f64).then(|| {
+        format!(
+            "{at} connects failed ({errs}) while the kernel's connection-tracking table held {most} entries of its {max} (net.netfilter.nf_conntrack_max): every TCP connection on this machine takes one, loopback ones too, and a full table drops new connections' SYNs."
         )
     })
 }

@@ -43,6 +43,7 @@ fn limits() -> Limits {
         ephemeral_ports: (32_768, 60_999),
         somaxconn: Some(4096),
         file_max: Some(9_223_372_036_854_775_807),
+        conntrack_max: Some(262_144),
         mem_total_bytes: 24 * 1024 * MIB,
         cores: 2,
         source_addresses: 1,
@@ -369,5 +370,42 @@ fn unknown_broker_limit_never_guesses_open_files() {
     l.broker_nofile_soft = None;
     l.broker_nofile_hard = None;
     let (_, b) = diagnose(&ramp(s), &[], &l, SLO, 100_000);
+    assert_eq!(b.kind, LimitKind::ConnectErrors);
+}
+
+#[test]
+fn conntrack_table_from_samples_at_its_maximum() {
+    let mut s = ok_step(2, 3_000);
+    s.target_clients = 4_000;
+    s.errors.timeout = 1_000;
+    let sample = |step, entries| Sample {
+        step,
+        conntrack_entries: Some(entries),
+        ..Default::default()
+    };
+    // The table was full in an earlier step only, or not quite full: not this step's cause.
+    for samples in [
+        vec![sample(1, 262_144), sample(2, 200_000)],
+        vec![sample(2, 250_000)],
+    ] {
+        let (_, b) = diagnose(&ramp(s.clone()), &samples, &limits(), SLO, 100_000);
+        assert_eq!(b.kind, LimitKind::ConnectErrors, "{}", b.evidence);
+    }
+    let samples = vec![sample(2, 100_000), sample(2, 262_000)];
+    let (_, b) = diagnose(&ramp(s.clone()), &samples, &limits(), SLO, 100_000);
+    assert_eq!(b.kind, LimitKind::ConnTrack);
+    assert!(
+        b.evidence
+            .contains("held 262000 entries of its 262144 (net.netfilter.nf_conntrack_max)")
+            && b.evidence.contains("connects failed (1000 timeout)"),
+        "{}",
+        b.evidence
+    );
+    // Without the module loaded there is no maximum, and no such verdict.
+    let untracked = Limits {
+        conntrack_max: None,
+        ..limits()
+    };
+    let (_, b) = diagnose(&ramp(s), &samples, &untracked, SLO, 100_000);
     assert_eq!(b.kind, LimitKind::ConnectErrors);
 }

@@ -222,6 +222,10 @@ pub struct Sample {
     pub loadgen_rss_bytes: u64,
     pub host_mem_used_bytes: u64,
     pub host_mem_total_bytes: u64,
+    /// Connections in the kernel's connection-tracking table (machine-wide), where it is
+    /// loaded: its limit is one of the walls ([`Limits::conntrack_max`]).
+    #[serde(default)]
+    pub conntrack_entries: Option<u64>,
 }
 
 /// `summary.json`.

@@ -7,6 +7,14 @@ use sysinfo::{MemoryRefreshKind, System};
 use super::procfs::nofile_of;
 use crate::model::Limits;
 
+const CONNTRACK_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+const CONNTRACK_COUNT: &str = "/proc/sys/net/netfilter/nf_conntrack_count";
+
+/// Connections the kernel is tracking now, where connection tracking is loaded.
+pub fn conntrack_entries() -> Option<u64> {
+    sysctl(CONNTRACK_COUNT).and_then(|s| s.parse().ok())
+}
+
 fn sysctl(path: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
@@ -31,6 +39,7 @@ pub fn read_limits(broker_pid: Option<u32>, source_addresses: usize) -> Limits {
         ephemeral_ports: ports,
         somaxconn: sysctl("/proc/sys/net/core/somaxconn").and_then(|s| s.parse().ok()),
         file_max: sysctl("/proc/sys/fs/file-max").and_then(|s| s.parse().ok()),
+        conntrack_max: sysctl(CONNTRACK_MAX).and_then(|s| s.parse().ok()),
         mem_total_bytes: sys.total_memory(),
         cores: super::threads::online_cores(),
         source_addresses,

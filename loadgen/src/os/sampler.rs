@@ -15,6 +15,8 @@ pub struct Reading {
     pub host_mem_total_bytes: u64,
     /// Every broker process is still running.
     pub broker_alive: bool,
+    /// Connections in the kernel's connection-tracking table, where it is loaded.
+    pub conntrack_entries: Option<u64>,
 }
 
 /// Samples the broker's processes and loadgen's own (itself and its workers).
@@ -61,6 +63,7 @@ impl Sampler {
             host_mem_used_bytes: self.sys.used_memory(),
             host_mem_total_bytes: self.sys.total_memory(),
             broker_alive: self.broker.iter().all(|p| running(p.as_u32())),
+            conntrack_entries: super::limits::conntrack_entries(),
         }
     }
 }

@@ -214,6 +214,7 @@ mod tests {
                 loadgen_rss_bytes: 98_765_432,
                 host_mem_used_bytes: 5_000_000_000,
                 host_mem_total_bytes: 25_000_000_000,
+                conntrack_entries: Some(262_144),
             },
             Sample {
                 t_secs: 1.5,

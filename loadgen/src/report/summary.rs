@@ -189,6 +189,11 @@ fn limits_table_markdown(l: &Limits) -> String {
         ("net.core.somaxconn", or_unknown(l.somaxconn)),
         ("fs.file-max", or_unknown(l.file_max)),
         (
+            "net.netfilter.nf_conntrack_max",
+            l.conntrack_max
+                .map_or("not loaded".into(), |n| n.to_string()),
+        ),
+        (
             "memory",
             format!("{:.1} GiB", to_mib(l.mem_total_bytes) / 1024.0),
         ),
@@ -243,6 +248,7 @@ mod tests {
                 ephemeral_ports: (32_768, 60_999),
                 somaxconn: Some(4_096),
                 file_max: None,
+                conntrack_max: Some(262_144),
                 mem_total_bytes: 24 * 1024 * 1024 * 1024,
                 cores: 2,
                 source_addresses: 4,

@@ -216,6 +216,7 @@ pub fn spawn(
                 loadgen_rss_bytes: r.loadgen_rss_bytes,
                 host_mem_used_bytes: r.host_mem_used_bytes,
                 host_mem_total_bytes: r.host_mem_total_bytes,
+                conntrack_entries: r.conntrack_entries,
             };
             let line = live_line(&position, doing, &p, &sample);
             let mut err = std::io::stderr().lock();
