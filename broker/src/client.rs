@@ -40,6 +40,9 @@ pub enum ClientError {
     Closed,
     #[error("the broker answered {0:?} while an acknowledgement was awaited")]
     Unexpected(Box<Event>),
+    /// The broker's ERROR, in reply to an AUTH.
+    #[error("the broker refused: {0}")]
+    Refused(String),
 }
 
 /// A connection to a broker.
@@ -115,6 +118,22 @@ impl Client {
                 Event::Error { message } => {
                     return Err(ClientError::Unexpected(Box::new(Event::Error { message })))
                 }
+                other => self.backlog.push_back(other),
+            }
+        }
+    }
+
+    /// Extension: authenticates as `user` (a broker with `--users`) and waits for the reply;
+    /// the broker's ERROR is [`ClientError::Refused`]. Other events that arrive meanwhile are
+    /// kept for [`Client::next_event`].
+    pub async fn auth(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
+        self.sender
+            .send_raw(&encode::auth_command(user, password))
+            .await?;
+        loop {
+            match self.receiver.next_event().await? {
+                Event::Other { kind } if kind == "AUTH" => return Ok(()),
+                Event::Error { message } => return Err(ClientError::Refused(message)),
                 other => self.backlog.push_back(other),
             }
         }

@@ -83,9 +83,41 @@ pub struct Config {
     #[arg(long)]
     pub name: Option<String>,
 
+    /// Users file (TOML: argon2 password hashes and what each user may do; README.md,
+    /// "Authentication"). With it, a client must AUTH before anything but PING, and may then
+    /// publish, subscribe, LINK and ask STATS only as its user allows. Read at start.
+    #[arg(long, value_name = "FILE", value_parser = load_users)]
+    pub users: Option<std::sync::Arc<crate::auth::Users>>,
+
+    /// User this broker authenticates as at its --upstream (which needs a users file giving
+    /// it the link permission).
+    #[arg(long, value_name = "NAME", requires = "upstream_password")]
+    pub upstream_user: Option<String>,
+
+    /// File whose first line is the password of --upstream-user (never on the command line,
+    /// where every user of the machine could read it).
+    #[arg(
+        long = "upstream-password-file",
+        value_name = "PATH",
+        value_parser = read_secret,
+        requires = "upstream_user"
+    )]
+    pub upstream_password: Option<crate::protocol::Secret<'static>>,
+
+    /// TLS for clients (--tls-cert, --tls-key, --tls-client-ca) and for the link to the
+    /// upstream (--upstream-tls-*): `crate::tls`.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsConfig,
+
     /// How often to log a line of counters (e.g. 10s; 0 turns it off).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub stats_interval: Duration,
+
+    /// Serve Prometheus metrics over HTTP on this address (HOST:PORT; port 0 picks a free
+    /// one): `/metrics` (the STATS counters), `/ready`, `/health`. Off by default. Anyone who
+    /// reaches it reads the counters: an address beyond loopback is warned about at start.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -125,9 +157,32 @@ impl Default for Config {
             max_connections: None,
             upstream: None,
             name: None,
+            users: None,
+            upstream_user: None,
+            upstream_password: None,
+            tls: Default::default(),
             stats_interval: Duration::from_secs(10),
+            metrics: None,
         }
     }
+}
+
+/// `--users`: reads and checks the users file when the flags are parsed, so that a broker
+/// with a bad one refuses to start, naming what is wrong.
+fn load_users(path: &str) -> Result<std::sync::Arc<crate::auth::Users>, String> {
+    crate::auth::Users::load(std::path::Path::new(path))
+        .map(std::sync::Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// A password file's first line (without its line ending); an empty one is refused.
+pub fn read_secret(path: &str) -> Result<crate::protocol::Secret<'static>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(format!("{path} holds no password on its first line"));
+    }
+    Ok(crate::protocol::Secret(line.to_owned().into()))
 }
 
 /// Parses `1048576`, `64K`, `1M`, `2G` (binary multiples; a trailing `B` or `iB` is allowed).

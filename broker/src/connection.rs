@@ -5,6 +5,10 @@
 //! writable, and (while one runs) a deadline for its first command or an unfinished frame.
 //! Reads go into a per-thread scratch buffer, so an idle connection owns no read buffer; writes
 //! drain everything queued and send it with one `writev`.
+//!
+//! A TLS client (`--tls-cert`) is served by the same code over a `TlsSocket` instead of
+//! [`Plain`] (`crate::transport`): its handshake runs first, in this task, under the
+//! first-command deadline; then the same loop reads, decrypting, and writes, encrypting.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -28,7 +32,7 @@ use crate::session::Session;
 use crate::shared::Shared;
 use crate::stats;
 use crate::subscriptions::Subscriptions;
-use crate::write::write_frames;
+use crate::transport::{self, Plain, Transport};
 
 /// Bytes read per `read` call. Shared per thread, never per connection.
 const SCRATCH: usize = 64 * 1024;
@@ -51,18 +55,21 @@ enum Close {
     Shutdown,
 }
 
-/// A connection's buffers; its socket is in its outbox, where a read's
-/// [`crate::outbox::Wakes`] can write small deliveries through it without waking this task.
-struct Connection {
+/// A connection's buffers and its transport. A plain client's socket is in its outbox, where
+/// a read's [`crate::outbox::Wakes`] can write small deliveries through it without waking
+/// this task; a TLS client's is in its `transport::TlsSocket`.
+struct Connection<T: Transport = Plain> {
     lines: LineReader,
     session: Session,
     /// Frames taken from the outbox and not yet fully written.
     writing: VecDeque<Bytes>,
     /// The first command's, or an unfinished frame's, if one is running.
     deadlines: Deadlines,
+    /// No bytes at all for a plain client.
+    transport: T,
 }
 
-impl Drop for Connection {
+impl<T: Transport> Drop for Connection<T> {
     /// An unfinished frame's memory is no longer held: off the broker's budget.
     fn drop(&mut self) {
         self.session
@@ -93,22 +100,60 @@ pub(crate) fn serve(
     shared: Arc<Shared>,
 ) -> impl Future<Output = ()> + Send {
     let outbox = Arc::new(Outbox::with_socket(Arc::clone(&shared.pending), stream));
-    // Shutdown reaches the connection through its outbox (see `crate::live`).
+    let deadlines = Deadlines::connected(shared.config.first_command_deadline);
+    let session = session(id, outbox, shared);
+    run(Connection::new(session, deadlines, Plain))
+}
+
+/// A new connection's protocol state; from now on shutdown reaches it through its outbox (see
+/// `crate::live`), and its end is counted when the session is dropped.
+fn session(id: ConnId, outbox: Arc<Outbox>, shared: Arc<Shared>) -> Session {
     shared.live.insert(id, &outbox);
-    let mut conn = Connection {
-        lines: LineReader::new(shared.config.max_frame),
-        deadlines: Deadlines::connected(shared.config.first_command_deadline),
-        session: Session {
-            id,
-            outbox,
-            shared,
-            subscriptions: Subscriptions::default(),
-            link: false,
-        },
-        writing: VecDeque::new(),
-    };
-    // The loop is written out here rather than in an `async fn run`: a nested future would
-    // add its own frame (its references and state) to every connection's task.
+    Session {
+        id,
+        outbox,
+        access: crate::auth::Access::at_connect(shared.auth.as_deref()),
+        shared,
+        subscriptions: Subscriptions::default(),
+        link: false,
+    }
+}
+
+/// [`serve`] for a client of a TLS listener: the handshake first, within the first-command
+/// deadline (which then goes on for the first command), then the same loop over the session.
+/// A handshake that fails or runs out of time is counted and the connection dropped: there is
+/// no channel yet to tell the client why in. Its outbox has no socket, so nothing is ever
+/// written through from a publisher's thread; this task encrypts and writes everything.
+pub(crate) fn serve_tls(
+    stream: TcpStream,
+    id: ConnId,
+    shared: Arc<Shared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> impl Future<Output = ()> + Send {
+    let outbox = Arc::new(Outbox::with_limits(Arc::clone(&shared.pending)));
+    let mut deadlines = Deadlines::connected(shared.config.first_command_deadline);
+    let session = session(id, outbox, shared);
+    async move {
+        let accept = acceptor.accept(stream);
+        let tls = match transport::handshake(accept, &session.outbox, &mut deadlines).await {
+            Ok(tls) => tls,
+            Err(transport::Unfinished::Shutdown) => return,
+            Err(transport::Unfinished::Failed(why)) => {
+                stats::add(&session.shared.stats.tls_handshake_failures, 1);
+                debug!(conn = id, "TLS handshake failed: {why}");
+                return;
+            }
+        };
+        run(Connection::new(session, deadlines, tls)).await
+    }
+}
+
+/// The connection's loop, then its close. Written out here rather than in an `async fn`
+/// method: a nested future would add its own frame (its references and state) to every
+/// connection's task; this is the one future, holding the connection once. Not an `async fn`
+/// either, for the reason [`serve`] is not: it would keep its argument apart from its locals.
+#[allow(clippy::manual_async_fn)]
+fn run<T: Transport>(mut conn: Connection<T>) -> impl Future<Output = ()> + Send {
     async move {
         let close = loop {
             let wake = poll_fn(|cx| conn.poll_wake(cx)).await;
@@ -124,7 +169,22 @@ pub(crate) fn serve(
     }
 }
 
-impl Connection {
+impl<T: Transport> Connection<T> {
+    fn new(session: Session, deadlines: Deadlines, transport: T) -> Self {
+        Self {
+            lines: LineReader::new(session.shared.config.max_frame),
+            session,
+            writing: VecDeque::new(),
+            deadlines,
+            transport,
+        }
+    }
+
+    /// Frames or encrypted bytes are still to be written.
+    fn has_output(&self) -> bool {
+        !self.writing.is_empty() || self.transport.unsent()
+    }
+
     /// Counts or logs why the connection ended; after a bad frame, returns the graceful close
     /// still to be awaited.
     ///
@@ -173,7 +233,7 @@ impl Connection {
                 }
             }
             Wake::Queued => {
-                let was_writing = !self.writing.is_empty();
+                let was_writing = self.has_output();
                 if self.session.outbox.take(&mut self.writing) == Taken::Overflowed {
                     return Ok(Some(Close::SlowConsumer));
                 }
@@ -207,7 +267,7 @@ impl Connection {
     /// outbox's own state.
     fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake> {
         // While a write is unfinished the socket's writability matters, not the outbox.
-        let want_write = !self.writing.is_empty();
+        let want_write = self.has_output();
         let outbox = &self.session.outbox;
         // `Outbox::shut` also wakes the task through the outbox's waker, which every path
         // below leaves registered (the outbox is polled whether or not a write is unfinished).
@@ -218,10 +278,10 @@ impl Connection {
             if outbox.poll_ready(cx).is_ready() {
                 return Poll::Ready(Wake::Queued);
             }
-        } else if let Poll::Ready(r) = self.session.outbox.socket().poll_write_ready(cx) {
+        } else if let Poll::Ready(r) = self.transport.socket(outbox).poll_write_ready(cx) {
             return Poll::Ready(Wake::Writable(r));
         }
-        if let Poll::Ready(r) = self.session.outbox.socket().poll_read_ready(cx) {
+        if let Poll::Ready(r) = self.transport.poll_read_ready(outbox, cx) {
             return Poll::Ready(Wake::Readable(r));
         }
         // While the socket is full the outbox must still be watched: it may overflow, and a
@@ -243,7 +303,7 @@ impl Connection {
         SCRATCH_BUF.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
-                let n = match self.session.outbox.socket().try_read(&mut scratch) {
+                let n = match self.transport.try_read(&self.session.outbox, &mut scratch) {
                     Ok(0) => return Ok(Some(Close::ClientClosed)),
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -293,10 +353,11 @@ impl Connection {
         })
     }
 
-    /// Writes as much of `writing` as the socket takes now, many frames per `writev`.
+    /// Writes as much of `writing` (and, for TLS, of what is encrypted) as the socket takes
+    /// now, many frames per `writev`.
     fn flush(&mut self) -> io::Result<()> {
         let outbox = &self.session.outbox;
-        let written = write_frames(outbox.socket(), &mut self.writing)?;
+        let written = self.transport.write_frames(outbox, &mut self.writing)?;
         // Nothing written leaves the outbox as `take` left it (busy exactly when frames are
         // held): no lock to take.
         if written > 0 {
@@ -315,28 +376,27 @@ impl Connection {
     /// unread input makes the kernel send RST, which can destroy the ERROR in flight.
     async fn linger_close(&mut self) {
         let _ = tokio::time::timeout(LINGER, async {
-            while !self.writing.is_empty() {
-                if self.session.outbox.socket().writable().await.is_err() || self.flush().is_err() {
-                    return;
-                }
+            if !self.write_out().await {
+                return;
             }
+            // TLS ends its session after the last frame.
+            self.transport.close_notify();
+            if !self.write_out().await {
+                return;
+            }
+            let socket = self.transport.socket(&self.session.outbox);
             // shutdown(2) through a borrowed handle: the socket is shared with the outbox, and
             // tokio's `shutdown` wants it owned and mutable. It does not block.
-            let _ = socket2::SockRef::from(self.session.outbox.socket())
-                .shutdown(std::net::Shutdown::Write);
+            let _ = socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Write);
             loop {
-                if self.session.outbox.socket().readable().await.is_err() {
+                let socket = self.transport.socket(&self.session.outbox);
+                if socket.readable().await.is_err() {
                     return;
                 }
                 // Into the per-thread scratch buffer, not a local array: a buffer held across
                 // the `await` above would live in this future and so in every connection's
                 // task, closing or not (4 KiB here was most of an idle connection's memory).
-                let read = SCRATCH_BUF.with(|scratch| {
-                    self.session
-                        .outbox
-                        .socket()
-                        .try_read(&mut scratch.borrow_mut())
-                });
+                let read = SCRATCH_BUF.with(|scratch| socket.try_read(&mut scratch.borrow_mut()));
                 match read {
                     Ok(0) => return,
                     Ok(_) => {}
@@ -346,6 +406,17 @@ impl Connection {
             }
         })
         .await;
+    }
+
+    /// Writes everything still to be written, waiting on the socket; `false` if it failed.
+    async fn write_out(&mut self) -> bool {
+        while self.has_output() {
+            let socket = self.transport.socket(&self.session.outbox);
+            if socket.writable().await.is_err() || self.flush().is_err() {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -383,6 +454,7 @@ mod tests {
             id: crate::shared::random_id(),
             links: Default::default(),
             loop_logged: Default::default(),
+            auth: None,
         });
         let future = serve(stream, 1, shared);
         let size = std::mem::size_of_val(&future);

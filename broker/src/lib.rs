@@ -10,11 +10,16 @@
 //! - [`pending`]: the slow-consumer policy it applies (a hard limit, and a soft one with a time).
 //! - `connection`: one task per client; the only code that touches a client socket.
 //! - `live`: every open connection, so that shutdown reaches them all.
+//! - [`auth`]: users and permissions (`--users`, the AUTH extension), checked off the workers.
 //! - [`server`]: the accept loop (with back-off), counters, shutdown by token.
+//! - [`metrics`]: the optional Prometheus endpoint (`--metrics`), read from the counters.
+//! - [`tls`]: the TLS flags and the rustls configurations they load; `transport`: a
+//!   connection's bytes, plain or inside TLS.
 //! - [`client`]: the async client that the tools and loadgen build on.
 //! - [`tools`]: `client`, `publisher` and `chat`, as library functions the binaries call.
 
 mod audience;
+pub mod auth;
 pub mod budget;
 pub mod client;
 pub mod config;
@@ -24,6 +29,7 @@ pub mod frame;
 pub mod launch;
 pub mod link;
 mod live;
+pub mod metrics;
 pub mod outbox;
 pub mod pending;
 pub mod protocol;
@@ -34,7 +40,9 @@ mod session;
 mod shared;
 pub mod stats;
 mod subscriptions;
+pub mod tls;
 pub mod tools;
+mod transport;
 pub mod upstream;
 mod write;
 

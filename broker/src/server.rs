@@ -46,6 +46,12 @@ pub struct Broker {
     next_id: AtomicU64,
     /// `--max-connections`, or what the open-files limit allows.
     max_connections: u64,
+    /// The `--metrics` listener, bound by [`Broker::bind_metrics`] and taken by `run`.
+    metrics: std::sync::Mutex<Option<TcpListener>>,
+    /// `--tls-cert`: every client connection is TLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `--upstream-tls-ca`: the link to the upstream is TLS.
+    link_tls: Option<crate::tls::LinkTls>,
 }
 
 /// `configured`, or what the process's open-files limit allows when it is not: a client past
@@ -112,7 +118,11 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 }
 
 impl Broker {
-    pub fn new(config: Config) -> Self {
+    /// A broker with `config`. Fails when its TLS certificates or keys cannot be loaded (read
+    /// here, once, so that a broker with a bad one refuses to start).
+    pub fn new(config: Config) -> io::Result<Self> {
+        let tls = crate::tls::acceptor(&config.tls)?;
+        let link_tls = crate::tls::link(&config.tls, config.upstream)?;
         let stats = Arc::new(Stats::default());
         let name = config
             .name
@@ -120,8 +130,15 @@ impl Broker {
             .unwrap_or_else(|| config.listen.to_string());
         let upstream = config.upstream.map(|addr| Arc::new(Upstream::new(addr)));
         let max_connections = connection_limit(config.max_connections);
-        Self {
+        let auth = config
+            .users
+            .clone()
+            .map(|users| Arc::new(crate::auth::Auth::new(users)));
+        Ok(Self {
             max_connections,
+            metrics: Default::default(),
+            tls,
+            link_tls,
             shared: Arc::new(Shared {
                 pending: Arc::new(config.pending_limits()),
                 registry: Arc::new(Registry::new(stats.clone())),
@@ -134,9 +151,10 @@ impl Broker {
                 id: crate::shared::random_id(),
                 links: Default::default(),
                 loop_logged: Default::default(),
+                auth,
             }),
             next_id: AtomicU64::new(1),
-        }
+        })
     }
 
     /// The live counters.
@@ -144,12 +162,43 @@ impl Broker {
         self.shared.stats.clone()
     }
 
+    /// Binds `--metrics`, if it is set and not bound yet, and returns its address: called
+    /// before `run` (which otherwise binds it itself), so that an address in use stops the
+    /// broker at start and port 0's pick is known before the first client comes.
+    pub fn bind_metrics(&self) -> io::Result<Option<SocketAddr>> {
+        let mut slot = self.metrics.lock().expect("metrics lock");
+        if slot.is_none() {
+            if let Some(addr) = self.shared.config.metrics {
+                *slot = Some(crate::metrics::bind(addr)?);
+            }
+        }
+        slot.as_ref().map(TcpListener::local_addr).transpose()
+    }
+
     /// Serves `listener` until `shutdown` is cancelled, then closes every connection.
     pub async fn run(&self, listener: TcpListener, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, max_connections = self.max_connections, "hubbub listening on {addr}");
+            let tls = self.tls.is_some();
+            info!(%addr, max_connections = self.max_connections, tls, "hubbub listening on {addr}");
+            if !addr.ip().is_loopback() && self.shared.auth.is_none() {
+                warn!(
+                    %addr,
+                    "listening beyond loopback without a users file: anyone who can reach \
+                     {addr} may publish, subscribe, link and read STATS (see --users)"
+                );
+            }
         }
+        if let Err(e) = self.bind_metrics() {
+            warn!(error = %e, "cannot listen for --metrics; serving without it");
+        }
+        // Not on `tracker`: the endpoint outlives the connections, answering /ready with 503
+        // while they drain, and stops (`metrics_stop`) once they have.
+        let metrics_stop = CancellationToken::new();
+        let metrics = self.metrics.lock().expect("metrics lock").take().map(|l| {
+            let (shared, stop) = (self.shared.clone(), metrics_stop.clone());
+            tokio::spawn(crate::metrics::serve(l, shared, shutdown.clone(), stop))
+        });
         let mut reserve = Reserve::new();
         let interval = self.shared.config.stats_interval;
         if !interval.is_zero() {
@@ -157,7 +206,8 @@ impl Broker {
         }
         if let Some(upstream) = &self.shared.upstream {
             let (shared, upstream) = (self.shared.clone(), upstream.clone());
-            tracker.spawn(link::run(shared, upstream, shutdown.clone()));
+            let tls = self.link_tls.clone();
+            tracker.spawn(link::run(shared, upstream, tls, shutdown.clone()));
         }
         let mut backoff = ACCEPT_BACKOFF.0;
         loop {
@@ -195,6 +245,10 @@ impl Broker {
         {
             warn!("connections still open after {SHUTDOWN_GRACE:?}; leaving them");
         }
+        metrics_stop.cancel();
+        if let Some(task) = metrics {
+            let _ = task.await;
+        }
     }
 
     fn admit(&self, stream: TcpStream, peer: SocketAddr, tracker: &TaskTracker) {
@@ -212,7 +266,13 @@ impl Broker {
         stats::add(&stats.connections_total, 1);
         let id = self.next_id.fetch_add(1, Relaxed);
         debug!(conn = id, %peer, "connected");
-        tracker.spawn(connection::serve(stream, id, self.shared.clone()));
+        match &self.tls {
+            None => tracker.spawn(connection::serve(stream, id, self.shared.clone())),
+            Some(tls) => {
+                let shared = self.shared.clone();
+                tracker.spawn(connection::serve_tls(stream, id, shared, tls.clone()))
+            }
+        };
     }
 }
 
@@ -261,13 +321,20 @@ async fn log_stats(shared: Arc<Shared>, every: Duration, shutdown: CancellationT
 }
 
 /// Serves `listener` with `config` until `shutdown` is cancelled.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
-    Broker::new(config).run(listener, shutdown).await
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    Broker::new(config)?.run(listener, shutdown).await;
+    Ok(())
 }
 
 /// A broker running on a background task.
 pub struct RunningBroker {
     pub addr: SocketAddr,
+    /// Where `--metrics` listens, if it is set.
+    pub metrics: Option<SocketAddr>,
     pub stats: Arc<Stats>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
@@ -297,13 +364,15 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 pub async fn start(config: Config) -> io::Result<RunningBroker> {
     let listener = bind(config.listen)?;
     let addr = listener.local_addr()?;
-    let broker = Broker::new(config);
+    let broker = Broker::new(config)?;
+    let metrics = broker.bind_metrics()?;
     let stats = broker.stats();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let task = tokio::spawn(async move { broker.run(listener, token).await });
     Ok(RunningBroker {
         addr,
+        metrics,
         stats,
         shutdown,
         task,

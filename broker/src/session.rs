@@ -6,9 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::debug;
 
+use crate::auth::Access;
 use crate::outbox::Outbox;
 use crate::protocol::encode::{self, Ack};
-use crate::protocol::{limits, parse_command, Command, ProtocolError, Quoted};
+use crate::protocol::{limits, parse_command, Command, ProtocolError, Quoted, Secret};
 use crate::registry::{ConnId, Gather};
 use crate::shared::Shared;
 use crate::stats;
@@ -23,6 +24,9 @@ pub(crate) struct Session {
     pub(crate) subscriptions: Subscriptions,
     /// The connection is a link from a broker below (it sent LINK).
     pub(crate) link: bool,
+    /// What it may do: everything without a users file, else as its user may once it has
+    /// authenticated (`crate::auth`). Four bytes, beside `link` in what would be padding.
+    pub(crate) access: Access,
 }
 
 impl Session {
@@ -42,14 +46,31 @@ impl Session {
             Ok(c)
         });
         let budget = &shared.pending.budget;
+        if self.access == Access::CHECKING {
+            // The AUTH in flight may have been answered since: take its outcome.
+            if let Some(auth) = &self.shared.auth {
+                self.access = auth.settle(self.id);
+            }
+        }
         if let Ok(Command::Publish { channel, message }) = &command {
-            if !budget.spent() {
+            // Without a users file permissions cost this comparison and the one above.
+            if !budget.spent() && (self.access == Access::OPEN || self.may_publish(channel)) {
                 shared.publish(read, channel, message.get());
                 return;
             }
         }
         read.flush();
+        if let Ok(c) = &command {
+            if let Err(e) = self.permit(c) {
+                stats::add(&self.shared.stats.permission_denials, 1);
+                self.refuse(e, read);
+                return;
+            }
+        }
+        let shared = &self.shared;
+        let budget = &shared.pending.budget;
         match command {
+            Ok(Command::Auth { user, password }) => self.auth(&user, password, read),
             Ok(Command::Publish { .. }) => {
                 stats::add(&shared.stats.budget_refusals, 1);
                 self.refuse(ProtocolError::BudgetSpent(budget.limit()), read);
@@ -113,6 +134,67 @@ impl Session {
         }
     }
 
+    /// Whether this connection's user may publish to `channel` (not called without a users
+    /// file).
+    fn may_publish(&self, channel: &str) -> bool {
+        match (self.access.user(), &self.shared.auth) {
+            (Some(n), Some(auth)) => auth.user(n).publish.allows(channel),
+            _ => false,
+        }
+    }
+
+    /// Refuses `command` when the connection's user may not send it: anything but PING and
+    /// AUTH before an AUTH succeeded, a channel outside the user's patterns, LINK and STATS
+    /// without their permissions. UNSUBSCRIBE is always allowed once authenticated.
+    fn permit(&self, command: &Command<'_>) -> Result<(), ProtocolError> {
+        let Some(auth) = self.shared.auth.as_deref() else {
+            return Ok(());
+        };
+        let verb = match command {
+            Command::Ping | Command::Auth { .. } => return Ok(()),
+            Command::Subscribe { .. } => "SUBSCRIBE",
+            Command::Unsubscribe { .. } => "UNSUBSCRIBE",
+            Command::Publish { .. } => "PUBLISH",
+            Command::Stats => "STATS",
+            Command::Link { .. } => "LINK",
+        };
+        let Some(user) = self.access.user().map(|n| auth.user(n)) else {
+            return Err(ProtocolError::NotAuthenticated(verb));
+        };
+        let name = || Quoted(&user.name).to_string();
+        match command {
+            Command::Subscribe { channel } if !user.subscribe.allows(channel) => Err(
+                ProtocolError::MayNotSubscribe(name(), Quoted(channel).to_string()),
+            ),
+            Command::Publish { channel, .. } if !user.publish.allows(channel) => Err(
+                ProtocolError::MayNotPublish(name(), Quoted(channel).to_string()),
+            ),
+            Command::Link { .. } if !user.link => Err(ProtocolError::MayNotLink(name())),
+            Command::Stats if !user.stats => Err(ProtocolError::MayNotStats(name())),
+            _ => Ok(()),
+        }
+    }
+
+    /// AUTH: starts the check (`crate::auth::Auth::begin`), which answers by itself; or
+    /// refuses at once when there is nothing to check.
+    fn auth(&mut self, user: &str, password: Secret<'_>, read: &mut Gather<'_>) {
+        let Some(auth) = self.shared.auth.clone() else {
+            return self.refuse(ProtocolError::AuthNotConfigured, read);
+        };
+        if let Some(n) = self.access.user() {
+            let name = Quoted(&auth.user(n).name).to_string();
+            return self.refuse(ProtocolError::AuthAgain(name), read);
+        }
+        if self.access == Access::CHECKING {
+            return self.refuse(ProtocolError::AuthChecking, read);
+        }
+        // Asked here, once per AUTH, rather than kept for every connection.
+        let peer = self.outbox.socket().peer_addr().ok().map(|a| a.ip());
+        let (outbox, stats) = (Arc::clone(&self.outbox), Arc::clone(&self.shared.stats));
+        auth.begin(self.id, peer, user, password.0.into_owned(), outbox, stats);
+        self.access = Access::CHECKING;
+    }
+
     /// Answers a refused command with its ERROR, and counts it.
     fn refuse(&self, e: ProtocolError, read: &mut Gather<'_>) {
         stats::add(&self.shared.stats.protocol_errors, 1);
@@ -127,6 +209,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.outbox.close();
         self.shared.live.remove(self.id);
+        if let (Access::CHECKING, Some(auth)) = (self.access, &self.shared.auth) {
+            auth.forget(self.id);
+        }
         let subscriptions = std::mem::take(&mut self.subscriptions);
         let shared = &self.shared;
         shared

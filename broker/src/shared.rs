@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::audience::ConnId;
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::live::Live;
 use crate::outbox::Outbox;
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     /// A refused loop was logged at warning level; later ones are logged at debug level, as
     /// the broker below keeps trying every few seconds.
     pub(crate) loop_logged: AtomicBool,
+    /// The users and the AUTHs being checked (`--users`); `None` without a users file.
+    pub(crate) auth: Option<Arc<Auth>>,
 }
 
 /// A fresh random id (64 bits, hex).

@@ -37,6 +37,13 @@ pub struct Stats {
     pub budget_refusals: AtomicU64,
     /// Connections closed for a first command or a frame that came too late.
     pub deadlines_missed: AtomicU64,
+    /// AUTHs refused for a wrong user or password.
+    pub auth_failures: AtomicU64,
+    /// Commands refused for want of a permission, or of an AUTH first.
+    pub permission_denials: AtomicU64,
+    /// TLS handshakes that failed or did not finish within --first-command-deadline: a
+    /// client's here, or (on a leaf) the link's to its upstream.
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl Default for Stats {
@@ -58,6 +65,9 @@ impl Default for Stats {
             links: AtomicU64::new(0),
             budget_refusals: AtomicU64::new(0),
             deadlines_missed: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            permission_denials: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
         }
     }
 }
@@ -91,6 +101,16 @@ pub struct StatsSnapshot {
     /// Bytes held in unfinished frames and output queues, as the memory budget counts them.
     #[serde(default)]
     pub memory_held: u64,
+    /// AUTHs refused for a wrong user or password (`--users`).
+    #[serde(default)]
+    pub auth_failures: u64,
+    /// Commands refused for want of a permission, or of an AUTH first (`--users`).
+    #[serde(default)]
+    pub permission_denials: u64,
+    /// TLS handshakes that failed or did not finish in time (`--tls-cert`, and on a leaf
+    /// `--upstream-tls-ca`).
+    #[serde(default)]
+    pub tls_handshake_failures: u64,
     /// The link to the upstream broker, if this broker has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSnapshot>,
@@ -117,6 +137,9 @@ impl Stats {
             budget_refusals: self.budget_refusals.load(Relaxed),
             deadlines_missed: self.deadlines_missed.load(Relaxed),
             memory_held: 0,
+            auth_failures: self.auth_failures.load(Relaxed),
+            permission_denials: self.permission_denials.load(Relaxed),
+            tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
             upstream: None,
         }
     }
@@ -145,4 +168,7 @@ pub struct UpstreamSnapshot {
     pub received: u64,
     /// Publishes not forwarded because the link was down or overflowed.
     pub dropped: u64,
+    /// Times the upstream refused this broker's AUTH or LINK (`--upstream-user`).
+    #[serde(default)]
+    pub refused: u64,
 }

@@ -31,6 +31,8 @@ pub struct Upstream {
     pub(crate) in_flight: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    /// Times the upstream refused this broker's AUTH or LINK.
+    pub(crate) refused: AtomicU64,
     /// The upstream's path (its id, then those above it), as it last said; empty while the
     /// link is down.
     pub(crate) path: Mutex<Vec<String>>,
@@ -47,6 +49,7 @@ impl Upstream {
             in_flight: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             path: Mutex::new(Vec::new()),
         }
     }
@@ -88,6 +91,7 @@ impl Upstream {
             forwarded: self.forwarded.load(Relaxed),
             received: self.received.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            refused: self.refused.load(Relaxed),
         }
     }
 }

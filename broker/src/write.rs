@@ -21,6 +21,18 @@ pub fn write_frames(stream: &TcpStream, queue: &mut VecDeque<Bytes>) -> io::Resu
 pub fn write_frames_seeing(
     stream: &TcpStream,
     queue: &mut VecDeque<Bytes>,
+    done: impl FnMut(&Bytes),
+) -> io::Result<usize> {
+    write_with(|slices| stream.try_write_vectored(slices), queue, done)
+}
+
+/// The loop under both, and under a TLS session's writes (`transport`): hands `write` up to
+/// [`IOVECS`] frames at a time until it has taken them all or says `WouldBlock`. Generic, so
+/// that a plain socket's loop compiles to the direct `writev` it always was.
+#[inline]
+pub(crate) fn write_with(
+    mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    queue: &mut VecDeque<Bytes>,
     mut done: impl FnMut(&Bytes),
 ) -> io::Result<usize> {
     let mut written = 0;
@@ -31,7 +43,7 @@ pub fn write_frames_seeing(
             *slot = IoSlice::new(frame);
             count += 1;
         }
-        match stream.try_write_vectored(&slices[..count]) {
+        match write(&slices[..count]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(mut n) => {
                 written += n;

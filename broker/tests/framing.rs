@@ -155,6 +155,9 @@ async fn extension_stats_fields_and_counts() {
         "budget_refusals",
         "deadlines_missed",
         "memory_held",
+        "auth_failures",
+        "permission_denials",
+        "tls_handshake_failures",
     ];
     let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     keys.sort_unstable();

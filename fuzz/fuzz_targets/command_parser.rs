@@ -26,6 +26,13 @@ fuzz_target!(|line: &[u8]| {
         | Command::Publish { channel, .. } => {
             assert_eq!(value["args"]["channel"].as_str(), Some(channel.as_ref()));
         }
+        Command::Auth { user, password } => {
+            assert_eq!(value["args"]["user"].as_str(), Some(user.as_ref()));
+            assert_eq!(
+                value["args"]["password"].as_str(),
+                Some(password.0.as_ref())
+            );
+        }
         Command::Ping | Command::Stats | Command::Link { .. } => {}
     }
     if let Command::Publish { message, .. } = &command {

@@ -33,6 +33,22 @@ pub enum Command<'a> {
         /// The linking broker's id (`args.id`), for the upstream to refuse a loop; optional.
         id: Option<Cow<'a, str>>,
     },
+    /// Extension: authenticates the connection as `user` (with `--users`); replies
+    /// `{"type":"AUTH","user":...}` or an ERROR.
+    Auth {
+        user: Cow<'a, str>,
+        password: Secret<'a>,
+    },
+}
+
+/// A password as sent: shown as `"…"` by `Debug`, so that no log of a command carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<'a>(pub Cow<'a, str>);
+
+impl std::fmt::Debug for Secret<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"…\"")
+    }
 }
 
 impl PartialEq for Command<'_> {
@@ -53,6 +69,16 @@ impl PartialEq for Command<'_> {
             ) => a == b && m.get() == n.get(),
             (Ping, Ping) | (Stats, Stats) => true,
             (Link { name: a, id: i }, Link { name: b, id: j }) => a == b && i == j,
+            (
+                Auth {
+                    user: a,
+                    password: p,
+                },
+                Auth {
+                    user: b,
+                    password: q,
+                },
+            ) => a == b && p == q,
             _ => false,
         }
     }
@@ -104,6 +130,33 @@ pub enum ProtocolError {
     TooManySubscriptions(usize),
     #[error("PUBLISH: refused, the broker's memory budget of {0} bytes is spent; try again later")]
     BudgetSpent(usize),
+    /// An AUTH field missing (`user`, `password`).
+    #[error("AUTH: missing \"args.{0}\"")]
+    AuthFieldMissing(&'static str),
+    #[error("AUTH: \"args.{0}\" must be a string")]
+    AuthFieldNotString(&'static str),
+    #[error("AUTH: authentication is not configured on this broker")]
+    AuthNotConfigured,
+    #[error("AUTH: wrong user or password")]
+    AuthFailed,
+    #[error("AUTH: too many authentications in progress; try again later")]
+    AuthBusy,
+    #[error("AUTH: the previous AUTH is still being checked; wait for its reply")]
+    AuthChecking,
+    /// The user, quoted ([`Quoted`]).
+    #[error("AUTH: already authenticated as {0}")]
+    AuthAgain(String),
+    #[error("{0}: authenticate first (send AUTH and wait for its reply)")]
+    NotAuthenticated(&'static str),
+    /// The user and the channel, quoted ([`Quoted`]).
+    #[error("SUBSCRIBE: user {0} may not subscribe to {1}")]
+    MayNotSubscribe(String, String),
+    #[error("PUBLISH: user {0} may not publish to {1}")]
+    MayNotPublish(String, String),
+    #[error("LINK: user {0} may not link")]
+    MayNotLink(String),
+    #[error("STATS: user {0} may not ask for STATS")]
+    MayNotStats(String),
 }
 
 /// What is wrong with a frame that is not JSON, in the broker's own words: the parser's wording
@@ -194,6 +247,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
         "PING",
         "STATS",
         "LINK",
+        "AUTH",
     ]
     .into_iter()
     .find(|v| v.eq_ignore_ascii_case(&name))
@@ -202,6 +256,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
         "PING" => return Ok(Command::Ping),
         "STATS" => return Ok(Command::Stats),
         "LINK" => return parse_link(frame.args),
+        "AUTH" => return parse_auth(frame.args),
         _ => {}
     }
     let args = frame.args.ok_or(ProtocolError::MissingArgs(verb))?;
@@ -225,6 +280,33 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
             channel,
             message: args.message.ok_or(ProtocolError::MissingMessage)?,
         },
+    })
+}
+
+/// `{"command":"AUTH","args":{"user":"alice","password":"…"}}`; both are required strings.
+fn parse_auth(args: Option<&RawValue>) -> Result<Command<'_>, ProtocolError> {
+    #[derive(Deserialize)]
+    struct AuthArgs<'a> {
+        #[serde(borrow, default, deserialize_with = "present")]
+        user: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "present")]
+        password: Option<&'a RawValue>,
+    }
+    let args = args.ok_or(ProtocolError::MissingArgs("AUTH"))?;
+    if !is_object(args.get()) {
+        return Err(ProtocolError::ArgsNotObject("AUTH"));
+    }
+    let a: AuthArgs = serde_json::from_str(args.get()).map_err(invalid)?;
+    fn field<'a>(
+        raw: Option<&'a RawValue>,
+        name: &'static str,
+    ) -> Result<Cow<'a, str>, ProtocolError> {
+        let raw = raw.ok_or(ProtocolError::AuthFieldMissing(name))?;
+        as_str(raw).ok_or(ProtocolError::AuthFieldNotString(name))
+    }
+    Ok(Command::Auth {
+        user: field(a.user, "user")?,
+        password: Secret(field(a.password, "password")?),
     })
 }
 
@@ -332,6 +414,35 @@ mod tests {
         assert_eq!(
             err(br#"{"command":"LINK","args":{"name":3}}"#),
             "LINK: \"args.name\" must be a string"
+        );
+    }
+
+    #[test]
+    fn auth_takes_a_user_and_a_password() {
+        assert_eq!(
+            ok(r#"{"command":"auth","args":{"user":"alice","password":"s3\u0063ret"}}"#),
+            Command::Auth {
+                user: "alice".into(),
+                password: Secret("s3cret".into()),
+            }
+        );
+        let shown = format!(
+            "{:?}",
+            ok(r#"{"command":"AUTH","args":{"user":"a","password":"pw"}}"#)
+        );
+        assert!(!shown.contains("pw"), "{shown}");
+        assert_eq!(err(br#"{"command":"AUTH"}"#), "AUTH: missing \"args\"");
+        assert_eq!(
+            err(br#"{"command":"AUTH","args":{"user":"a"}}"#),
+            "AUTH: missing \"args.password\""
+        );
+        assert_eq!(
+            err(br#"{"command":"AUTH","args":{"password":"a"}}"#),
+            "AUTH: missing \"args.user\""
+        );
+        assert_eq!(
+            err(br#"{"command":"AUTH","args":{"user":1,"password":"a"}}"#),
+            "AUTH: \"args.user\" must be a string"
         );
     }
 

@@ -108,6 +108,30 @@ pub fn link_command(name: &str, id: &str) -> Bytes {
     })
 }
 
+/// Extension: the reply to an AUTH that succeeded, `{"type":"AUTH","user":"alice"}`.
+pub fn auth_reply(user: &str) -> Bytes {
+    Bytes::from(around(br#"{"type":"AUTH","user":"#, user, b"}\n"))
+}
+
+/// Client side (a downstream broker, loadgen): `{"command":"AUTH","args":{"user":...,
+/// "password":...}}`.
+pub fn auth_command(user: &str, password: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct Args<'a> {
+        user: &'a str,
+        password: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Command<'a> {
+        command: &'static str,
+        args: Args<'a>,
+    }
+    line(&Command {
+        command: "AUTH",
+        args: Args { user, password },
+    })
+}
+
 /// `value` as one line of JSON.
 fn line<T: Serialize>(value: &T) -> Bytes {
     let mut buf = serde_json::to_vec(value).expect("serialises");
@@ -211,6 +235,17 @@ mod tests {
             b"{\"type\":\"ERROR\",\"message\":\"bad\\n\"}\n"
         );
         assert_eq!(&pong()[..], b"{\"type\":\"PONG\"}\n");
+        assert_eq!(
+            &auth_reply("a\"b")[..],
+            b"{\"type\":\"AUTH\",\"user\":\"a\\\"b\"}\n"
+        );
+        assert_eq!(
+            crate::protocol::parse_command(auth_command("u", "p\"w").trim_ascii_end()).unwrap(),
+            crate::protocol::Command::Auth {
+                user: "u".into(),
+                password: crate::protocol::Secret("p\"w".into()),
+            }
+        );
         #[derive(Serialize)]
         struct S {
             n: u32,

@@ -25,7 +25,9 @@ pub fn check(command: &Command<'_>, limits: &Limits) -> Result<(), ProtocolError
         Command::Subscribe { channel } => ("SUBSCRIBE", channel),
         Command::Unsubscribe { channel } => ("UNSUBSCRIBE", channel),
         Command::Publish { channel, .. } => ("PUBLISH", channel),
-        Command::Ping | Command::Stats | Command::Link { .. } => return Ok(()),
+        Command::Ping | Command::Stats | Command::Link { .. } | Command::Auth { .. } => {
+            return Ok(())
+        }
     };
     if channel.len() > limits.max_channel {
         return Err(ProtocolError::ChannelTooLong(verb, limits.max_channel));

@@ -16,7 +16,7 @@ pub mod event;
 pub mod limits;
 pub mod quote;
 
-pub use command::{parse_command, Command, ProtocolError};
+pub use command::{parse_command, Command, ProtocolError, Secret};
 pub use event::{parse_event, Event};
 pub use limits::Limits;
 pub use quote::Quoted;

@@ -26,8 +26,11 @@ pub const MALLOC_CONF: &str = "narenas:1,background_thread:true,dirty_decay_ms:1
 /// The hubbub broker: holds subscriptions and pushes every message published on a channel to
 /// the channel's subscribers, over newline-delimited JSON on TCP (PROTOCOL.md).
 #[derive(Debug, Parser)]
-#[command(name = "broker", version)]
+#[command(name = "broker", version, args_conflicts_with_subcommands = true)]
 pub struct Opts {
+    /// Something other than serving.
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
     #[command(flatten)]
     pub config: Config,
     /// Runtime worker threads [default: one per core]. Fewer threads can lower latency on a
@@ -38,6 +41,31 @@ pub struct Opts {
     /// start a broker on port 0 and learn which port it got.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<std::path::PathBuf>,
+}
+
+/// What the `broker` program does besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Tool {
+    /// Reads a password (the first line of standard input) and prints its argon2 hash, for a
+    /// user's `password` in the users file (--users): `broker hash-password < secret.txt`.
+    HashPassword,
+}
+
+/// `broker hash-password`: the first line of `input` hashed (`crate::auth::hash_password`),
+/// written to `out` as one line.
+pub fn hash_password(
+    input: impl std::io::BufRead,
+    mut out: impl std::io::Write,
+) -> anyhow::Result<()> {
+    let line = input
+        .lines()
+        .next()
+        .transpose()
+        .context("cannot read the password from standard input")?
+        .unwrap_or_default();
+    let hash = crate::auth::hash_password(&line)?;
+    writeln!(out, "{hash}")?;
+    Ok(())
 }
 
 /// The runtime the broker runs on: multi-threaded, `threads` workers (tokio's default, one
@@ -52,6 +80,9 @@ pub fn runtime(threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime>
 
 /// Raises the open-files limit, binds, and serves until SIGINT or SIGTERM.
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    if let Some(Tool::HashPassword) = opts.tool {
+        return hash_password(std::io::stdin().lock(), std::io::stdout().lock());
+    }
     super::init_logging("info");
     // Every client is a file descriptor: the soft limit (often 1024) would cap the broker long
     // before memory or CPU do, so take everything the hard limit allows.
@@ -62,12 +93,17 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let listen = opts.config.listen;
     let listener =
         crate::server::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let broker = crate::server::Broker::new(opts.config).context("cannot start the broker")?;
+    // Before the ready file, so that whoever waits on it can scrape at once.
+    broker
+        .bind_metrics()
+        .context("cannot listen for --metrics")?;
     if let Some(path) = &opts.ready_file {
         let addr = listener.local_addr()?;
         crate::launch::write_ready_file(path, addr)
             .with_context(|| format!("cannot write the ready file {}", path.display()))?;
     }
     let shutdown = super::shutdown_on_signal();
-    crate::server::run(opts.config, listener, shutdown).await;
+    broker.run(listener, shutdown).await;
     Ok(())
 }
