@@ -25,4 +25,8 @@ target/release/loadgen compare \
   --redis "$(bash scripts/peers.sh addr redis)" \
   --nats "$(bash scripts/peers.sh addr nats)" \
   --mosquitto "$(bash scripts/peers.sh addr mosquitto)" \
+  --redis-tls "$(bash scripts/peers.sh tls-addr redis)" \
+  --nats-tls "$(bash scripts/peers.sh tls-addr nats)" \
+  --mosquitto-tls "$(bash scripts/peers.sh tls-addr mosquitto)" \
+  --tls-dir "$(bash scripts/peers.sh tls-dir)" \
   "$@"

@@ -11,14 +11,21 @@
 #   scripts/peers.sh status              which are running, with pid and address
 #   scripts/peers.sh addr NAME           HOST:PORT of one
 #   scripts/peers.sh pid NAME            its pid (to sample its CPU and memory)
+#   scripts/peers.sh tls-addr NAME       HOST:PORT of its TLS listener
+#   scripts/peers.sh tls-dir             the certificates' directory: ca.pem, server.pem, server.key
 #
 # NAME is redis, nats, mosquitto or plain-tokio; ports 6390, 4232, 1893 and 4250, not the defaults
 # (REDIS_PORT, NATS_PORT, MQTT_PORT, PLAIN_PORT override). NATS_WRITE_DEADLINE (10s) and MQTT_MAX_QUEUED (100000) override
-# those two limits. Logs, pid files and generated configs live in target/peers/ (PEERS_RUN_DIR
-# overrides); nothing is persisted.
+# those two limits. Redis, NATS and Mosquitto also listen for TLS, on 6391, 4233 and 8893
+# (REDIS_TLS_PORT, NATS_TLS_PORT, MQTT_TLS_PORT), with a server certificate for 127.0.0.1 and
+# localhost signed by a CA made at start (openssl; kept while valid for another day) in
+# target/peers/tls/; NATS in a second process (nats-tls), as nats-server 2.9 has TLS for all of
+# a server's clients or for none. Logs, pid files and generated configs live in target/peers/
+# (PEERS_RUN_DIR overrides); nothing is persisted.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 run_dir=${PEERS_RUN_DIR:-$root/target/peers}
+tls_dir=$run_dir/tls
 all=(redis nats mosquitto plain-tokio)
 
 port_of() { # NAME
@@ -30,10 +37,25 @@ port_of() { # NAME
   esac
 }
 
+tls_port_of() { # NAME: its TLS port, or nothing for one without TLS
+  case $1 in
+  redis) echo "${REDIS_TLS_PORT:-6391}" ;;
+  nats) echo "${NATS_TLS_PORT:-4233}" ;;
+  mosquitto) echo "${MQTT_TLS_PORT:-8893}" ;;
+  esac
+}
+
+tls_process_of() { # NAME: the name of the process that listens for TLS (its pid file's)
+  case $1 in
+  nats) echo nats-tls ;;
+  *) echo "$1" ;;
+  esac
+}
+
 program_of() { # NAME
   case $1 in
   redis) echo redis-server ;;
-  nats) echo nats-server ;;
+  nats | nats-tls) echo nats-server ;;
   mosquitto) echo mosquitto ;;
   plain-tokio) echo plain-broker ;;
   esac
@@ -152,6 +174,30 @@ install_peers() {
   mosquitto -h 2>/dev/null | head -n 1 || true
 }
 
+# --- certificates ----------------------------------------------------------------------------
+# A CA and a server certificate for 127.0.0.1 and localhost (ECDSA P-256, 30 days), made with
+# openssl at start unless those in $tls_dir are still valid for a day. Loadgen trusts ca.pem
+# (--tls-ca); every TLS listener here, and the hubbub `loadgen compare` starts with TLS, serves
+# server.pem.
+
+make_certs() {
+  if [ -f "$tls_dir/ca.pem" ] && [ -f "$tls_dir/server.key" ] &&
+    openssl x509 -checkend 86400 -noout -in "$tls_dir/server.pem" >/dev/null 2>&1; then
+    return 0
+  fi
+  mkdir -p "$tls_dir"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -days 30 -subj "/CN=hubbub peers test CA" \
+    -keyout "$tls_dir/ca.key" -out "$tls_dir/ca.pem" 2>/dev/null
+  openssl req "${ec[@]}" -subj "/CN=localhost" \
+    -keyout "$tls_dir/server.key" -out "$tls_dir/server.csr" 2>/dev/null
+  printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+    "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$tls_dir/server.ext"
+  openssl x509 -req -in "$tls_dir/server.csr" -CA "$tls_dir/ca.pem" -CAkey "$tls_dir/ca.key" \
+    -CAcreateserial -days 30 -extfile "$tls_dir/server.ext" -out "$tls_dir/server.pem" 2>/dev/null
+  echo "certificates made in $tls_dir (CA ca.pem; server.pem for 127.0.0.1 and localhost)"
+}
+
 # --- start -----------------------------------------------------------------------------------
 # hubbub's defaults, which the settings below follow as far as each broker has the knob: frames up
 # to 1 MiB; a client with more than 32 MiB of output pending, or more than 8 MiB for 10 s, is
@@ -170,13 +216,40 @@ start_redis() { # PORT
     --proto-max-bulk-len 1mb      # longest message 1 MiB (--max-frame 1M; 1mb is Redis's smallest)
     --loglevel warning --logfile "" # warnings only, to stderr
     # io-threads stays at its default 1: Redis serves every client from one thread
+    # TLS on a second port of the same process; clients need no certificate of their own
+    --tls-port "$(tls_port_of redis)"
+    --tls-cert-file "$tls_dir/server.pem" --tls-key-file "$tls_dir/server.key"
+    --tls-ca-cert-file "$tls_dir/ca.pem" --tls-auth-clients no
   )
   redis-server "${args[@]}" </dev/null >"$run_dir/redis.log" 2>&1 &
   echo $! >"$run_dir/redis.pid"
 }
 
 start_nats() { # PORT
-  cat >"$run_dir/nats.conf" <<EOF
+  nats_conf "$1" >"$run_dir/nats.conf"
+  nats-server -c "$run_dir/nats.conf" </dev/null >"$run_dir/nats.log" 2>&1 &
+  echo $! >"$run_dir/nats.pid"
+  # The same settings with TLS required of every client, in a process of its own: nats-server
+  # 2.9 cannot require TLS on one port and not on another. Its INFO says tls_required, and the
+  # client upgrades before CONNECT. The handshake may take 5 s (its default, 0.5 s, is short
+  # for a loaded machine opening many connections at once).
+  {
+    nats_conf "$(tls_port_of nats)"
+    cat <<EOF
+tls {
+  cert_file: "$tls_dir/server.pem"
+  key_file: "$tls_dir/server.key"
+  ca_file: "$tls_dir/ca.pem"
+  timeout: 5
+}
+EOF
+  } >"$run_dir/nats-tls.conf"
+  nats-server -c "$run_dir/nats-tls.conf" </dev/null >"$run_dir/nats-tls.log" 2>&1 &
+  echo $! >"$run_dir/nats-tls.pid"
+}
+
+nats_conf() { # PORT: the configuration, on stdout
+  cat <<EOF
 # Written by scripts/peers.sh start: core NATS set as close to hubbub's defaults as it goes.
 listen: 127.0.0.1:$1
 max_connections: 1000000  # past the open-files limit, which binds first (hubbub: that limit less 32)
@@ -188,8 +261,6 @@ max_payload: 1MB          # longest message 1 MiB (--max-frame 1M)
 write_deadline: "${NATS_WRITE_DEADLINE:-10s}"
 # No jetstream block: core NATS only, nothing on disk. Logs notices and errors to stderr.
 EOF
-  nats-server -c "$run_dir/nats.conf" </dev/null >"$run_dir/nats.log" 2>&1 &
-  echo $! >"$run_dir/nats.pid"
 }
 
 start_mosquitto() { # PORT
@@ -200,6 +271,12 @@ listener $1 127.0.0.1
 allow_anonymous true
 # Unlimited on this listener; the open-files limit binds first (hubbub: that limit less 32).
 max_connections -1
+# And the same over TLS, on a second listener; clients need no certificate of their own.
+listener $(tls_port_of mosquitto) 127.0.0.1
+max_connections -1
+certfile $tls_dir/server.pem
+keyfile $tls_dir/server.key
+cafile $tls_dir/ca.pem
 # Nothing on disk.
 persistence false
 # Run as whoever started it: as root, mosquitto would otherwise switch to user mosquitto.
@@ -297,6 +374,46 @@ check_plain-tokio() { # PORT
   echo "PING -> $reply"
 }
 
+# The same exchange over TLS, trusting only our CA and checking the name 127.0.0.1, as loadgen
+# does; NATS reads its plain-text INFO (which must say tls_required) before the handshake.
+check_tls() { # NAME PORT
+  python3 - "$1" "$2" "$tls_dir/ca.pem" <<'EOF'
+import socket, ssl, sys
+name, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+if name == "nats":
+    info = b""
+    while not info.endswith(b"\r\n"):
+        more = raw.recv(4096)
+        if not more:
+            sys.exit("nats (TLS): closed before INFO")
+        info += more
+    if b'"tls_required":true' not in info:
+        sys.exit(f"nats (TLS): its INFO does not require TLS: {info[:200]!r}")
+s = ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname="127.0.0.1")
+if name == "redis":
+    s.sendall(b"PING\r\n")
+    want, what = b"+PONG\r\n", "PING -> +PONG"
+elif name == "nats":
+    s.sendall(b'CONNECT {"verbose":false,"tls_required":true}\r\nPING\r\n')
+    want, what = b"PONG\r\n", "CONNECT, PING -> PONG"
+else:
+    cid = b"peers-check-tls"
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    s.sendall(bytes([0x10, len(body)]) + body)
+    want, what = b"\x20\x02\x00\x00", "CONNECT -> CONNACK accepted"
+got = b""
+while len(got) < len(want) and not got.startswith(b"-"):
+    more = s.recv(64)
+    if not more:
+        break
+    got += more
+if got[:len(want)] != want:
+    sys.exit(f"{name} (TLS): expected {want!r}, got {got!r}")
+print(f"{s.version()}: {what}")
+EOF
+}
+
 start_peers() { # NAME…
   local name port pid answer busy=0
   for name in "$@"; do
@@ -310,10 +427,14 @@ start_peers() { # NAME…
     elif listening "$(port_of "$name")"; then
       echo "$name: 127.0.0.1:$(port_of "$name") is already in use by another program" >&2
       busy=1
+    elif [ -n "$(tls_port_of "$name")" ] && listening "$(tls_port_of "$name")"; then
+      echo "$name: 127.0.0.1:$(tls_port_of "$name") (TLS) is already in use by another program" >&2
+      busy=1
     fi
   done
   [ "$busy" -eq 0 ] || exit 1
   mkdir -p "$run_dir"
+  make_certs
   # Redis derives its client limit from the open-files limit, and every client is a file
   # descriptor for all of them: raise the soft limit to the hard one, as hubbub does for itself.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || echo "could not raise the open-files limit above $(ulimit -n)" >&2
@@ -327,6 +448,15 @@ start_peers() { # NAME…
     fi
     echo "127.0.0.1:$port" >"$run_dir/$name.addr"
     echo "$name 127.0.0.1:$port pid $(cat "$run_dir/$name.pid"): $answer"
+    port=$(tls_port_of "$name")
+    [ -n "$port" ] || continue
+    wait_for_port "$(tls_process_of "$name")" "$port"
+    if ! answer=$(check_tls "$name" "$port"); then
+      echo "$name listens for TLS but does not answer; see $run_dir/$(tls_process_of "$name").log" >&2
+      exit 1
+    fi
+    echo "127.0.0.1:$port" >"$run_dir/$name.tls-addr"
+    echo "$name 127.0.0.1:$port (TLS) pid $(cat "$run_dir/$(tls_process_of "$name").pid"): $answer"
   done
   echo "open files limit $(ulimit -n)"
 }
@@ -343,7 +473,13 @@ stop_peers() { # NAME…
       pids+=("$pid")
       stopped+=("$name")
     fi
-    rm -f "$run_dir/$name.pid" "$run_dir/$name.addr"
+    # NATS's TLS process, which the others do not have apart
+    if [ "$(tls_process_of "$name")" != "$name" ] && pid=$(pid_of "$(tls_process_of "$name")"); then
+      pids+=("$pid")
+      stopped+=("$(tls_process_of "$name")")
+    fi
+    rm -f "$run_dir/$name.pid" "$run_dir/$name.addr" "$run_dir/$name.tls-addr" \
+      "$run_dir/$(tls_process_of "$name").pid"
   done
   if [ ${#pids[@]} -eq 0 ]; then
     if [ $# -eq 1 ]; then echo "$1 is not running"; else echo "none of $* is running"; fi
@@ -383,7 +519,8 @@ start | stop | restart)
 status)
   for name in "${all[@]}"; do
     if pid=$(pid_of "$name"); then
-      printf '%-10s running  pid %-8s %s\n' "$name" "$pid" "$(addr_of "$name")"
+      printf '%-10s running  pid %-8s %s%s\n' "$name" "$pid" "$(addr_of "$name")" \
+        "$(sed 's/^/, TLS /' "$run_dir/$name.tls-addr" 2>/dev/null || true)"
     else
       printf '%-10s stopped\n' "$name"
     fi
@@ -393,6 +530,13 @@ addr)
   name=$(one_name addr "${2:-}")
   addr_of "$name"
   ;;
+tls-addr)
+  name=$(one_name tls-addr "${2:-}")
+  echo "127.0.0.1:$(tls_port_of "$name")"
+  ;;
+tls-dir)
+  echo "$tls_dir"
+  ;;
 pid)
   name=$(one_name pid "${2:-}")
   pid_of "$name" || {
@@ -401,7 +545,7 @@ pid)
   }
   ;;
 *)
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac

@@ -553,3 +553,149 @@ fn compare_against_redis() {
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `loadgen latency` against `server` with `extra` flags (credentials); what it delivered, or
+/// the run when it failed.
+fn latency_with(proto: &str, server: &Server, extra: &[&str]) -> Result<u64, common::Run> {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = server.dir.join(format!("out-{n}"));
+    let target = server.addr.to_string();
+    let mut args = vec![
+        "latency",
+        "--json",
+        "--proto",
+        proto,
+        "--target",
+        &target,
+        "--subscribers",
+        "5",
+        "--publishers",
+        "1",
+        "--rate",
+        "100",
+        "--warmup",
+        "200ms",
+        "--duration",
+        "1s",
+        "--slo-p99",
+        "2s",
+        "--out",
+    ];
+    let out = out.to_str().unwrap().to_string();
+    args.push(&out);
+    args.extend_from_slice(extra);
+    let run = common::loadgen(&args);
+    if run.code() != Some(0) {
+        return Err(run);
+    }
+    let s: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    Ok(s["steps"][0]["delivered"].as_u64().unwrap())
+}
+
+/// Every peer with authentication on takes loadgen's credentials, each in its own form
+/// (Redis `AUTH user password` and `AUTH password`, NATS CONNECT `user`/`pass` and
+/// `auth_token`, MQTT CONNECT's user name and password), and refuses loadgen without them.
+#[test]
+fn every_peer_takes_loadgens_credentials() {
+    let redis = start("redis-server", |port, dir| {
+        let config = dir.join("redis.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\nrequirepass pw1\n\
+                 user bench on >bench-pw ~* &* +@all\n"
+            ),
+        )
+        .unwrap();
+        vec![config.display().to_string()]
+    });
+    let nats_user = start("nats-server", |port, _| {
+        let port = port.to_string();
+        [
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--user",
+            "bench",
+            "--pass",
+            "bench-pw",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let nats_token = start("nats-server", |port, _| {
+        let port = port.to_string();
+        ["-a", "127.0.0.1", "-p", &port, "--auth", "t0k3n"]
+            .map(String::from)
+            .to_vec()
+    });
+    let mosquitto = start("mosquitto", |port, dir| {
+        let passwords = dir.join("passwords");
+        let made = Command::new(find("mosquitto_passwd"))
+            .args(["-b", "-c", passwords.to_str().unwrap(), "bench", "bench-pw"])
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n\
+                 password_file {}\n",
+                passwords.display()
+            ),
+        )
+        .unwrap();
+        vec!["-c".into(), config.display().to_string()]
+    });
+    let files = redis.dir.join("secrets");
+    std::fs::create_dir_all(&files).unwrap();
+    let file = |name: &str, text: &str| {
+        let path = files.join(name);
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+        path.display().to_string()
+    };
+    let (bench, pw1, token) = (
+        file("bench", "bench-pw"),
+        file("pw1", "pw1"),
+        file("token", "t0k3n"),
+    );
+    let user = ["--user", "bench", "--password-file", &bench];
+    // 100 messages a second for 1 s to 5 subscribers.
+    let cases: [(&str, &Server, Vec<&str>, &str); 5] = [
+        (
+            "redis",
+            &redis,
+            user.to_vec(),
+            "NOAUTH Authentication required.",
+        ),
+        (
+            "redis",
+            &redis,
+            vec!["--password-file", &pw1],
+            "NOAUTH Authentication required.",
+        ),
+        ("nats", &nats_user, user.to_vec(), "Authorization Violation"),
+        (
+            "nats",
+            &nats_token,
+            vec!["--token-file", &token],
+            "Authorization Violation",
+        ),
+        ("mqtt", &mosquitto, user.to_vec(), "not authorized (5)"),
+    ];
+    for (proto, server, credentials, refusal) in cases {
+        match latency_with(proto, server, &credentials) {
+            Ok(delivered) => assert_eq!(delivered, 500, "{proto} {credentials:?}"),
+            Err(run) => panic!("{proto} {credentials:?}: {}", run.transcript()),
+        }
+        let run = latency_with(proto, server, &[]).expect_err("refused without credentials");
+        assert!(
+            run.stderr.contains(refusal),
+            "{proto}: {}",
+            run.transcript()
+        );
+    }
+}

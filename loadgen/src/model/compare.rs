@@ -149,6 +149,18 @@ pub fn ratio(all: &[Measurement], scenario: &str, metric: &str, broker: &str) ->
     })
 }
 
+/// `a` ÷ `b`, the medians', with its 95% bootstrap interval, when both have runs: what TLS
+/// costs a broker is its runs with TLS ÷ its runs without.
+pub fn ratio_of(a: &Measurement, b: &Measurement) -> Option<Ratio> {
+    let (x, y) = (a.median()?, b.median()?);
+    let (low, high) = ratio_interval(&a.runs, &b.runs)?;
+    (y > 0.0).then(|| Ratio {
+        ratio: x / y,
+        low,
+        high,
+    })
+}
+
 /// ours ÷ the best measured of `against` for one metric, and which peer was best; `None`
 /// when ours or every such peer lacks a median.
 pub fn against_best(

@@ -42,6 +42,8 @@ fn frame(line: &[u8]) -> Result<Frame<'_>, ProtoError> {
     match parse_event(line) {
         Ok(Event::Subscribed { .. }) => Ok(Frame::Subscribed),
         Ok(Event::Pong) => Ok(Frame::Pong),
+        // The confirmation of an AUTH (`{"type":"AUTH","user":...}`).
+        Ok(Event::Other { kind }) if kind == "AUTH" => Ok(Frame::Hello),
         Ok(Event::Error { message }) => Err(ProtoError::Server {
             proto: Proto::Hubbub,
             message,

@@ -95,7 +95,11 @@ impl Inbound {
         loop {
             match self.parse(deliveries) {
                 Ok(reply) if !reply.is_empty() => {
+                    // The flush sends what a TLS session buffered; plain TCP has nothing to.
                     if let Err(e) = stream.write_all(reply).await {
+                        return e;
+                    }
+                    if let Err(e) = stream.flush().await {
                         return e;
                     }
                     self.clear_reply();

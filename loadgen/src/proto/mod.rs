@@ -18,7 +18,14 @@
 //!   from the start of a buffer, and the encoders. No I/O, no allocation when parsing a
 //!   delivered message.
 //! - [`socket`]: socket options and connecting; [`version`]: asking a broker its version.
+//! - [`credentials`]: the user and password, or token, each protocol's handshake presents.
+//! - TLS: [`tls`] (the options, the client configuration, why a handshake failed),
+//!   [`stream`] (a connection, plain or TLS, at no cost to the plain one), [`dial`] (where in
+//!   each protocol the handshake goes), [`blocking`] (the same on OS threads).
 
+pub mod blocking;
+pub mod credentials;
+pub mod dial;
 pub mod hubbub;
 pub mod inbound;
 pub mod mqtt;
@@ -26,8 +33,10 @@ pub mod nats;
 pub mod resp;
 pub mod session;
 pub mod socket;
+pub mod stream;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tls;
 pub mod version;
 
 use std::fmt;
@@ -77,6 +86,9 @@ pub enum ProtoError {
     NoReply { proto: Proto, limit: Duration },
     /// Reading or writing failed (a reset, a broken pipe).
     Io { proto: Proto, error: io::Error },
+    /// The TLS handshake failed: a certificate loadgen does not trust, a server that does
+    /// not speak TLS there ([`tls::explain`] says which).
+    Tls { proto: Proto, error: io::Error },
 }
 
 impl ProtoError {
@@ -87,7 +99,8 @@ impl ProtoError {
             | ProtoError::TooLong { proto, .. }
             | ProtoError::Closed { proto, .. }
             | ProtoError::NoReply { proto, .. }
-            | ProtoError::Io { proto, .. } => *proto,
+            | ProtoError::Io { proto, .. }
+            | ProtoError::Tls { proto, .. } => *proto,
         }
     }
 
@@ -110,6 +123,9 @@ impl ProtoError {
                 humantime::format_duration(*limit)
             ),
             ProtoError::Io { error, .. } => format!("broke the connection ({error})"),
+            ProtoError::Tls { error, .. } => {
+                format!("failed the TLS handshake: {}", tls::explain(error))
+            }
         }
     }
 
@@ -121,7 +137,7 @@ impl ProtoError {
         match self {
             ProtoError::Closed { .. } => io::ErrorKind::UnexpectedEof,
             ProtoError::NoReply { .. } => io::ErrorKind::TimedOut,
-            ProtoError::Io { error, .. } => error.kind(),
+            ProtoError::Io { error, .. } | ProtoError::Tls { error, .. } => error.kind(),
             _ => io::ErrorKind::InvalidData,
         }
     }

@@ -8,6 +8,7 @@
 //!
 //! Sessions are clean and keep-alive is 0, so the server never expects a PINGREQ.
 
+use super::credentials::Credentials;
 use super::{Frame, Parsed, Proto, ProtoError, MAX_FRAME};
 
 const CONNECT: u8 = 1;
@@ -145,13 +146,34 @@ fn push_str(out: &mut Vec<u8>, s: &[u8]) {
 /// CONNECT: protocol "MQTT" level 4 (3.1.1), clean session, keep-alive 0, no will, no
 /// credentials.
 pub fn connect(client_id: &str) -> Vec<u8> {
+    connect_as(client_id, &Credentials::NONE)
+}
+
+/// [`connect`] presenting `auth`: the user name and password flags, and the two strings
+/// after the client id (a password only with a user: 3.1.1 allows no password alone).
+pub fn connect_as(client_id: &str, auth: &Credentials) -> Vec<u8> {
+    let user = auth.user.as_deref().map(str::as_bytes);
+    let password = user.and(auth.password.as_deref()).map(str::as_bytes);
+    let mut flags = 0b0000_0010; // clean session
+    let mut extra = 0;
+    if let Some(u) = user {
+        flags |= 0b1000_0000;
+        extra += 2 + u.len();
+    }
+    if let Some(p) = password {
+        flags |= 0b0100_0000;
+        extra += 2 + p.len();
+    }
     let mut out = vec![CONNECT << 4];
-    push_remaining(&mut out, 10 + 2 + client_id.len());
+    push_remaining(&mut out, 10 + 2 + client_id.len() + extra);
     push_str(&mut out, b"MQTT");
     out.push(4); // protocol level
-    out.push(0b0000_0010); // clean session
+    out.push(flags);
     out.extend_from_slice(&0u16.to_be_bytes()); // keep-alive off
     push_str(&mut out, client_id.as_bytes());
+    for s in [user, password].into_iter().flatten() {
+        push_str(&mut out, s);
+    }
     out
 }
 

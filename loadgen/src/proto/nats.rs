@@ -9,6 +9,7 @@
 //! NATS does not confirm a SUB. A PING sent after it is answered in order, so its PONG is
 //! the confirmation; that is what [`super::Proto::subscribe`] waits for.
 
+use super::credentials::Credentials;
 use super::{parse_decimal, push_decimal, Frame, Parsed, Proto, ProtoError, MAX_FRAME};
 
 /// A client's ping (and the server's).
@@ -101,7 +102,12 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
 
 /// `CONNECT {...}` then `PING`: the client's half of the handshake.
 pub fn connect(client_id: &str) -> Vec<u8> {
-    let options = serde_json::json!({
+    connect_as(client_id, &Credentials::NONE)
+}
+
+/// [`connect`] presenting `auth`: `user` and `pass`, or `auth_token`, in CONNECT's options.
+pub fn connect_as(client_id: &str, auth: &Credentials) -> Vec<u8> {
+    let mut options = serde_json::json!({
         "verbose": false,
         "pedantic": false,
         "echo": false,
@@ -113,6 +119,16 @@ pub fn connect(client_id: &str) -> Vec<u8> {
         "lang": "rust-loadgen",
         "version": env!("CARGO_PKG_VERSION"),
     });
+    let fields = [
+        ("user", &auth.user),
+        ("pass", &auth.password),
+        ("auth_token", &auth.token),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            options[key] = value.as_str().into();
+        }
+    }
     let mut out = b"CONNECT ".to_vec();
     serde_json::to_writer(&mut out, &options).expect("options encode");
     out.extend_from_slice(b"\r\n");

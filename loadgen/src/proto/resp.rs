@@ -47,6 +47,9 @@ fn reply(buf: &[u8]) -> Parsed<'_> {
         b'+' | b':' | b'$' => Ok(element(buf, 0, 0)?.map(|(text, end)| {
             let frame = if text.eq_ignore_ascii_case(b"pong") {
                 Frame::Pong
+            } else if kind == b'+' && text == b"OK" {
+                // The reply to AUTH, the one command loadgen sends that Redis answers so.
+                Frame::Hello
             } else {
                 Frame::Other
             };
@@ -176,6 +179,14 @@ fn push_command(out: &mut Vec<u8>, args: &[&[u8]]) {
 /// `SUBSCRIBE <channel>`.
 pub fn encode_subscribe(out: &mut Vec<u8>, channel: &str) {
     push_command(out, &[b"SUBSCRIBE", channel.as_bytes()]);
+}
+
+/// `AUTH <user> <password>` (Redis 6's ACL form), or `AUTH <password>` without a user.
+pub fn encode_auth(out: &mut Vec<u8>, user: Option<&str>, password: &str) {
+    match user {
+        Some(user) => push_command(out, &[b"AUTH", user.as_bytes(), password.as_bytes()]),
+        None => push_command(out, &[b"AUTH", password.as_bytes()]),
+    }
 }
 
 /// `PUBLISH <channel> <payload>`.

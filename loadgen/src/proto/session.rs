@@ -15,6 +15,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::credentials::Credentials;
 use super::{hubbub, mqtt, nats, resp, Frame, Proto, ProtoError, MAX_FRAME};
 
 /// How long each step of a session's setup may take when the caller sets no bound of its
@@ -61,12 +62,18 @@ fn at(peer: &Option<SocketAddr>) -> String {
 pub struct Setup {
     proto: Proto,
     limit: Duration,
+    /// NATS's INFO was read before the TLS handshake ([`super::dial`]).
+    info_read: bool,
 }
 
 impl Proto {
     /// Session setup that waits at most `limit` for each of the server's answers.
     pub fn within(self, limit: Duration) -> Setup {
-        Setup { proto: self, limit }
+        Setup {
+            proto: self,
+            limit,
+            info_read: false,
+        }
     }
 
     /// [`Setup::handshake`], each answer within [`REPLY_TIMEOUT`].
@@ -108,13 +115,43 @@ impl Setup {
     where
         S: AsyncRead + AsyncWrite + Peer + Unpin,
     {
+        self.handshake_as(stream, client_id, &Credentials::NONE)
+            .await
+    }
+
+    /// [`Setup::handshake`] presenting `auth`: hubbub sends AUTH and waits for its
+    /// confirmation, Redis sends AUTH and waits for `+OK`, NATS and MQTT put them in their
+    /// CONNECT. A refusal is the server's error ("hubbub server at … replied with an error:
+    /// AUTH: wrong user or password, waiting for the reply to AUTH").
+    pub async fn handshake_as<S>(
+        self,
+        stream: &mut S,
+        client_id: &str,
+        auth: &Credentials,
+    ) -> io::Result<Vec<u8>>
+    where
+        S: AsyncRead + AsyncWrite + Peer + Unpin,
+    {
         match self.proto {
-            Proto::Hubbub | Proto::Redis => Ok(Vec::new()),
+            Proto::Hubbub | Proto::Redis => match auth.auth_command(self.proto) {
+                None => Ok(Vec::new()),
+                Some(command) => {
+                    self.step(
+                        stream,
+                        &command,
+                        Vec::new(),
+                        Frame::Hello,
+                        "the reply to AUTH",
+                    )
+                    .await
+                }
+            },
             Proto::Nats => {
-                let rest = self
-                    .step(stream, &[], Vec::new(), Frame::Hello, "INFO")
-                    .await?;
-                let connect = nats::connect(client_id);
+                let rest = match self.info_read {
+                    true => Vec::new(),
+                    false => self.read_info(stream).await?,
+                };
+                let connect = nats::connect_as(client_id, auth);
                 self.step(
                     stream,
                     &connect,
@@ -125,7 +162,7 @@ impl Setup {
                 .await
             }
             Proto::Mqtt => {
-                let connect = mqtt::connect(client_id);
+                let connect = mqtt::connect_as(client_id, auth);
                 self.step(stream, &connect, Vec::new(), Frame::Hello, "CONNACK")
                     .await
             }
@@ -191,6 +228,31 @@ impl Setup {
             .await
     }
 
+    /// Reads NATS's greeting, INFO; returns what was read past it.
+    pub(super) async fn read_info<S>(self, stream: &mut S) -> io::Result<Vec<u8>>
+    where
+        S: AsyncRead + AsyncWrite + Peer + Unpin,
+    {
+        self.step(stream, &[], Vec::new(), Frame::Hello, "INFO")
+            .await
+    }
+
+    /// This setup, for a NATS session whose INFO was read before the TLS handshake.
+    pub(super) fn after_info(self) -> Self {
+        Setup {
+            info_read: true,
+            ..self
+        }
+    }
+
+    pub(super) fn proto(self) -> Proto {
+        self.proto
+    }
+
+    pub(super) fn limit(self) -> Duration {
+        self.limit
+    }
+
     /// Writes `request` and reads until the server sends `want`, all within the limit.
     async fn step<S>(
         self,
@@ -205,8 +267,13 @@ impl Setup {
     {
         let (proto, peer) = (self.proto, stream.peer());
         let exchange = async {
+            // The flush sends what a TLS session buffered; on plain TCP it does nothing.
             stream
                 .write_all(request)
+                .await
+                .map_err(|error| ProtoError::Io { proto, error })?;
+            stream
+                .flush()
                 .await
                 .map_err(|error| ProtoError::Io { proto, error })?;
             expect(proto, stream, pending, want).await

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::credentials::Credentials;
 use super::inbound::{Deliveries, Inbound};
 use super::{socket, Proto, MAX_FRAME};
 
@@ -14,24 +15,44 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The version the broker at `addr` reports, or `None` if it does not say in time.
 pub async fn ask_version(proto: Proto, addr: SocketAddr) -> Option<String> {
-    tokio::time::timeout(ASK_TIMEOUT, ask(proto, addr))
+    ask_version_as(proto, addr, &Credentials::NONE).await
+}
+
+/// [`ask_version`], authenticated with `auth` first where the protocol has it (a hubbub with
+/// users answers STATS only to a user allowed it).
+pub async fn ask_version_as(proto: Proto, addr: SocketAddr, auth: &Credentials) -> Option<String> {
+    tokio::time::timeout(ASK_TIMEOUT, ask(proto, addr, auth))
         .await
         .ok()
         .flatten()
 }
 
-async fn ask(proto: Proto, addr: SocketAddr) -> Option<String> {
+async fn ask(proto: Proto, addr: SocketAddr, auth: &Credentials) -> Option<String> {
     let mut stream = socket::connect(addr).await.ok()?;
     let mut buf = Vec::new();
+    let login = auth.auth_command(proto);
     match proto {
         Proto::Hubbub => {
+            if let Some(login) = login {
+                // The reply first: hubbub refuses what is sent while an AUTH is checked.
+                stream.write_all(&login).await.ok()?;
+                let line = read_until(&mut stream, &mut buf, |b| b.contains(&b'\n')).await?;
+                let reply: serde_json::Value = serde_json::from_slice(line.trim_ascii()).ok()?;
+                if reply["type"] != "AUTH" {
+                    return None;
+                }
+                buf.clear();
+            }
             stream.write_all(b"{\"command\":\"STATS\"}\n").await.ok()?;
             let line = read_until(&mut stream, &mut buf, |b| b.contains(&b'\n')).await?;
             let stats: serde_json::Value = serde_json::from_slice(line.trim_ascii()).ok()?;
             stats["version"].as_str().map(String::from)
         }
         Proto::Redis => {
-            stream.write_all(b"INFO server\r\n").await.ok()?;
+            // Redis answers in order: the AUTH's +OK, then INFO's text.
+            let mut request = login.unwrap_or_default();
+            request.extend_from_slice(b"INFO server\r\n");
+            stream.write_all(&request).await.ok()?;
             let text = read_until(&mut stream, &mut buf, |b| {
                 b.windows(14).any(|w| w == b"redis_version:") && b.ends_with(b"\r\n")
             })
@@ -48,7 +69,8 @@ async fn ask(proto: Proto, addr: SocketAddr) -> Option<String> {
         }
         Proto::Mqtt => {
             let id = format!("loadgen-version-{}", std::process::id());
-            let pending = proto.handshake(&mut stream, &id).await.ok()?;
+            let setup = proto.within(ASK_TIMEOUT);
+            let pending = setup.handshake_as(&mut stream, &id, auth).await.ok()?;
             let early = proto
                 .subscribe(&mut stream, "$SYS/broker/version", pending)
                 .await
@@ -120,7 +142,11 @@ mod tests {
             // Hold the connection open until the client lets go.
             let _ = stream.read(&mut [0; 64]).await;
         });
-        let asked = tokio::time::timeout(Duration::from_secs(20), ask(Proto::Hubbub, addr)).await;
+        let asked = tokio::time::timeout(
+            Duration::from_secs(20),
+            ask(Proto::Hubbub, addr, &Credentials::NONE),
+        )
+        .await;
         assert_eq!(asked.expect("no hang"), None);
         server.await.unwrap();
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::files::{write_rows, ReportError};
 use crate::model::bottleneck::Class;
-use crate::model::compare::{costly_drivers, ratio, Measurement, Ratio, Verdict};
+use crate::model::compare::{costly_drivers, find, ratio, ratio_of, Measurement, Ratio, Verdict};
 use crate::model::units::{in_words, short, Style};
 
 /// A measured value in its unit: counts of clients exactly, everything else short.
@@ -89,6 +89,34 @@ pub fn scenario_table(all: &[Measurement], scenario: &str) -> String {
             m.metric,
             runs.join(", "),
             notes.join("; ").replace('|', "/"),
+        );
+    }
+    md
+}
+
+/// What TLS costs each broker: a row per broker measured in both halves of a TLS scenario,
+/// its median without TLS (`plain`) and with it (`tls`), and TLS ÷ plain with its interval.
+pub fn tls_cost_table(all: &[Measurement], plain: &str, tls: &str) -> String {
+    let mut md = String::from(
+        "| broker | metric | without TLS (median) | with TLS (median) | TLS ÷ plain (95% \
+         interval) |\n|---|---|---:|---:|---|\n",
+    );
+    let median = |m: &Measurement| {
+        m.median()
+            .map_or("failed".into(), |v| format!("{} {}", show(m, v), m.unit))
+    };
+    for t in all.iter().filter(|m| m.scenario == tls) {
+        let Some(p) = find(all, plain, &t.metric, &t.broker) else {
+            continue;
+        };
+        let r = ratio_of(t, p).map_or("–".into(), |r| ratio_words(&r));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {r} |",
+            t.broker,
+            t.metric,
+            median(p),
+            median(t)
         );
     }
     md
@@ -258,6 +286,32 @@ mod tests {
             ),
             "{table}"
         );
+    }
+
+    #[test]
+    fn tls_costs_each_broker_its_tls_runs_over_its_plain_ones() {
+        let mut all = Vec::new();
+        for (scenario, broker, runs) in [
+            ("c-plain", "redis", &[100.0, 100.0, 100.0][..]),
+            ("c-tls", "redis", &[25.0, 25.0, 25.0]),
+            ("c-plain", "nats", &[10.0]),
+            ("c-tls", "nats", &[]),
+            ("c-tls", "hubbub", &[5.0]),
+        ] {
+            let mut m = Measurement::new(scenario, broker, "rate", "/s", true);
+            m.runs = runs.to_vec();
+            all.push(m);
+        }
+        let table = tls_cost_table(&all, "c-plain", "c-tls");
+        assert!(
+            table.contains("| redis | rate | 100 /s | 25.000 /s | 0.25× (0.25–0.25) |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| nats | rate | 10.000 /s | failed | – |"),
+            "{table}"
+        );
+        assert!(!table.contains("hubbub"), "no plain half, no row: {table}");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::histogram::HistData;
 use crate::model::ErrorCounts;
+use crate::proto::credentials::Credentials;
+use crate::proto::tls::TlsOpts;
 use crate::proto::Proto;
 
 /// Coordinator → worker.
@@ -31,6 +33,13 @@ pub enum ToWorker {
         slo_us: u64,
         /// The protocol the target(s) speak.
         proto: Proto,
+        /// TLS, when its CA is given: each worker loads the files itself.
+        #[serde(default)]
+        tls: TlsOpts,
+        /// What each subscriber presents in its handshake (boxed: the message's other kinds
+        /// are small).
+        #[serde(default)]
+        auth: Box<Credentials>,
     },
     /// From now on count only the messages whose intended send time (their stamp) falls in
     /// `from_ns..to_ns`, each second of it apart; start afresh. The warm-up before `from_ns`

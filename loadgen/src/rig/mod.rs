@@ -51,6 +51,7 @@ use crate::model::histogram::new_histogram;
 use crate::model::units::counted;
 use crate::model::{Limits, Sample, StepResult};
 use crate::os::{read_limits, Sampler};
+use crate::proto::dial::Dial;
 use crate::proto::Proto;
 
 /// Connections per (source address, broker) pair before loadgen adds a source address: the
@@ -67,6 +68,8 @@ pub struct Interrupted;
 /// A running measurement.
 pub struct Rig {
     pub common: Common,
+    /// The protocol, and TLS when `--tls-ca` asks for it (loaded once).
+    pub dial: Dial,
     /// Subscriber n listens on channel `plan::channel_name(n % channels)`; message n goes to
     /// the same.
     pub channels: u64,
@@ -140,6 +143,20 @@ impl Rig {
         kind: &str,
         interrupt: &CancellationToken,
     ) -> anyhow::Result<Rig> {
+        if common.tls.tls_ca.is_some() && common.target.is_empty() {
+            bail!("--tls-ca needs --target: the hubbub loadgen starts itself speaks no TLS");
+        }
+        let auth = common
+            .auth
+            .credentials(common.proto)
+            .map_err(anyhow::Error::msg)?;
+        if !auth.is_none() && common.target.is_empty() {
+            bail!(
+                "--user, --password-file and --token-file need --target: the hubbub loadgen \
+                 starts itself has no users"
+            );
+        }
+        let dial = Dial::new(common.proto, common.tls.client()?).with_auth(auth);
         let _ = rlimit::increase_nofile_limit(u64::MAX);
         let command_line = std::env::args().collect::<Vec<_>>().join(" ");
         let out = common
@@ -196,13 +213,13 @@ impl Rig {
         let publishers = Publishers::connect(
             &brokers.addrs,
             common.publishers,
-            common.proto,
+            dial.clone(),
             common.connect_timeout,
         )
         .await?;
-        // Only hubbub answers STATS.
-        let probe = match common.proto {
-            Proto::Hubbub => StatsProbe::connect(&brokers.addrs).await,
+        // Only hubbub answers STATS, and the probe speaks plain TCP.
+        let probe = match (common.proto, &dial.tls) {
+            (Proto::Hubbub, None) => StatsProbe::connect(&brokers.addrs, &dial.auth).await,
             _ => StatsProbe::default(),
         };
         let position = Arc::new(Position::default());
@@ -218,6 +235,7 @@ impl Rig {
         );
         Ok(Rig {
             common: common.clone(),
+            dial,
             channels,
             out,
             limits,
@@ -320,6 +338,8 @@ impl Rig {
                 concurrency: self.common.connect_concurrency,
                 slo_us: self.common.slo_us(),
                 proto: self.common.proto,
+                tls: self.common.tls.clone(),
+                auth: Box::new(self.dial.auth.clone()),
             })
             .await?;
             self.next_index += count;
@@ -393,7 +413,8 @@ impl Rig {
             counted(self.common.publishers as u64, "publisher"),
             self.common.size,
         );
-        let provenance = provenance::gather(&self.brokers.named(), &self.limits).await;
+        let named = self.brokers.named();
+        let provenance = provenance::gather_as(&named, &self.limits, &self.dial.auth).await;
         self.brokers.stop().await.context("stopping the broker")?;
         Ok(Finished {
             samples,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::builder::{RangedU64ValueParser, TypedValueParser};
 use clap::{Args, Parser};
 
+use crate::proto::credentials::AuthOpts;
+use crate::proto::tls::TlsOpts;
 use crate::proto::Proto;
 
 /// Options every measurement shares.
@@ -56,6 +58,10 @@ pub struct Common {
     /// Connects in flight at once, per worker.
     #[arg(long, default_value_t = 256, value_parser = at_least_one_usize())]
     pub connect_concurrency: usize,
+    #[command(flatten)]
+    pub tls: TlsOpts,
+    #[command(flatten)]
+    pub auth: AuthOpts,
 }
 
 impl Common {

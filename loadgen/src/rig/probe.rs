@@ -8,6 +8,7 @@ use hubbub::protocol::Event;
 use hubbub::Client;
 
 use super::progress::say;
+use crate::proto::credentials::Credentials;
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -28,10 +29,18 @@ pub struct StatsProbe {
 impl StatsProbe {
     /// Connects to each target, each within [`ANSWER_TIMEOUT`]; a target that cannot be
     /// reached is left out (and said), as the run goes on without its counters.
-    pub async fn connect(targets: &[SocketAddr]) -> Self {
+    /// With credentials, each connection authenticates first (its user needs `stats`).
+    pub async fn connect(targets: &[SocketAddr], auth: &Credentials) -> Self {
         let mut clients = Vec::new();
         for &t in targets {
-            match tokio::time::timeout(ANSWER_TIMEOUT, Client::connect(t)).await {
+            let connect = async {
+                let mut c = Client::connect(t).await?;
+                if let (Some(user), Some(password)) = (&auth.user, &auth.password) {
+                    c.auth(user, password).await?;
+                }
+                Ok::<_, hubbub::client::ClientError>(c)
+            };
+            match tokio::time::timeout(ANSWER_TIMEOUT, connect).await {
                 Ok(Ok(c)) => clients.push((t, c)),
                 Ok(Err(e)) => say(&format!("no STATS from {t}: {e}")),
                 Err(_) => say(&format!(
@@ -122,7 +131,7 @@ mod tests {
         ];
         for (reply, close) in cases {
             let addr = fake(reply, close).await;
-            let mut probe = StatsProbe::connect(&[addr]).await;
+            let mut probe = StatsProbe::connect(&[addr], &Credentials::NONE).await;
             assert_eq!(probe.clients.len(), 1);
             let guard = ANSWER_TIMEOUT + Duration::from_secs(5);
             let counters = tokio::time::timeout(guard, probe.read())
@@ -141,7 +150,7 @@ mod tests {
             false,
         )
         .await;
-        let mut probe = StatsProbe::connect(&[addr]).await;
+        let mut probe = StatsProbe::connect(&[addr], &Credentials::NONE).await;
         assert_eq!(probe.read().await.connections, 7);
         assert_eq!(probe.clients.len(), 1);
     }

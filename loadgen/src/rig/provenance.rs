@@ -8,7 +8,8 @@ use std::process::Command;
 
 use crate::model::provenance::{BrokerVersion, Provenance};
 use crate::model::Limits;
-use crate::proto::version::ask_version;
+use crate::proto::credentials::Credentials;
+use crate::proto::version::ask_version_as;
 use crate::proto::Proto;
 
 /// The source tree loadgen was built from.
@@ -17,12 +18,21 @@ const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// Everything about the run that is not a measurement: `brokers` as (name, protocol,
 /// address), each asked for its version.
 pub async fn gather(brokers: &[(String, Proto, SocketAddr)], limits: &Limits) -> Provenance {
+    gather_as(brokers, limits, &Credentials::NONE).await
+}
+
+/// [`gather`], asking each broker as the user of `auth` (`--user`).
+pub async fn gather_as(
+    brokers: &[(String, Proto, SocketAddr)],
+    limits: &Limits,
+    auth: &Credentials,
+) -> Provenance {
     let mut versions = Vec::new();
     for (name, proto, addr) in brokers {
         versions.push(BrokerVersion {
             broker: name.clone(),
             address: addr.to_string(),
-            version: ask_version(*proto, *addr).await,
+            version: ask_version_as(*proto, *addr, auth).await,
         });
     }
     let (git_commit, git_dirty) = git(Path::new(SOURCE));

@@ -10,8 +10,7 @@
 //! every broker would show at least that much latency. `nanosleep` wakes within tens of
 //! microseconds.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::channel_name;
 use super::progress::say;
+use crate::proto::blocking::Blocking;
+use crate::proto::dial::Dial;
 use crate::proto::inbound::Inbound;
 use crate::proto::{socket, Proto};
 use crate::rig::stamp;
@@ -28,7 +29,7 @@ use crate::rig::stamp;
 /// One publisher's socket. The lock is held for every write: the publisher's batches and the
 /// replies its reader thread owes the server (NATS PONG) must not interleave.
 struct Conn {
-    stream: TcpStream,
+    stream: Blocking,
     writing: Arc<Mutex<()>>,
 }
 
@@ -51,26 +52,28 @@ impl Published {
 }
 
 impl Publishers {
-    /// Connects `count` publishers speaking `proto`, spread over `targets`; connecting and
-    /// each step of the session's setup may take `limit` (`--connect-timeout`).
+    /// Connects `count` publishers speaking `dial`'s protocol (over TLS when it has it),
+    /// spread over `targets`; connecting and each step of the session's setup may take
+    /// `limit` (`--connect-timeout`).
     pub async fn connect(
         targets: &[SocketAddr],
         count: usize,
-        proto: Proto,
+        dial: impl Into<Dial>,
         limit: Duration,
     ) -> anyhow::Result<Self> {
+        let dial = dial.into();
+        let proto = dial.proto;
         let mut conns = Vec::with_capacity(count);
         for i in 0..count {
             let target = targets[i % targets.len()];
-            let mut stream = socket::connect_within(target, limit, socket::connect(target))
+            let tcp = socket::connect_within(target, limit, socket::connect(target))
                 .await
                 .with_context(|| {
                     format!("publisher {i}: connect to the {proto} server at {target}")
                 })?;
             let client_id = format!("loadgen-{}-publisher-{i}", std::process::id());
-            let pending = proto
-                .within(limit)
-                .handshake(&mut stream, &client_id)
+            let (mut stream, pending) = dial
+                .open(tcp, limit, &client_id)
                 .await
                 .with_context(|| format!("publisher {i}: open the {proto} session"))?;
             let pending = proto
@@ -78,8 +81,7 @@ impl Publishers {
                 .greet(&mut stream, pending)
                 .await
                 .with_context(|| format!("publisher {i}: greet the {proto} server"))?;
-            let stream = stream.into_std()?;
-            stream.set_nonblocking(false)?;
+            let stream = Blocking::from_stream(stream)?;
             let writing = Arc::new(Mutex::new(()));
             // Publishers get few replies (Redis counts, NATS PINGs, ERRORs), but they must be
             // read, and some answered, or the server stalls or drops the connection.
@@ -119,8 +121,8 @@ fn read_replies(
     target: SocketAddr,
     proto: Proto,
     pending: Vec<u8>,
-    mut reader: TcpStream,
-    mut replier: TcpStream,
+    mut reader: Blocking,
+    mut replier: Blocking,
     lock: &Mutex<()>,
 ) {
     let mut inbound = Inbound::new(proto, pending);

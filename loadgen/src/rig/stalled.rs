@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::task::JoinSet;
 
 use super::plan::channel_name;
 use super::Rig;
 use crate::proto::socket;
+use crate::proto::stream::Stream;
 
 /// SO_RCVBUF of a stalled subscriber (Linux doubles it, and the window follows it): small,
 /// so that what the client does not read piles up in the broker, where the slow-consumer
@@ -33,7 +34,7 @@ const STALLED_DRAIN: Duration = Duration::from_secs(2);
 /// count of the healthy subscribers (`clients`, `expected`, `delivered`, latency) includes
 /// them. Dropping this closes them.
 pub struct Stalled {
-    streams: Vec<TcpStream>,
+    streams: Vec<Stream>,
 }
 
 impl Rig {
@@ -41,7 +42,7 @@ impl Rig {
     /// channel of the run (`ch-0` … `ch-{channels-1}`), so each one is owed every message
     /// published. Each step (connect, handshake, each subscribe) may take `--connect-timeout`.
     pub async fn open_stalled(&self, count: u64) -> anyhow::Result<Stalled> {
-        let proto = self.common.proto;
+        let (dial, proto) = (&self.dial, self.dial.proto);
         let timeout = self.common.connect_timeout;
         let channels: Vec<String> = (0..self.channels).map(channel_name).collect();
         let mut streams = Vec::with_capacity(count as usize);
@@ -51,15 +52,15 @@ impl Rig {
             let client_id = format!("loadgen-{}-stalled-{i}", std::process::id());
             let who = format!("stalled subscriber {i}");
             let socket = stalled_socket(target)?;
-            let mut stream = socket::connect_within(target, timeout, socket.connect(target))
+            let tcp = socket::connect_within(target, timeout, socket.connect(target))
                 .await
                 .with_context(|| format!("{who}: connect to {target}"))?;
-            stream.set_nodelay(true)?;
-            let setup = proto.within(timeout);
-            let mut pending = setup
-                .handshake(&mut stream, &client_id)
+            tcp.set_nodelay(true)?;
+            let (mut stream, mut pending) = dial
+                .open(tcp, timeout, &client_id)
                 .await
                 .with_context(|| format!("{who}: handshake"))?;
+            let setup = proto.within(timeout);
             for channel in &channels {
                 pending = setup
                     .subscribe(&mut stream, channel, pending)

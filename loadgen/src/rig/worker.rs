@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -24,7 +23,9 @@ use super::plan::channel_name;
 use super::stamp;
 use crate::model::histogram::{new_histogram, HistData};
 use crate::model::ErrorCounts;
+use crate::proto::dial::Dial;
 use crate::proto::inbound::{Deliveries, Inbound};
+use crate::proto::stream::Stream;
 use crate::proto::{socket, Proto, ProtoError};
 
 /// What all of this worker's subscribers record into.
@@ -167,11 +168,18 @@ async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
         concurrency,
         slo_us,
         proto,
+        tls,
+        auth,
     } = op
     else {
         unreachable!("called with a Connect")
     };
     tally.slo_us.set(slo_us);
+    // Loaded once per Connect; a file that cannot be used fails every subscriber, saying why.
+    let dial = match tls.client() {
+        Ok(tls) => Rc::new(Dial::new(proto, tls).with_auth(*auth)),
+        Err(e) => return refused(count, &tally, &e),
+    };
     let started = Instant::now();
     let permits = Rc::new(Semaphore::new(concurrency.max(1)));
     let timeout = Duration::from_millis(timeout_ms);
@@ -180,13 +188,13 @@ async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
         let (channel, round) = (n % channels, n / channels);
         let target = targets[(round % targets.len() as u64) as usize];
         let source = sources[(round / targets.len() as u64 % sources.len() as u64) as usize];
-        let (permits, tally) = (permits.clone(), tally.clone());
+        let (permits, tally, dial) = (permits.clone(), tally.clone(), dial.clone());
         tasks.spawn_local(async move {
             let _permit = permits.acquire().await.expect("semaphore open");
             let t0 = Instant::now();
             // Unique per connection: an MQTT broker drops the older of two with one id.
             let client_id = format!("loadgen-{}-{n}", std::process::id());
-            let opened = open(proto, target, source, channel, &client_id, timeout);
+            let opened = open(&dial, target, source, channel, &client_id, timeout);
             let result = tokio::time::timeout(timeout, opened).await;
             let took_us = t0.elapsed().as_micros() as u64;
             if let Ok(Ok((stream, early))) = result {
@@ -247,6 +255,23 @@ async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
     }
 }
 
+/// The reply to a Connect whose TLS files cannot be used: every one of its `count`
+/// subscribers failed, for that reason.
+fn refused(count: u64, tally: &Tally, e: &crate::proto::tls::TlsError) -> FromWorker {
+    tally.connect_failed.set(tally.connect_failed.get() + count);
+    FromWorker::Connected {
+        ok: 0,
+        per_channel: Vec::new(),
+        errors: ErrorCounts {
+            other: count,
+            ..ErrorCounts::default()
+        },
+        connect_hist: HistData::from_histogram(&new_histogram()),
+        elapsed_ms: 0,
+        first_error: Some(e.to_string()),
+    }
+}
+
 /// Counts an I/O error under the kind a user would act on.
 pub fn classify(e: &io::Error, errors: &mut ErrorCounts) {
     match (e.raw_os_error(), ProtoError::found_in(e)) {
@@ -266,21 +291,22 @@ pub fn classify(e: &io::Error, errors: &mut ErrorCounts) {
     }
 }
 
-/// Connects from `source`, opens the protocol's session and subscribes; returns the stream
-/// and any bytes read past the confirmation. `limit` is the caller's bound on the whole.
+/// Connects from `source`, opens the protocol's session (over TLS when `dial` has it) and
+/// subscribes; returns the stream and any bytes read past the confirmation. `limit` is the
+/// caller's bound on the whole.
 async fn open(
-    proto: Proto,
+    dial: &Dial,
     target: SocketAddr,
     source: IpAddr,
     channel: u64,
     client_id: &str,
     limit: Duration,
-) -> io::Result<(TcpStream, Vec<u8>)> {
-    let mut stream = socket::from_source(target, source)?.connect(target).await?;
-    stream.set_nodelay(true)?;
+) -> io::Result<(Stream, Vec<u8>)> {
+    let tcp = socket::from_source(target, source)?.connect(target).await?;
+    tcp.set_nodelay(true)?;
     // The caller bounds the whole; each step may take as long, rather than the default.
-    let setup = proto.within(limit);
-    let pending = setup.handshake(&mut stream, client_id).await?;
+    let (mut stream, pending) = dial.open(tcp, limit, client_id).await?;
+    let setup = dial.proto.within(limit);
     let early = setup
         .subscribe(&mut stream, &channel_name(channel), pending)
         .await?;
@@ -319,7 +345,7 @@ impl Deliveries for Timed<'_> {
 
 /// Reads one subscriber's messages until the connection ends, timing each delivery and
 /// answering what the protocol requires (NATS PING).
-async fn subscriber(proto: Proto, mut stream: TcpStream, early: Vec<u8>, tally: Rc<Tally>) {
+async fn subscriber(proto: Proto, mut stream: Stream, early: Vec<u8>, tally: Rc<Tally>) {
     let lost = Inbound::new(proto, early)
         .serve(&mut stream, &mut Timed(&tally))
         .await;

@@ -20,7 +20,8 @@ use anyhow::{bail, Context};
 use tokio::task::JoinSet;
 
 use crate::model::fanout::Run;
-use crate::proto::{socket, Proto};
+use crate::proto::dial::Dial;
+use crate::proto::socket;
 use crate::scenario::counted;
 
 /// One connect + subscribe run's shape.
@@ -37,14 +38,16 @@ pub struct Spec {
 /// One run on fresh channels `connect-{tag}-{n}` (and MQTT client ids
 /// `connect-{tag}-{connector}-{n}`): `tag` must differ between runs that may overlap on one
 /// broker. The returned [`Run`]'s `deliveries` are the connect + subscribes completed in the
-/// measured window. Every connector is stopped when this returns.
+/// measured window; with TLS in `dial`, each includes its handshake. Every connector is stopped
+/// when this returns.
 pub async fn measure(
     addr: SocketAddr,
     broker_pid: Option<u32>,
-    proto: Proto,
+    dial: impl Into<Dial>,
     spec: &Spec,
     tag: &str,
 ) -> anyhow::Result<Run> {
+    let dial = dial.into();
     if spec.connectors == 0 || spec.channels == 0 {
         bail!("a connect run needs at least one connector and one channel");
     }
@@ -53,7 +56,7 @@ pub async fn measure(
     for c in 0..spec.connectors {
         let connector = Connector {
             addr,
-            proto,
+            dial: dial.clone(),
             channels: spec.channels,
             prefix: format!("connect-{tag}"),
             index: c,
@@ -73,7 +76,7 @@ pub async fn measure(
 /// One of the connectors: connect, open the session, subscribe, leave, over and over.
 struct Connector {
     addr: SocketAddr,
-    proto: Proto,
+    dial: Dial,
     channels: usize,
     prefix: String,
     index: usize,
@@ -95,9 +98,12 @@ impl Connector {
     }
 
     async fn once(&self, id: &str, channel: &str) -> anyhow::Result<()> {
-        let mut stream = socket::connect(self.addr).await?;
-        let early = self.proto.handshake(&mut stream, id).await?;
-        self.proto.subscribe(&mut stream, channel, early).await?;
+        let tcp = socket::connect(self.addr).await?;
+        let (mut stream, early) = self.dial.open_default(tcp, id).await?;
+        self.dial
+            .proto
+            .subscribe(&mut stream, channel, early)
+            .await?;
         // A reset, not a FIN: no TIME_WAIT (see the module's comment).
         stream.set_zero_linger()?;
         Ok(())

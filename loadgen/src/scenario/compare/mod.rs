@@ -13,7 +13,8 @@
 //! - this file: the run, finding the brokers, the baseline check.
 //! - `setup`: the options, the scenarios and brokers, the goals.
 //! - `scenarios`: one function per kind of scenario, measuring every broker; `closed_loop` those
-//!   measured by repeated closed-loop runs (fan-out, connect + subscribe).
+//!   measured by repeated closed-loop runs (fan-out, connect + subscribe); `tls` the same
+//!   with TLS and without, side by side.
 //! - `written`: the comparison's files (markdown, CSV, JSON, charts).
 //! - [`baseline`]: CI's regression check against committed ratios.
 //! - the measurements and goals are [`crate::model::compare`]; the tables
@@ -23,6 +24,7 @@ pub mod baseline;
 mod closed_loop;
 mod scenarios;
 mod setup;
+mod tls;
 mod written;
 
 use std::net::SocketAddr;
@@ -118,6 +120,7 @@ pub async fn run(
             Scenario::Ramp => scenarios::ramp(&at, &mut got).await,
             Scenario::Sustainable => scenarios::sustainable(&at, &mut got).await,
             Scenario::Memory => unreachable!("measured above"),
+            s if s.tls_halves().is_some() => tls::measure(&at, s, &mut got).await,
             fan => closed_loop::fanout(&at, fan, &mut got).await,
         }
         // Written after every scenario, so an interrupted comparison keeps what it measured.

@@ -41,6 +41,20 @@ pub struct Opts {
     /// Where the plain tokio baseline broker (`plain-broker`, built from benches/) listens.
     #[arg(long, default_value = "127.0.0.1:4250")]
     pub plain_tokio: SocketAddr,
+    /// Where Redis listens for TLS (its tls-port), for the TLS scenarios.
+    #[arg(long, default_value = "127.0.0.1:6391")]
+    pub redis_tls: SocketAddr,
+    /// Where the NATS that requires TLS listens (a second process: nats-server 2.9 has TLS
+    /// for all of a server's clients or none).
+    #[arg(long, default_value = "127.0.0.1:4233")]
+    pub nats_tls: SocketAddr,
+    /// Where Mosquitto's TLS listener listens.
+    #[arg(long, default_value = "127.0.0.1:8893")]
+    pub mosquitto_tls: SocketAddr,
+    /// The TLS scenarios' certificates, as `scripts/peers.sh start` makes them: `ca.pem`
+    /// (trusted by loadgen), `server.pem` and `server.key` (the hubbub loadgen starts with TLS).
+    #[arg(long, value_name = "DIR", default_value = "target/peers/tls")]
+    pub tls_dir: PathBuf,
     /// Runs of each scenario per broker (but the ramp's and the sustainable rate's, one each);
     /// medians are compared.
     #[arg(long, default_value_t = 3, value_parser = at_least_one_usize())]
@@ -109,6 +123,14 @@ pub enum Scenario {
     /// Connect + subscribe at steady state: 64 connectors each connecting, subscribing to
     /// one of 1,000 channels (confirmed) and leaving, over and over; connects per second.
     Connect,
+    /// fanout-1x100 at a window of 1,000, every broker that has TLS with it and without,
+    /// interleaved: what TLS costs each broker's fan-out.
+    #[value(name = "fanout-1x100-tls")]
+    Fanout1x100Tls,
+    /// connect, every broker that has TLS with it and without, interleaved: what a TLS
+    /// handshake costs each broker's connects.
+    #[value(name = "connect-tls")]
+    ConnectTls,
     /// Ramp each broker until something stops it.
     Ramp,
 }
@@ -117,7 +139,7 @@ impl Scenario {
     /// Memory first: allocators keep what earlier connections freed, and a broker that has
     /// already held thousands of clients grows less for the next ones, so each broker is
     /// measured while as fresh as the others. The ramp last, as it takes each to its limit.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Memory,
         Scenario::Fanout1x100,
         Scenario::Fanout10x10,
@@ -125,6 +147,8 @@ impl Scenario {
         Scenario::Sustainable,
         Scenario::Latency,
         Scenario::Connect,
+        Scenario::Fanout1x100Tls,
+        Scenario::ConnectTls,
         Scenario::Ramp,
     ];
 
@@ -138,7 +162,21 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Memory => "memory",
             Scenario::Connect => "connect",
+            Scenario::Fanout1x100Tls => "fanout-1x100-tls",
+            Scenario::ConnectTls => "connect-tls",
             Scenario::Ramp => "ramp",
+        }
+    }
+
+    /// A TLS scenario's two halves: the names its runs without TLS and with it are reported
+    /// under, each a table of its own, and the TLS ÷ plain ratio per broker between them.
+    pub fn tls_halves(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Scenario::Fanout1x100Tls => {
+                Some(("fanout-1x100-w1000-plain", "fanout-1x100-w1000-tls"))
+            }
+            Scenario::ConnectTls => Some(("connect-plain", "connect-tls")),
+            _ => None,
         }
     }
 
@@ -163,6 +201,10 @@ impl Scenario {
             Scenario::Latency => LATENCY_SHAPES.iter().map(|l| l.name.to_string()).collect(),
             Scenario::Memory => MEMORY_SHAPES.iter().map(|m| m.0.to_string()).collect(),
             Scenario::Sustainable => vec!["sustainable-1x100".into()],
+            s if s.tls_halves().is_some() => {
+                let (plain, tls) = s.tls_halves().expect("checked");
+                vec![plain.into(), tls.into()]
+            }
             s => vec![s.name().into()],
         }
     }
@@ -201,12 +243,29 @@ pub const LATENCY_SHAPES: [LatencyShape; 2] = [
 /// How many channels a memory shape spreads `clients` over.
 pub type ChannelsFor = fn(usize) -> usize;
 
+/// The in-flight window of the TLS fan-out scenario: CI's, and the one hubbub's targets use.
+pub const TLS_WINDOW: u64 = 1_000;
+
 /// The flags loadgen gives a hubbub it starts.
 pub fn hubbub_args(opts: &Opts) -> Vec<String> {
     match opts.hubbub_threads {
         Some(n) => vec!["--threads".into(), n.to_string()],
         None => Vec::new(),
     }
+}
+
+/// The flags loadgen gives the hubbub it starts for the TLS scenarios: its own flags, and the
+/// server certificate and key of `--tls-dir`.
+pub fn hubbub_tls_args(opts: &Opts) -> Vec<String> {
+    let file = |name: &str| opts.tls_dir.join(name).display().to_string();
+    let mut args = hubbub_args(opts);
+    args.extend([
+        "--tls-cert".into(),
+        file("server.pem"),
+        "--tls-key".into(),
+        file("server.key"),
+    ]);
+    args
 }
 
 /// Memory shapes: (name, channels given the client count).

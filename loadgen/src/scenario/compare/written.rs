@@ -8,7 +8,7 @@ use std::path::Path;
 use super::setup::{goals, Broker, Collected, Opts, Scenario, LATENCY_SHAPES};
 use crate::model::compare::judge;
 use crate::model::units::{counted, grouped, in_words};
-use crate::report::compare::{scenario_table, verdict_line};
+use crate::report::compare::{scenario_table, tls_cost_table, verdict_line};
 use crate::report::files::{write_json, write_text};
 use crate::report::plots::compare as plots;
 
@@ -56,6 +56,15 @@ pub(super) fn markdown(opts: &Opts, scenarios: &[Scenario], got: &Collected) -> 
             md.push_str(&scenario_table(&got.measurements, &name));
             md.push('\n');
         }
+        if let Some((plain, tls)) = s.tls_halves() {
+            let _ = writeln!(
+                md,
+                "## What TLS costs ({})\n\nEach broker's median with TLS ÷ its median \
+                 without, from the two tables above.\n\n{}",
+                s.name(),
+                tls_cost_table(&got.measurements, plain, tls)
+            );
+        }
     }
     md
 }
@@ -77,6 +86,7 @@ fn describe(opts: &Opts, s: Scenario, name: &str) -> String {
         );
     }
     match s {
+        Scenario::Fanout1x100Tls | Scenario::ConnectTls => describe_tls(opts, s, name, &runs),
         Scenario::Latency => {
             let l = LATENCY_SHAPES
                 .iter()
@@ -125,6 +135,32 @@ fn describe(opts: &Opts, s: Scenario, name: &str) -> String {
             grouped(opts.ramp_max / 5)
         ),
     }
+}
+
+/// What one half of a TLS scenario did.
+fn describe_tls(opts: &Opts, s: Scenario, name: &str, runs: &str) -> String {
+    let what = match s {
+        Scenario::ConnectTls => format!(
+            "connect + subscribe as in `connect`, {} connectors",
+            super::setup::CONNECTORS
+        ),
+        _ => format!(
+            "fanout-1x100 at a window of {}",
+            grouped(super::setup::TLS_WINDOW)
+        ),
+    };
+    let half = match name.ends_with("-tls") {
+        true => {
+            "over TLS to each broker's TLS listener (loadgen's side is rustls with \
+                 ring, which prefers TLS 1.3; a handshake counts in its connect)"
+        }
+        false => "without TLS, each run just before the same broker's run over TLS",
+    };
+    format!(
+        "The TLS scenario: {what}, {half}; brokers without TLS (plain tokio) are left out. \
+         Certificates: {}. {runs}.",
+        opts.tls_dir.display()
+    )
 }
 
 /// `comparison.json`: where the figures came from, and every measurement.

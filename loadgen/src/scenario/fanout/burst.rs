@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::model::fanout::{Run, Spec};
+use crate::proto::dial::Dial;
 use crate::proto::inbound::{Deliveries, Inbound};
+use crate::proto::stream::Stream;
 use crate::proto::{socket, Proto};
 use crate::scenario::counted;
 
@@ -24,15 +25,17 @@ const BATCH: u64 = 100;
 
 /// One run on fresh channels, `fanout-{tag}-{c}` (and MQTT client ids
 /// `fanout-{tag}-{sub|pub}-{n}`): `tag` must differ between runs that may overlap on one
-/// broker. `broker_pid`, when known, is timed with loadgen to classify the bottleneck. Every
-/// connection is closed when this returns, whether it succeeds or not.
+/// broker. `broker_pid`, when known, is timed with loadgen to classify the bottleneck. `dial`
+/// is the protocol, with TLS or without. Every connection is closed when this returns, whether
+/// it succeeds or not.
 pub async fn measure(
     addr: SocketAddr,
     broker_pid: Option<u32>,
-    proto: Proto,
+    dial: impl Into<Dial>,
     spec: &Spec,
     tag: &str,
 ) -> anyhow::Result<Run> {
+    let dial = dial.into();
     if spec.publishers == 0 || spec.subscribers == 0 || spec.channels == 0 {
         bail!("a fan-out needs at least one publisher, subscriber and channel");
     }
@@ -43,7 +46,7 @@ pub async fn measure(
         moved: Notify::new(),
     });
     let mut tasks = JoinSet::new();
-    let outcome = run(addr, broker_pid, proto, spec, tag, &counts, &mut tasks).await;
+    let outcome = run(addr, broker_pid, &dial, spec, tag, &counts, &mut tasks).await;
     // Aborts every connection's task and waits for them, so their sockets are closed.
     tasks.shutdown().await;
     outcome
@@ -90,7 +93,7 @@ impl Counts {
 async fn run(
     addr: SocketAddr,
     broker_pid: Option<u32>,
-    proto: Proto,
+    dial: &Dial,
     spec: &Spec,
     tag: &str,
     counts: &Arc<Counts>,
@@ -99,13 +102,10 @@ async fn run(
     let channels: Vec<String> = (0..spec.channels)
         .map(|c| format!("fanout-{tag}-{c}"))
         .collect();
+    let proto = dial.proto;
     for i in 0..spec.subscribers {
         let id = format!("fanout-{tag}-sub-{i}");
-        let mut stream = open(addr, proto, &id).await?;
-        let mut early = proto
-            .handshake(&mut stream, &id)
-            .await
-            .with_context(|| format!("{id}: open the {proto} session"))?;
+        let (mut stream, mut early) = open(addr, dial, &id).await?;
         for channel in &channels {
             early = proto
                 .subscribe(&mut stream, channel, early)
@@ -116,11 +116,7 @@ async fn run(
     }
     for p in 0..spec.publishers {
         let id = format!("fanout-{tag}-pub-{p}");
-        let mut stream = open(addr, proto, &id).await?;
-        let early = proto
-            .handshake(&mut stream, &id)
-            .await
-            .with_context(|| format!("{id}: open the {proto} session"))?;
+        let (stream, early) = open(addr, dial, &id).await?;
         let mut one = Vec::new();
         proto.encode_publish(
             &mut one,
@@ -140,10 +136,15 @@ async fn run(
     counted::window(broker_pid, span, "deliveries", tasks, || counts.received()).await
 }
 
-async fn open(addr: SocketAddr, proto: Proto, id: &str) -> anyhow::Result<TcpStream> {
-    socket::connect(addr)
+/// Connects and opens the session (over TLS when `dial` has it).
+async fn open(addr: SocketAddr, dial: &Dial, id: &str) -> anyhow::Result<(Stream, Vec<u8>)> {
+    let proto = dial.proto;
+    let tcp = socket::connect(addr)
         .await
-        .with_context(|| format!("{id}: connect to the {proto} broker at {addr}"))
+        .with_context(|| format!("{id}: connect to the {proto} broker at {addr}"))?;
+    dial.open_default(tcp, id)
+        .await
+        .with_context(|| format!("{id}: open the {proto} session"))
 }
 
 /// A subscriber's deliveries, counted into its slot of [`Counts`] once per read (the
@@ -176,7 +177,7 @@ impl Deliveries for Counted<'_> {
 /// `counts.received[index]`, answering what the protocol requires; runs until aborted.
 async fn subscriber(
     proto: Proto,
-    mut stream: TcpStream,
+    mut stream: Stream,
     early: Vec<u8>,
     counts: Arc<Counts>,
     index: usize,
@@ -228,11 +229,17 @@ impl Publisher {
     /// would back up until the broker stops reading the publisher. One task does both with
     /// cancel-safe `read_buf` and `write` (a write that loses the race writes nothing), so a
     /// reply is never stuck behind a blocked batch. Runs until aborted.
-    async fn run(self, stream: TcpStream, early: Vec<u8>) -> anyhow::Result<()> {
+    ///
+    /// Over TLS a write may leave records in the session's buffer (the socket was full), so
+    /// once a batch is all written the connection is flushed before the publisher waits;
+    /// plain TCP has nothing to flush and skips that.
+    async fn run(self, stream: Stream, early: Vec<u8>) -> anyhow::Result<()> {
         let (mut rd, mut wr) = stream.into_split();
+        let buffers = wr.buffers();
         let mut inbound = Inbound::new(self.proto, early);
         let (mut out, mut at) = (Vec::new(), 0);
         let mut sent = 0;
+        let mut flushed = true;
         loop {
             inbound.parse(&mut ()).context("publisher")?;
             if at == out.len() {
@@ -263,9 +270,20 @@ impl Publisher {
                         bail!("the broker closed a publisher after {sent} publishes");
                     }
                 }
-                wrote = wr.write(&out[at..]), if at < out.len() => match wrote? {
-                    0 => bail!("a publisher's connection accepts no more bytes"),
-                    n => at += n,
+                // One branch for both, as both need the writing half: the rest of the batch,
+                // or, with all of it written, the flush.
+                wrote = async {
+                    match at < out.len() {
+                        true => wr.write(&out[at..]).await.map(Some),
+                        false => wr.flush().await.map(|()| None),
+                    }
+                }, if at < out.len() || !flushed => match wrote? {
+                    Some(0) => bail!("a publisher's connection accepts no more bytes"),
+                    Some(n) => {
+                        at += n;
+                        flushed = !buffers;
+                    }
+                    None => flushed = true,
                 },
                 () = &mut moved, if held_back => {}
             }

@@ -25,6 +25,9 @@ use crate::model::fanout::{medians, RunRow, Spec};
 use crate::model::median;
 use crate::model::units::{grouped, plural};
 use crate::os::read_limits;
+use crate::proto::credentials::AuthOpts;
+use crate::proto::dial::Dial;
+use crate::proto::tls::TlsOpts;
 use crate::proto::Proto;
 use crate::report;
 use crate::report::fanout::{medians_text, write_report, FanoutSummary};
@@ -44,6 +47,10 @@ pub struct Opts {
     /// The protocol the target speaks (`scripts/peers.sh start` runs the others on loopback).
     #[arg(long, value_enum, default_value_t = Proto::Hubbub)]
     pub proto: Proto,
+    #[command(flatten)]
+    pub tls: TlsOpts,
+    #[command(flatten)]
+    pub auth: AuthOpts,
     /// Publisher connections; publisher p publishes on channel p mod channels.
     #[arg(long, default_value_t = 1, value_parser = at_least_one_usize())]
     pub publishers: usize,
@@ -107,6 +114,14 @@ fn check_counts(counts: &[usize]) -> anyhow::Result<()> {
 
 pub async fn run(opts: Opts, interrupt: &CancellationToken, out: Out) -> anyhow::Result<()> {
     check_counts(&opts.subscribers)?;
+    if opts.tls.tls_ca.is_some() && opts.target.is_none() {
+        bail!("--tls-ca needs --target: the hubbub loadgen starts itself speaks no TLS");
+    }
+    let auth = opts
+        .auth
+        .credentials(opts.proto)
+        .map_err(anyhow::Error::msg)?;
+    let dial = Dial::new(opts.proto, opts.tls.client()?).with_auth(auth);
     let dir = opts
         .out
         .clone()
@@ -116,12 +131,16 @@ pub async fn run(opts: Opts, interrupt: &CancellationToken, out: Out) -> anyhow:
     let targets: Vec<SocketAddr> = opts.target.into_iter().collect();
     let pids: Vec<u32> = opts.broker_pid.into_iter().collect();
     let broker = UnderTest::resolve(&targets, &pids, opts.proto, &[])?;
-    let setup = setup_text(&opts, &broker.describe());
+    let over = match opts.tls.tls_ca.is_some() {
+        true => " over TLS",
+        false => "",
+    };
+    let setup = setup_text(&opts, &format!("{}{over}", broker.describe()));
     let named = [(opts.proto.to_string(), opts.proto, broker.addrs[0])];
     let limits = read_limits(broker.pids.first().copied(), 1);
-    let provenance = provenance::gather(&named, &limits).await;
+    let provenance = provenance::gather_as(&named, &limits, &dial.auth).await;
     let mut rows = Vec::new();
-    let swept = sweep(&opts, &broker, &mut rows, interrupt, out).await;
+    let swept = sweep(&opts, &dial, &broker, &mut rows, interrupt, out).await;
     if swept.is_ok() && opts.subscribers.len() > 1 {
         out.line(&medians_text(&medians(&rows)));
     }
@@ -146,6 +165,7 @@ pub async fn run(opts: Opts, interrupt: &CancellationToken, out: Out) -> anyhow:
 /// then the count's median.
 async fn sweep(
     opts: &Opts,
+    dial: &Dial,
     broker: &UnderTest,
     rows: &mut Vec<RunRow>,
     interrupt: &CancellationToken,
@@ -173,7 +193,7 @@ async fn sweep(
                 return Ok(());
             }
             let tag = format!("{}-{subscribers}-{i}", std::process::id());
-            let r = measure(addr, pid, opts.proto, &spec, &tag)
+            let r = measure(addr, pid, dial.clone(), &spec, &tag)
                 .await
                 .with_context(|| format!("{subscribers} subscribers, run {}", i + 1))?;
             out.line(&format!(

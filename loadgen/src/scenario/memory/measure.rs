@@ -151,7 +151,8 @@ impl Departure {
     /// Starts watching the broker while no client of loadgen's is connected.
     async fn watch(addr: SocketAddr, pid: u32, proto: Proto) -> Self {
         if proto == Proto::Hubbub {
-            return Departure::Stats(StatsProbe::connect(&[addr]).await);
+            let none = crate::proto::credentials::Credentials::NONE;
+            return Departure::Stats(StatsProbe::connect(&[addr], &none).await);
         }
         match read_socket_count(pid) {
             Ok(baseline) => Departure::Sockets { baseline },

@@ -49,8 +49,14 @@ fn most(limit: u64, common: &Common) -> u64 {
 /// The clients the soak holds: `asked` (`--clients`, or the default when `None`) if they fit
 /// the broker under test, raising loadgen's open-files hard limit first when the broker is
 /// started here and that is what it takes. A broker given by `--target` is checked only with
-/// `--broker-pid` (its limit is read from /proc).
+/// `--broker-pid` (its limit is read from /proc). None fit over TLS: the misbehaving clients
+/// speak plain TCP, so `--tls-ca` is refused.
 pub fn check(common: &Common, asked: Option<u64>) -> Result<Fit, String> {
+    if common.tls.tls_ca.is_some() {
+        return Err(
+            "--tls-ca: a soak speaks plain TCP (its misbehaving clients have no TLS)".into(),
+        );
+    }
     let clients = asked.unwrap_or(DEFAULT_CLIENTS);
     let fits = |limit: u64| clients <= most(limit, common);
     let (limit, whose) = if common.target.is_empty() {

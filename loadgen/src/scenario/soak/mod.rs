@@ -169,7 +169,7 @@ pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Resu
     .await?;
     // The samples count their seconds from the rig's start, just now: so do the windows.
     let origin = (Instant::now(), stamp::now_ns());
-    let mut probe = StatsProbe::connect(rig.targets()).await;
+    let mut probe = StatsProbe::connect(rig.targets(), &rig.dial.auth).await;
     let counters = probe.read().await;
     let mut soak = Soak {
         opts,
