@@ -97,15 +97,7 @@ pub fn link_command(name: &str, id: &str) -> Bytes {
         name: &'a str,
         id: &'a str,
     }
-    #[derive(Serialize)]
-    struct Command<'a> {
-        command: &'static str,
-        args: Args<'a>,
-    }
-    line(&Command {
-        command: "LINK",
-        args: Args { name, id },
-    })
+    command("LINK", Args { name, id })
 }
 
 /// Extension: the reply to an AUTH that succeeded, `{"type":"AUTH","user":"alice"}`.
@@ -121,15 +113,18 @@ pub fn auth_command(user: &str, password: &str) -> Bytes {
         user: &'a str,
         password: &'a str,
     }
+    command("AUTH", Args { user, password })
+}
+
+/// `{"command":NAME,"args":ARGS}` as one line, for the commands whose arguments are a few
+/// strings that need JSON's escaping (a name, a password).
+fn command<A: Serialize>(command: &'static str, args: A) -> Bytes {
     #[derive(Serialize)]
-    struct Command<'a> {
+    struct Command<A> {
         command: &'static str,
-        args: Args<'a>,
+        args: A,
     }
-    line(&Command {
-        command: "AUTH",
-        args: Args { user, password },
-    })
+    line(&Command { command, args })
 }
 
 /// `value` as one line of JSON.
