@@ -184,6 +184,13 @@ impl Outbox {
         self.socket.as_ref().expect("an outbox made with_socket")
     }
 
+    /// The client's address, where the outbox holds its socket (a plain client); `None` for
+    /// a TLS client or the upstream link, whose sockets their tasks hold.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        let socket = self.socket.as_ref()?;
+        socket.peer_addr().ok().map(|a| a.ip())
+    }
+
     /// For [`Wakes::finish`]: writes what is queued straight to the socket when it is
     /// a few frames, the connection's task holds none unwritten, and the socket takes them
     /// all; the task then sleeps on. Otherwise returns `waker`, to be woken to do it.

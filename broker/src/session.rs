@@ -188,8 +188,9 @@ impl Session {
         if self.access == Access::CHECKING {
             return self.refuse(ProtocolError::AuthChecking, read);
         }
-        // Asked here, once per AUTH, rather than kept for every connection.
-        let peer = self.outbox.socket().peer_addr().ok().map(|a| a.ip());
+        // Asked here, once per AUTH, rather than kept for every connection. A TLS client's
+        // socket is not in its outbox: its failures are not slowed by address (yet).
+        let peer = self.outbox.peer_ip();
         let (outbox, stats) = (Arc::clone(&self.outbox), Arc::clone(&self.shared.stats));
         auth.begin(self.id, peer, user, password.0.into_owned(), outbox, stats);
         self.access = Access::CHECKING;

@@ -533,3 +533,28 @@ async fn a_broker_with_an_incomplete_or_unreadable_certificate_refuses_to_start(
         format!("{} holds no private key", pki.cert.display())
     );
 }
+
+/// A TLS client authenticates like a plain one (its socket is not in its outbox, where the
+/// throttle used to look for its address: the AUTH cut its connection off).
+#[tokio::test]
+async fn a_tls_client_authenticates_and_is_held_to_its_user() {
+    let pki = pki();
+    let hash = hubbub::auth::hash_password("alice-pw").unwrap();
+    let users = format!("[users.alice]\npassword = \"{hash}\"\nsubscribe = [\"news.*\"]\n");
+    let b = broker_with(Config {
+        tls: pki.listener(),
+        users: Some(Arc::new(hubbub::auth::Users::parse(&users).unwrap())),
+        ..Default::default()
+    })
+    .await;
+    let mut c = TlsClient::open(b.addr, &client_config(&pki.ca, None)).await;
+    c.send_line(r#"{"command":"AUTH","args":{"user":"alice","password":"alice-pw"}}"#)
+        .await;
+    c.expect(json!({"type": "AUTH", "user": "alice"})).await;
+    c.subscribe("news.tls", 1).await;
+    c.send_line(&subscribe_cmd("sport")).await;
+    c.expect(common::error(
+        r#"SUBSCRIBE: user "alice" may not subscribe to "sport""#,
+    ))
+    .await;
+}
