@@ -165,12 +165,13 @@ impl Rig {
             .unwrap_or_else(|| crate::report::default_out(kind));
         crate::report::create_dir(&out)?;
         let limits_here = read_limits(None, 0);
-        let per_process = common.per_process.unwrap_or(
-            limits_here
-                .loadgen_nofile_hard
-                .saturating_sub(FD_MARGIN)
-                .max(1),
-        );
+        // What one process's descriptors hold: a worker's clients by default, and a broker's
+        // (the embedded one inherits loadgen's hard limit).
+        let per_process_limit = limits_here
+            .loadgen_nofile_hard
+            .saturating_sub(FD_MARGIN)
+            .max(1);
+        let per_process = common.per_process.unwrap_or(per_process_limit);
         let worker_count = plan::workers_for(max_clients, per_process);
         if worker_count > plan::MAX_WORKERS {
             bail!(
@@ -179,17 +180,12 @@ impl Rig {
                 plan::MAX_WORKERS
             );
         }
-        // One broker holds what its descriptors allow; the embedded one inherits loadgen's
-        // hard limit. Past that, a hub with enough leaves.
-        let per_broker = limits_here
-            .loadgen_nofile_hard
-            .saturating_sub(FD_MARGIN)
-            .max(1);
+        // Past what one broker process holds, a hub with enough leaves.
         let clients = max_clients + common.publishers as u64;
         let broker_count = common
             .brokers
             .map(|k| k as usize)
-            .unwrap_or_else(|| plan::brokers_for(clients, per_broker));
+            .unwrap_or_else(|| plan::brokers_for(clients, per_process_limit));
         let brokers = UnderTest::resolve_hub(common, broker_count, &[]).await?;
         let source_count = common.sources.map(usize::from).unwrap_or_else(|| {
             plan::sources_for(max_clients, brokers.addrs.len(), PER_SOURCE).min(254)
