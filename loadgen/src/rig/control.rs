@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use super::plan::Placement;
 use crate::model::histogram::HistData;
 use crate::model::ErrorCounts;
 use crate::proto::credentials::Credentials;
@@ -16,8 +17,8 @@ use crate::proto::Proto;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ToWorker {
     /// Open `count` more subscribers. Subscriber number `n` (from `first_index`) subscribes to
-    /// channel `n % channels`; with `round = n / channels` it connects to
-    /// `targets[round % targets.len()]` from `sources[round / targets.len() % sources.len()]`.
+    /// channel `n % channels`, connected to a target from a source as
+    /// [`plan::placement`](super::plan::placement) says.
     /// So each channel's subscribers are spread over every target (with several brokers in a
     /// hub, messages must cross the hub), and each (source, target) pair gets an even share.
     Connect {
@@ -40,6 +41,9 @@ pub enum ToWorker {
         /// are small).
         #[serde(default)]
         auth: Box<Credentials>,
+        /// How the subscribers are spread over the targets.
+        #[serde(default)]
+        placement: Placement,
     },
     /// From now on count only the messages whose intended send time (their stamp) falls in
     /// `from_ns..to_ns`, each second of it apart; start afresh. The warm-up before `from_ns`

@@ -18,6 +18,7 @@
 
 pub mod broker;
 pub mod control;
+pub mod held;
 pub mod hold;
 pub mod options;
 pub mod plan;
@@ -54,9 +55,6 @@ use crate::os::{read_limits, Sampler};
 use crate::proto::dial::Dial;
 use crate::proto::Proto;
 
-/// Connections per (source address, broker) pair before loadgen adds a source address: the
-/// default ephemeral range holds 28,232 ports, so this leaves a margin.
-const PER_SOURCE: u64 = 25_000;
 /// Descriptors a worker keeps for itself (stdio, runtime, the odd file).
 const FD_MARGIN: u64 = 100;
 
@@ -188,7 +186,8 @@ impl Rig {
             .unwrap_or_else(|| plan::brokers_for(clients, per_process_limit));
         let brokers = UnderTest::resolve_hub(common, broker_count, &[]).await?;
         let source_count = common.sources.map(usize::from).unwrap_or_else(|| {
-            plan::sources_for(max_clients, brokers.addrs.len(), PER_SOURCE).min(254)
+            let per_source = plan::per_source(limits_here.ephemeral_ports);
+            plan::sources_for(max_clients, brokers.addrs.len(), per_source).min(254)
         });
         let sources: Vec<IpAddr> = (1..=source_count as u8)
             .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
@@ -336,6 +335,7 @@ impl Rig {
                 proto: self.common.proto,
                 tls: self.common.tls.clone(),
                 auth: Box::new(self.dial.auth.clone()),
+                placement: self.common.placement,
             })
             .await?;
             self.next_index += count;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::builder::{RangedU64ValueParser, TypedValueParser};
 use clap::{Args, Parser};
 
+use super::plan::Placement;
 use crate::proto::credentials::AuthOpts;
 use crate::proto::tls::TlsOpts;
 use crate::proto::Proto;
@@ -30,6 +31,10 @@ pub struct Common {
     /// clients need, one leaf per open-files hard limit less a margin]
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub brokers: Option<u64>,
+    /// With several brokers: spread every channel's subscribers over all of them, or keep
+    /// each channel on one (`by-channel`: a message then crosses the hub to one leaf only).
+    #[arg(long, value_enum, default_value_t = Placement::Spread)]
+    pub placement: Placement,
     /// Publisher connections.
     #[arg(long, default_value_t = 4, value_parser = at_least_one_usize())]
     pub publishers: usize,

@@ -19,7 +19,8 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::control::{FromWorker, Progress, ToWorker, PROGRESS_EVERY};
-use super::plan::channel_name;
+use super::held::Held;
+use super::plan::{self, channel_name};
 use super::stamp;
 use crate::model::histogram::{new_histogram, HistData};
 use crate::model::ErrorCounts;
@@ -96,6 +97,9 @@ async fn serve() -> anyhow::Result<()> {
         connected: Cell::new(0),
         connect_failed: Cell::new(0),
     });
+    // Every plain-TCP subscriber is served from here; the protocol is set by the first
+    // Connect (one run speaks one protocol).
+    let mut held: Option<Rc<Held>> = None;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     let mut connecting: Option<JoinHandle<FromWorker>> = None;
@@ -113,10 +117,14 @@ async fn serve() -> anyhow::Result<()> {
                         *tally.intervals.borrow_mut() =
                             (0..seconds).map(|_| new_histogram()).collect();
                     }
-                    connect @ ToWorker::Connect { .. } => {
+                    connect @ ToWorker::Connect { proto, .. } => {
                         tally.connected.set(0);
                         tally.connect_failed.set(0);
-                        let task = connect_many(connect, tally.clone());
+                        let held = match &held {
+                            Some(set) => set.clone(),
+                            None => held.insert(hold_set(proto, &tally)?).clone(),
+                        };
+                        let task = connect_many(connect, tally.clone(), held);
                         connecting = Some(tokio::task::spawn_local(task));
                     }
                 }
@@ -157,7 +165,26 @@ fn report(tally: &Tally) -> FromWorker {
     report
 }
 
-async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
+/// The worker's set of held plain-TCP subscribers, and the task that serves it for as long
+/// as the worker runs.
+fn hold_set(proto: Proto, tally: &Rc<Tally>) -> io::Result<Rc<Held>> {
+    let set = Rc::new(Held::new(proto)?);
+    let (serving, tally) = (set.clone(), tally.clone());
+    tokio::task::spawn_local(async move {
+        let mut lost = |why: io::Error| {
+            tally.clients.set(tally.clients.get() - 1);
+            classify(&why, &mut tally.lost.borrow_mut());
+        };
+        if let Err(e) = serving.serve(&mut Timed(&tally), &mut lost).await {
+            // The epoll set itself failed: nothing it holds can be read any more.
+            eprintln!("loadgen worker: the held subscribers' epoll set failed: {e}");
+            std::process::exit(1);
+        }
+    });
+    Ok(set)
+}
+
+async fn connect_many(op: ToWorker, tally: Rc<Tally>, held: Rc<Held>) -> FromWorker {
     let ToWorker::Connect {
         first_index,
         count,
@@ -170,6 +197,7 @@ async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
         proto,
         tls,
         auth,
+        placement,
     } = op
     else {
         unreachable!("called with a Connect")
@@ -185,10 +213,11 @@ async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
     let timeout = Duration::from_millis(timeout_ms);
     let mut tasks = JoinSet::new();
     for n in first_index..first_index + count {
-        let (channel, round) = (n % channels, n / channels);
-        let target = targets[(round % targets.len() as u64) as usize];
-        let source = sources[(round / targets.len() as u64 % sources.len() as u64) as usize];
+        let shape = (targets.len(), sources.len());
+        let (channel, target, source) = plan::placement(n, channels, shape, placement);
+        let (target, source) = (targets[target], sources[source]);
         let (permits, tally, dial) = (permits.clone(), tally.clone(), dial.clone());
+        let held = held.clone();
         tasks.spawn_local(async move {
             let _permit = permits.acquire().await.expect("semaphore open");
             let t0 = Instant::now();
@@ -200,7 +229,12 @@ async fn connect_many(op: ToWorker, tally: Rc<Tally>) -> FromWorker {
             if let Ok(Ok((stream, early))) = result {
                 tally.clients.set(tally.clients.get() + 1);
                 tally.connected.set(tally.connected.get() + 1);
-                tokio::task::spawn_local(subscriber(proto, stream, early, tally));
+                match stream {
+                    Stream::Plain(tcp) => hold(&held, tcp, &early, &tally),
+                    tls => drop(tokio::task::spawn_local(subscriber(
+                        proto, tls, early, tally,
+                    ))),
+                }
                 return Ok((channel, took_us));
             }
             tally.connect_failed.set(tally.connect_failed.get() + 1);
@@ -343,7 +377,18 @@ impl Deliveries for Timed<'_> {
     }
 }
 
-/// Reads one subscriber's messages until the connection ends, timing each delivery and
+/// Hands a plain subscriber to the worker's epoll set; one that ends on the way is lost.
+fn hold(held: &Held, tcp: tokio::net::TcpStream, early: &[u8], tally: &Tally) {
+    let added = tcp
+        .into_std()
+        .and_then(|socket| held.add(socket, early, &mut Timed(tally)));
+    if let Err(why) = added {
+        tally.clients.set(tally.clients.get() - 1);
+        classify(&why, &mut tally.lost.borrow_mut());
+    }
+}
+
+/// Reads one TLS subscriber's messages until the connection ends, timing each delivery and
 /// answering what the protocol requires (NATS PING).
 async fn subscriber(proto: Proto, mut stream: Stream, early: Vec<u8>, tally: Rc<Tally>) {
     let lost = Inbound::new(proto, early)
