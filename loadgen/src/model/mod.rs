@@ -154,6 +154,15 @@ pub struct StepResult {
     /// disconnects during this step.
     pub broker_accept_errors: u64,
     pub broker_slow_consumers: u64,
+    /// Peak kernel slab memory during the step, machine-wide.
+    #[serde(default)]
+    pub kernel_slab_bytes: Option<u64>,
+    /// Connections an accept queue had no room for, and all lost at listeners, during the
+    /// step (since the last sample of the step before), machine-wide.
+    #[serde(default)]
+    pub listen_overflows: Option<u64>,
+    #[serde(default)]
+    pub listen_drops: Option<u64>,
 }
 
 /// What a run was doing when a sample was taken.
@@ -180,10 +189,23 @@ impl StepResult {
 }
 
 /// Per-step means of the samples taken while each step held its rate (all of the step's
-/// samples if none were: connecting costs CPU that publishing does not), and peak RSS.
+/// samples if none were: connecting costs CPU that publishing does not), peak RSS and slab,
+/// and the listen-queue counters' growth over the step.
 pub fn fill_step_resources(steps: &mut [StepResult], samples: &[Sample]) {
     for s in steps.iter_mut() {
         let all: Vec<_> = samples.iter().filter(|x| x.step == s.step).collect();
+        // The counters' growth from the last sample before the step (or the run's first).
+        let before = samples
+            .iter()
+            .rev()
+            .find(|x| x.step < s.step)
+            .or(samples.first());
+        let last = all.last();
+        let grew =
+            |read: fn(&Sample) -> Option<u64>| Some(read(last?)?.saturating_sub(read(before?)?));
+        s.listen_overflows = grew(|x| x.listen_overflows);
+        s.listen_drops = grew(|x| x.listen_drops);
+        s.kernel_slab_bytes = all.iter().filter_map(|x| x.kernel_slab_bytes).max();
         let held: Vec<_> = all
             .iter()
             .copied()
@@ -226,6 +248,17 @@ pub struct Sample {
     /// loaded: its limit is one of the walls ([`Limits::conntrack_max`]).
     #[serde(default)]
     pub conntrack_entries: Option<u64>,
+    /// The kernel's slab memory (sockets, their files and epoll entries among it),
+    /// machine-wide, in bytes.
+    #[serde(default)]
+    pub kernel_slab_bytes: Option<u64>,
+    /// The listen-queue counters since boot, machine-wide: connections an accept queue had
+    /// no room for (`ListenOverflows`), and every connection lost at a listener
+    /// (`ListenDrops`).
+    #[serde(default)]
+    pub listen_overflows: Option<u64>,
+    #[serde(default)]
+    pub listen_drops: Option<u64>,
 }
 
 /// `summary.json`.
@@ -336,6 +369,39 @@ mod tests {
                 ..Default::default()
             }],
         }
+    }
+
+    /// The listen counters grow from the last sample of the step before; slab is a peak.
+    #[test]
+    fn a_steps_kernel_counters_come_from_its_samples() {
+        let sample = |step, phase, overflows, slab| Sample {
+            step,
+            phase,
+            listen_overflows: Some(overflows),
+            listen_drops: Some(overflows * 2),
+            kernel_slab_bytes: slab,
+            ..Sample::default()
+        };
+        let samples = [
+            sample(0, Phase::Starting, 100, Some(10)),
+            sample(1, Phase::Connecting, 103, Some(30)),
+            sample(1, Phase::Holding, 104, Some(20)),
+            sample(2, Phase::Connecting, 110, None),
+            sample(2, Phase::Holding, 110, Some(50)),
+        ];
+        let mut steps = [1, 2, 3].map(|step| StepResult {
+            step,
+            ..StepResult::default()
+        });
+        fill_step_resources(&mut steps, &samples);
+        assert_eq!(steps[0].listen_overflows, Some(4));
+        assert_eq!(steps[0].listen_drops, Some(8));
+        assert_eq!(steps[0].kernel_slab_bytes, Some(30));
+        assert_eq!(steps[1].listen_overflows, Some(6));
+        assert_eq!(steps[1].kernel_slab_bytes, Some(50));
+        // A step with no samples has nothing to say.
+        assert_eq!(steps[2].listen_overflows, None);
+        assert_eq!(steps[2].kernel_slab_bytes, None);
     }
 
     #[test]

@@ -82,6 +82,26 @@ pub fn parse_meminfo_slab(meminfo: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// TCP's listen-queue counters, machine-wide since boot, out of `/proc/net/netstat`:
+/// (`ListenOverflows`, `ListenDrops`). An overflow is a connection a listener's accept queue
+/// had no room for (its SYN or its final ACK dropped, the client retrying after a second);
+/// drops count those and any other connection lost at a listener.
+pub fn parse_netstat_listen(netstat: &str) -> Option<(u64, u64)> {
+    let mut rows = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names: Vec<&str> = rows.next()?.split_whitespace().collect();
+    let values: Vec<&str> = rows.next()?.split_whitespace().collect();
+    let get = |name: &str| -> Option<u64> {
+        let at = names.iter().position(|n| *n == name)?;
+        values.get(at)?.parse().ok()
+    };
+    Some((get("ListenOverflows")?, get("ListenDrops")?))
+}
+
+/// [`parse_netstat_listen`] of this network namespace now; `None` where unreadable.
+pub fn read_listen_drops() -> Option<(u64, u64)> {
+    parse_netstat_listen(&fs::read_to_string("/proc/net/netstat").ok()?)
+}
+
 /// How many of a process's descriptors are sockets, given where its `/proc/PID/fd` links point
 /// (`socket:[inode]` for a socket; a path, `pipe:[…]` or `anon_inode:[…]` otherwise).
 pub fn count_socket_links<P: AsRef<Path>>(targets: impl IntoIterator<Item = P>) -> usize {
@@ -139,6 +159,21 @@ pub fn read_kernel() -> KernelMem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_listen_queue_counters() {
+        let netstat =
+            "TcpExt: SyncookiesSent SyncookiesRecv ListenOverflows ListenDrops TCPHPHits\n\
+                       TcpExt: 0 0 17 19 123\n\
+                       IpExt: InNoRoutes ListenOverflows\n\
+                       IpExt: 5 6\n";
+        assert_eq!(parse_netstat_listen(netstat), Some((17, 19)));
+        assert_eq!(
+            parse_netstat_listen("TcpExt: ListenDrops\nTcpExt: 3\n"),
+            None
+        );
+        assert_eq!(parse_netstat_listen(""), None);
+    }
 
     #[test]
     fn parses_the_open_files_row() {

@@ -2,7 +2,7 @@
 
 use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::procfs::running;
+use super::procfs::{read_kernel, read_listen_drops, running, KernelMem};
 
 /// CPU and memory of two groups of processes and of the host, at one moment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -17,6 +17,10 @@ pub struct Reading {
     pub broker_alive: bool,
     /// Connections in the kernel's connection-tracking table, where it is loaded.
     pub conntrack_entries: Option<u64>,
+    /// The kernel's slab and TCP buffer memory, machine-wide.
+    pub kernel: KernelMem,
+    /// The listen-queue counters since boot, machine-wide: (overflows, drops).
+    pub listen_drops: Option<(u64, u64)>,
 }
 
 /// Samples the broker's processes and loadgen's own (itself and its workers).
@@ -64,6 +68,8 @@ impl Sampler {
             host_mem_total_bytes: self.sys.total_memory(),
             broker_alive: self.broker.iter().all(|p| running(p.as_u32())),
             conntrack_entries: super::limits::conntrack_entries(),
+            kernel: read_kernel(),
+            listen_drops: read_listen_drops(),
         }
     }
 }

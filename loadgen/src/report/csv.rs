@@ -56,6 +56,10 @@ pub struct StepRow {
     pub broker_alive: bool,
     pub broker_accept_errors: u64,
     pub broker_slow_consumers: u64,
+    /// Peak, MiB, machine-wide.
+    pub kernel_slab_mb: Option<f64>,
+    pub listen_overflows: Option<u64>,
+    pub listen_drops: Option<u64>,
 }
 
 impl From<&StepResult> for StepRow {
@@ -96,6 +100,9 @@ impl From<&StepResult> for StepRow {
             broker_alive: s.broker_alive,
             broker_accept_errors: s.broker_accept_errors,
             broker_slow_consumers: s.broker_slow_consumers,
+            kernel_slab_mb: s.kernel_slab_bytes.map(|b| round_to(to_mib(b), 100.0)),
+            listen_overflows: s.listen_overflows,
+            listen_drops: s.listen_drops,
         }
     }
 }
@@ -160,6 +167,9 @@ mod tests {
             broker_alive: i == 0,
             broker_accept_errors: 12,
             broker_slow_consumers: 13,
+            kernel_slab_bytes: Some(2_000 * 1024 * 1024),
+            listen_overflows: Some(14),
+            listen_drops: Some(15),
         }
     }
 
@@ -184,7 +194,8 @@ mod tests {
              offered_rate,warmup_secs,hold_secs,published,expected,delivered,lost,late,\
              lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,steady,bottleneck,\
              broker_cpu_pct,broker_rss_mb,loadgen_cpu_pct,loadgen_rss_mb,\
-             broker_alive,broker_accept_errors,broker_slow_consumers"
+             broker_alive,broker_accept_errors,broker_slow_consumers,\
+             kernel_slab_mb,listen_overflows,listen_drops"
         );
         let rows: Vec<StepRow> = r.deserialize().map(Result::unwrap).collect();
         assert_eq!(rows, steps.iter().map(StepRow::from).collect::<Vec<_>>());
@@ -195,6 +206,11 @@ mod tests {
         assert_eq!(rows[1].clients, 1_980);
         assert!(rows[0].broker_alive && !rows[1].broker_alive);
         assert_eq!((rows[1].err_emfile, rows[1].err_other), (3, 7));
+        assert_eq!(rows[0].kernel_slab_mb, Some(2000.0));
+        assert_eq!(
+            (rows[0].listen_overflows, rows[0].listen_drops),
+            (Some(14), Some(15))
+        );
     }
 
     #[test]
@@ -215,6 +231,9 @@ mod tests {
                 host_mem_used_bytes: 5_000_000_000,
                 host_mem_total_bytes: 25_000_000_000,
                 conntrack_entries: Some(262_144),
+                kernel_slab_bytes: Some(1_234_567_890),
+                listen_overflows: Some(3),
+                listen_drops: Some(4),
             },
             Sample {
                 t_secs: 1.5,

@@ -111,12 +111,65 @@ pub fn summary_markdown(s: &Summary) -> String {
     md.push_str(&limits_table_markdown(&s.limits));
     md.push_str("\n## Steps\n\n");
     md.push_str(&steps_table_markdown(&s.steps));
+    md.push_str("\n## Connecting, the accept queue, and memory per client\n\n");
+    md.push_str(&scale_table_markdown(&s.steps));
     if !s.command_line.is_empty() {
         let _ = writeln!(md, "\n## Command\n\n```\n{}\n```", s.command_line);
     }
     if let Some(p) = &s.provenance {
         let _ = writeln!(md, "\nMeasured on {}.", p.line());
     }
+    md
+}
+
+/// Per step: how fast its new clients connected, what the listeners' accept queues
+/// dropped meanwhile, and what each client added since step 1 cost the brokers, loadgen and
+/// the kernel.
+pub fn scale_table_markdown(steps: &[StepResult]) -> String {
+    let mut md = String::from(
+        "| step | clients | connects/s | connect p50 (ms) | connect p99 (ms) | accept-queue \
+         overflows | listen drops | broker B/client | loadgen B/client | kernel slab B/client |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "–".into());
+    let first = steps.first();
+    for s in steps {
+        // Growth since step 1 over the clients added since: what one more client costs,
+        // without the processes' own start-up memory.
+        let per_client = |read: fn(&StepResult) -> Option<u64>| -> String {
+            let Some(first) = first.filter(|f| s.clients > f.clients) else {
+                return "–".into();
+            };
+            match (read(s), read(first)) {
+                (Some(now), Some(then)) => {
+                    let grew = now as f64 - then as f64;
+                    format!("{:.0}", grew / (s.clients - first.clients) as f64)
+                }
+                _ => "–".into(),
+            }
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            s.step,
+            s.clients,
+            s.connect_rate,
+            ms_number(s.connect_p50_us),
+            ms_number(s.connect_p99_us),
+            opt(s.listen_overflows),
+            opt(s.listen_drops),
+            per_client(|x| Some(x.broker_rss_bytes)),
+            per_client(|x| Some(x.loadgen_rss_bytes)),
+            per_client(|x| x.kernel_slab_bytes),
+        );
+    }
+    md.push_str(
+        "\nOverflows and drops are the kernel's counters (`/proc/net/netstat`, machine-wide) over \
+         each step: a connection an accept queue had no room for is retried by its client after \
+         a second. Per client: each peak resident set (brokers, loadgen with its workers) and \
+         the kernel's slab (machine-wide: both ends of every loopback connection, its file, \
+         inode and epoll entries) at the step, less step 1's, over the clients added since.\n",
+    );
     md
 }
 
@@ -325,6 +378,45 @@ mod tests {
         assert_eq!(
             lines[4],
             "| 2 | 30000 | 0 | 2.5 | 300000 / 300000 | 1.2 | 72.5 | 55 | 512 | 20 |"
+        );
+    }
+
+    #[test]
+    fn the_scale_table_gives_what_each_client_added_cost() {
+        let mut steps = summary().steps;
+        for (i, s) in steps.iter_mut().enumerate() {
+            let i = i as u64;
+            s.connect_rate = 25_000.4;
+            s.connect_p50_us = 900;
+            s.broker_rss_bytes = 100_000_000 + i * 9_000_000;
+            s.loadgen_rss_bytes = 800_000_000 + i * 1_200_000;
+            s.kernel_slab_bytes = Some(2_000_000_000 + i * 80_000_000);
+            s.listen_overflows = Some(i * 3);
+            s.listen_drops = Some(i * 4);
+        }
+        steps[1].kernel_slab_bytes = None;
+        let table = scale_table_markdown(&steps);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("| step | clients | connects/s |"),
+            "{table}"
+        );
+        // Step 1 is the baseline; each later one over the 10,000 clients added per step.
+        assert_eq!(
+            lines[2],
+            "| 0 | 10000 | 25000 | 0.900 | 2.5 | 0 | 0 | – | – | – |"
+        );
+        assert_eq!(
+            lines[3],
+            "| 1 | 20000 | 25000 | 0.900 | 2.5 | 3 | 4 | 900 | 120 | – |"
+        );
+        assert_eq!(
+            lines[4],
+            "| 2 | 30000 | 25000 | 0.900 | 2.5 | 6 | 8 | 900 | 120 | 8000 |"
+        );
+        steps[2].listen_drops = None;
+        assert!(
+            scale_table_markdown(&steps).contains("| 2 | 30000 | 25000 | 0.900 | 2.5 | 6 | – |")
         );
     }
 

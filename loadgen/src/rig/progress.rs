@@ -217,6 +217,9 @@ pub fn spawn(
                 host_mem_used_bytes: r.host_mem_used_bytes,
                 host_mem_total_bytes: r.host_mem_total_bytes,
                 conntrack_entries: r.conntrack_entries,
+                kernel_slab_bytes: r.kernel.slab,
+                listen_overflows: r.listen_drops.map(|d| d.0),
+                listen_drops: r.listen_drops.map(|d| d.1),
             };
             let line = live_line(&position, doing, &p, &sample);
             let mut err = std::io::stderr().lock();

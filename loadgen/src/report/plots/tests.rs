@@ -82,6 +82,9 @@ fn plausible_run() -> (Vec<StepResult>, Vec<Sample>) {
                 host_mem_used_bytes: 4 * 1024 * MIB,
                 host_mem_total_bytes: 24 * 1024 * MIB,
                 conntrack_entries: None,
+                kernel_slab_bytes: None,
+                listen_overflows: None,
+                listen_drops: None,
             });
         }
         previous = clients;
