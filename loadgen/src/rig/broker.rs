@@ -125,6 +125,13 @@ impl UnderTest {
         if common.proto != Proto::Hubbub {
             return Self::resolve(&[], &[], common.proto, extra);
         }
+        // More brokers than cores share the cores already: a second worker thread each would
+        // only add threads to switch between (measured in reports/README.md, "A million").
+        let one_thread: Vec<String> = match brokers + 1 > crate::os::threads::online_cores() {
+            true => vec!["--threads".into(), "1".into()],
+            false => Vec::new(),
+        };
+        let extra: &[String] = &[extra, &one_thread].concat();
         let hub = EmbeddedBroker::start(&[extra, &["--name".into(), "hub".into()]].concat())?;
         let mut under = Self {
             addrs: Vec::new(),
