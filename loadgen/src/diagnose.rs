@@ -22,6 +22,8 @@ const CPU_SATURATED_PCT_PER_CORE: f64 = 90.0;
 /// connections just closed linger in it for a while, so it sits just under the maximum once
 /// full rather than at it.
 const CONNTRACK_FULL: f64 = 0.98;
+/// The machine's file table counts as full at this share of fs.file-max.
+const FILE_TABLE_FULL: f64 = 0.98;
 /// The broker needs a few descriptors of its own (listener, log, epoll, links), so errors that
 /// start this close to its open-files limit mean the limit was hit: ~2%, at least 64.
 const BROKER_NOFILE_MARGIN_MIN: u64 = 64;
@@ -114,6 +116,8 @@ fn classify(step: &StepResult, samples: &[&Sample], limits: &Limits, slo: u64) -
             LimitKind::BrokerGone,
             format!("{at} the broker process was no longer running; connect errors: {errs}; broker RSS was {}.", mib(step.broker_rss_bytes)),
         )
+    } else if let Some(evidence) = file_table_full(step, samples, limits, &at, &errs) {
+        (LimitKind::FileTable, evidence)
     } else if step.errors.emfile > 0 {
         (
             LimitKind::LoadgenOpenFiles,
@@ -232,6 +236,25 @@ fn conntrack_full(
     (failed > 0 && most as f64 >= CONNTRACK_FULL * max as f64).then(|| {
         format!(
             "{at} connects failed ({errs}) while the kernel's connection-tracking table held {most} entries of its {max} (net.netfilter.nf_conntrack_max): every TCP connection on this machine takes one, loopback ones too, and a full table drops new connections' SYNs."
+        )
+    })
+}
+
+/// Connects failed while the machine's open files (sampled each second) were at fs.file-max:
+/// a socket could not be opened at either end (ENFILE), whatever each process's own limit.
+fn file_table_full(
+    step: &StepResult,
+    samples: &[&Sample],
+    limits: &Limits,
+    at: &str,
+    errs: &str,
+) -> Option<String> {
+    let max = limits.file_max?;
+    let most = samples.iter().filter_map(|s| s.open_files).max()?;
+    (step.errors.total() > 0 && most as f64 >= FILE_TABLE_FULL * max as f64).then(|| {
+        format!(
+            "{at} connects failed ({errs}) while the machine had {most} files open of its {max} (fs.file-max): each loopback connection is two open files, one at each end, so the machine holds about {} connections.",
+            max / 2
         )
     })
 }

@@ -374,6 +374,47 @@ fn unknown_broker_limit_never_guesses_open_files() {
 }
 
 #[test]
+fn the_machines_file_table_from_samples_at_file_max() {
+    let mut s = ok_step(2, 3_000);
+    s.target_clients = 4_000;
+    s.errors.emfile = 40;
+    let sample = |step, open| Sample {
+        step,
+        open_files: Some(open),
+        ..Default::default()
+    };
+    let file_max = Limits {
+        file_max: Some(2_466_290),
+        ..limits()
+    };
+    // Far from full: the process's own limit, as before.
+    let (_, b) = diagnose(
+        &ramp(s.clone()),
+        &[sample(2, 1_000_000)],
+        &file_max,
+        SLO,
+        100_000,
+    );
+    assert_eq!(b.kind, LimitKind::LoadgenOpenFiles, "{}", b.evidence);
+    let full = [sample(2, 2_000_000), sample(2, 2_466_290)];
+    let (_, b) = diagnose(&ramp(s.clone()), &full, &file_max, SLO, 100_000);
+    assert_eq!(b.kind, LimitKind::FileTable);
+    assert!(
+        b.evidence
+            .contains("2466290 files open of its 2466290 (fs.file-max)")
+            && b.evidence.contains("about 1233145 connections")
+            && b.evidence.contains("connects failed (40 EMFILE"),
+        "{}",
+        b.evidence
+    );
+    // Full, but nothing failed to connect: not a wall.
+    s.errors.emfile = 0;
+    s.latency.p99_us = SLO * 2;
+    let (_, b) = diagnose(&ramp(s), &full, &file_max, SLO, 100_000);
+    assert_eq!(b.kind, LimitKind::LatencyObjective);
+}
+
+#[test]
 fn conntrack_table_from_samples_at_its_maximum() {
     let mut s = ok_step(2, 3_000);
     s.target_clients = 4_000;

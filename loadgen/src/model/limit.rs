@@ -18,6 +18,8 @@ pub enum LimitKind {
     /// The kernel's connection-tracking table was full, so new connections' SYNs were dropped.
     #[serde(rename = "conntrack_table")]
     ConnTrack,
+    /// The system-wide file table (fs.file-max) was full: no process could open a socket.
+    FileTable,
     /// The broker's CPU was saturated.
     BrokerCpu,
     /// Host or broker memory ran short.
@@ -84,12 +86,13 @@ impl Outcome {
 
 impl LimitKind {
     /// Every kind.
-    pub const ALL: [LimitKind; 13] = [
+    pub const ALL: [LimitKind; 14] = [
         LimitKind::MaxClients,
         LimitKind::BrokerOpenFiles,
         LimitKind::LoadgenOpenFiles,
         LimitKind::EphemeralPorts,
         LimitKind::ConnTrack,
+        LimitKind::FileTable,
         LimitKind::BrokerCpu,
         LimitKind::Memory,
         LimitKind::LatencyObjective,
@@ -108,6 +111,7 @@ impl LimitKind {
             LimitKind::LoadgenOpenFiles => "loadgen ran out of open files",
             LimitKind::EphemeralPorts => "loadgen ran out of source ports",
             LimitKind::ConnTrack => "the kernel's connection-tracking table was full",
+            LimitKind::FileTable => "the machine's file table (fs.file-max) was full",
             LimitKind::BrokerCpu => "the broker ran out of CPU",
             LimitKind::Memory => "memory ran short",
             LimitKind::LatencyObjective => "deliveries missed the latency objective",
@@ -126,6 +130,7 @@ impl LimitKind {
             LimitKind::BrokerOpenFiles => "Raise the broker's open-files limit (`ulimit -n` up to the hard limit; raise the hard limit as root, e.g. LimitNOFILE= in its systemd unit or /etc/security/limits.conf), or spread the clients over a hub of brokers, each with its own limit: without --target, loadgen starts one by itself when one process cannot hold the clients (`--brokers K` for K leaves); with brokers of your own, `scripts/hub.sh start 4`, then `loadgen ramp --max-clients N --target $(scripts/hub.sh targets) --broker-pid $(scripts/hub.sh pids)`, then `scripts/hub.sh stop` (README, \"A hub of brokers\").",
             LimitKind::LoadgenOpenFiles => "Raise loadgen's open-files limit before running (`ulimit -n $(ulimit -Hn)`; raise the hard limit as root), or give each worker process fewer clients (--per-process).",
             LimitKind::ConnTrack => "Every TCP connection, loopback ones included, takes an entry in netfilter's connection-tracking table once the conntrack module is loaded (Docker's rules load it), and a full table drops new SYNs, which time out. Raise it as root: `sysctl -w net.netfilter.nf_conntrack_max=2097152` (each entry is a 256-byte kernel slab object, `grep nf_conntrack /proc/slabinfo`), or stop tracking loopback altogether: `iptables -t raw -A PREROUTING -i lo -j NOTRACK; iptables -t raw -A OUTPUT -o lo -j NOTRACK`.",
+            LimitKind::FileTable => "Every open socket is an open file, and a loopback connection is two (one at each end), so fs.file-max bounds the connections of the whole machine at about half its value. Raise it as root: `sysctl -w fs.file-max=4194304` (each open file costs the kernel a few hundred bytes of slab until it is used). A process with CAP_SYS_ADMIN (root, usually) is not held to it.",
             LimitKind::EphemeralPorts => "Give loadgen more loopback source addresses (--sources; each of 127.0.0.2, 127.0.0.3, … adds a full port range), or widen the range: `sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`.",
             LimitKind::BrokerCpu => "Give the broker more cores (or a machine of its own, so loadgen does not share them), or spread clients over more brokers in a hub; a profile (`perf record -e cpu-clock`) at this load shows where the CPU goes.",
             LimitKind::Memory => "Add memory or use less per client: divide broker RSS by clients to see the cost of one, look at per-connection buffers, and run loadgen on another machine so the two do not share memory.",

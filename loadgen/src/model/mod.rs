@@ -252,6 +252,10 @@ pub struct Sample {
     /// machine-wide, in bytes.
     #[serde(default)]
     pub kernel_slab_bytes: Option<u64>,
+    /// Open files in the whole machine (the first figure of /proc/sys/fs/file-nr), against
+    /// [`Limits::file_max`].
+    #[serde(default)]
+    pub open_files: Option<u64>,
     /// The listen-queue counters since boot, machine-wide: connections an accept queue had
     /// no room for (`ListenOverflows`), and every connection lost at a listener
     /// (`ListenDrops`).

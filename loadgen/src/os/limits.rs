@@ -15,6 +15,15 @@ pub fn conntrack_entries() -> Option<u64> {
     sysctl(CONNTRACK_COUNT).and_then(|s| s.parse().ok())
 }
 
+/// Files open in the whole machine now (the first figure of `fs.file-nr`).
+pub fn open_files() -> Option<u64> {
+    sysctl("/proc/sys/fs/file-nr")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn sysctl(path: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }

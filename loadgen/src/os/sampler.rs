@@ -21,6 +21,8 @@ pub struct Reading {
     pub kernel: KernelMem,
     /// The listen-queue counters since boot, machine-wide: (overflows, drops).
     pub listen_drops: Option<(u64, u64)>,
+    /// Files open in the whole machine.
+    pub open_files: Option<u64>,
 }
 
 /// Samples the broker's processes and loadgen's own (itself and its workers).
@@ -70,6 +72,7 @@ impl Sampler {
             conntrack_entries: super::limits::conntrack_entries(),
             kernel: read_kernel(),
             listen_drops: read_listen_drops(),
+            open_files: super::limits::open_files(),
         }
     }
 }

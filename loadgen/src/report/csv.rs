@@ -232,6 +232,7 @@ mod tests {
                 host_mem_total_bytes: 25_000_000_000,
                 conntrack_entries: Some(262_144),
                 kernel_slab_bytes: Some(1_234_567_890),
+                open_files: Some(2_000_123),
                 listen_overflows: Some(3),
                 listen_drops: Some(4),
             },

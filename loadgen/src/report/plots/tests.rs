@@ -83,6 +83,7 @@ fn plausible_run() -> (Vec<StepResult>, Vec<Sample>) {
                 host_mem_total_bytes: 24 * 1024 * MIB,
                 conntrack_entries: None,
                 kernel_slab_bytes: None,
+                open_files: None,
                 listen_overflows: None,
                 listen_drops: None,
             });
