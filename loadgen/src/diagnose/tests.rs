@@ -308,7 +308,25 @@ fn broker_cpu_alone_or_as_the_bigger_user() {
 
     s.broker_cpu_pct = 110.0;
     s.loadgen_cpu_pct = 75.0;
-    assert_eq!(verdict(&ramp(s)).1.kind, LimitKind::BrokerCpu);
+    assert_eq!(verdict(&ramp(s.clone())).1.kind, LimitKind::BrokerCpu);
+
+    // The kernel's work outside both (softirqs in ksoftirqd) fills the machine: the
+    // machine's figure says so where the two processes' do not.
+    s.broker_cpu_pct = 100.0;
+    s.loadgen_cpu_pct = 37.0;
+    assert_eq!(
+        verdict(&ramp(s.clone())).1.kind,
+        LimitKind::LatencyObjective
+    );
+    s.host_cpu_pct = Some(195.0);
+    let (_, b) = verdict(&ramp(s));
+    assert_eq!(b.kind, LimitKind::BrokerCpu);
+    assert!(
+        b.evidence
+            .contains("broker CPU 100%, loadgen CPU 37%, the machine 195% of 200% (2 cores)"),
+        "{}",
+        b.evidence
+    );
 }
 
 #[test]

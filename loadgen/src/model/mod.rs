@@ -148,6 +148,9 @@ pub struct StepResult {
     pub broker_rss_bytes: u64,
     pub loadgen_cpu_pct: f64,
     pub loadgen_rss_bytes: u64,
+    /// The whole machine's CPU, the kernel's own work included (mean, as the others).
+    #[serde(default)]
+    pub host_cpu_pct: Option<f64>,
     /// Whether every broker process was still running at the end of the step.
     pub broker_alive: bool,
     /// From the broker's STATS, when it is hubbub: failed accepts (EMFILE) and slow-consumer
@@ -220,6 +223,8 @@ pub fn fill_step_resources(steps: &mut [StepResult], samples: &[Sample]) {
         let n = cpu.len() as f64;
         s.broker_cpu_pct = cpu.iter().map(|x| x.broker_cpu_pct).sum::<f64>() / n;
         s.loadgen_cpu_pct = cpu.iter().map(|x| x.loadgen_cpu_pct).sum::<f64>() / n;
+        let host: Vec<f64> = cpu.iter().filter_map(|x| x.host_cpu_pct).collect();
+        s.host_cpu_pct = (!host.is_empty()).then(|| host.iter().sum::<f64>() / host.len() as f64);
     }
 }
 
@@ -244,6 +249,9 @@ pub struct Sample {
     pub loadgen_rss_bytes: u64,
     pub host_mem_used_bytes: u64,
     pub host_mem_total_bytes: u64,
+    /// CPU of the whole machine, the kernel's own work included, in % of one core.
+    #[serde(default)]
+    pub host_cpu_pct: Option<f64>,
     /// Connections in the kernel's connection-tracking table (machine-wide), where it is
     /// loaded: its limit is one of the walls ([`Limits::conntrack_max`]).
     #[serde(default)]

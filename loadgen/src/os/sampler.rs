@@ -11,6 +11,9 @@ pub struct Reading {
     pub broker_rss_bytes: u64,
     pub loadgen_cpu_pct: f64,
     pub loadgen_rss_bytes: u64,
+    /// CPU of the whole machine (every process and the kernel's own work, softirqs among
+    /// it), in % of one core.
+    pub host_cpu_pct: f64,
     pub host_mem_used_bytes: u64,
     pub host_mem_total_bytes: u64,
     /// Every broker process is still running.
@@ -40,6 +43,7 @@ impl Sampler {
             loadgen: loadgen.iter().map(|&p| Pid::from_u32(p)).collect(),
         };
         // CPU use is a difference between two refreshes: take the first now.
+        sampler.sys.refresh_cpu_usage();
         sampler.read();
         sampler
     }
@@ -52,6 +56,9 @@ impl Sampler {
             .refresh_processes_specifics(ProcessesToUpdate::Some(&all), true, kind);
         self.sys
             .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+        self.sys.refresh_cpu_usage();
+        let host_cpu_pct =
+            f64::from(self.sys.global_cpu_usage()) * self.sys.cpus().len().max(1) as f64;
         let sum = |pids: &[Pid]| {
             pids.iter()
                 .filter_map(|p| self.sys.process(*p))
@@ -66,6 +73,7 @@ impl Sampler {
             broker_rss_bytes,
             loadgen_cpu_pct,
             loadgen_rss_bytes,
+            host_cpu_pct,
             host_mem_used_bytes: self.sys.used_memory(),
             host_mem_total_bytes: self.sys.total_memory(),
             broker_alive: self.broker.iter().all(|p| running(p.as_u32())),

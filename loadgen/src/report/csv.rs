@@ -53,6 +53,8 @@ pub struct StepRow {
     pub broker_rss_mb: f64,
     pub loadgen_cpu_pct: f64,
     pub loadgen_rss_mb: f64,
+    /// The whole machine's, the kernel's work included.
+    pub host_cpu_pct: Option<f64>,
     pub broker_alive: bool,
     pub broker_accept_errors: u64,
     pub broker_slow_consumers: u64,
@@ -97,6 +99,7 @@ impl From<&StepResult> for StepRow {
             broker_rss_mb: round_to(to_mib(s.broker_rss_bytes), 100.0),
             loadgen_cpu_pct: round_to(s.loadgen_cpu_pct, 10.0),
             loadgen_rss_mb: round_to(to_mib(s.loadgen_rss_bytes), 100.0),
+            host_cpu_pct: s.host_cpu_pct.map(|c| round_to(c, 10.0)),
             broker_alive: s.broker_alive,
             broker_accept_errors: s.broker_accept_errors,
             broker_slow_consumers: s.broker_slow_consumers,
@@ -164,6 +167,7 @@ mod tests {
             broker_rss_bytes: 300 * 1024 * 1024 + 5_000,
             loadgen_cpu_pct: 45.05,
             loadgen_rss_bytes: 64 * 1024 * 1024,
+            host_cpu_pct: Some(150.04),
             broker_alive: i == 0,
             broker_accept_errors: 12,
             broker_slow_consumers: 13,
@@ -193,7 +197,7 @@ mod tests {
              err_refused,err_timeout,err_emfile,err_eaddrnotavail,err_reset,err_closed,err_other,\
              offered_rate,warmup_secs,hold_secs,published,expected,delivered,lost,late,\
              lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,steady,bottleneck,\
-             broker_cpu_pct,broker_rss_mb,loadgen_cpu_pct,loadgen_rss_mb,\
+             broker_cpu_pct,broker_rss_mb,loadgen_cpu_pct,loadgen_rss_mb,host_cpu_pct,\
              broker_alive,broker_accept_errors,broker_slow_consumers,\
              kernel_slab_mb,listen_overflows,listen_drops"
         );
@@ -207,6 +211,7 @@ mod tests {
         assert!(rows[0].broker_alive && !rows[1].broker_alive);
         assert_eq!((rows[1].err_emfile, rows[1].err_other), (3, 7));
         assert_eq!(rows[0].kernel_slab_mb, Some(2000.0));
+        assert_eq!(rows[0].host_cpu_pct, Some(150.0));
         assert_eq!(
             (rows[0].listen_overflows, rows[0].listen_drops),
             (Some(14), Some(15))
@@ -230,6 +235,7 @@ mod tests {
                 loadgen_rss_bytes: 98_765_432,
                 host_mem_used_bytes: 5_000_000_000,
                 host_mem_total_bytes: 25_000_000_000,
+                host_cpu_pct: Some(187.5),
                 conntrack_entries: Some(262_144),
                 kernel_slab_bytes: Some(1_234_567_890),
                 open_files: Some(2_000_123),

@@ -81,6 +81,7 @@ fn plausible_run() -> (Vec<StepResult>, Vec<Sample>) {
                 loadgen_rss_bytes: loadgen_rss(c),
                 host_mem_used_bytes: 4 * 1024 * MIB,
                 host_mem_total_bytes: 24 * 1024 * MIB,
+                host_cpu_pct: None,
                 conntrack_entries: None,
                 kernel_slab_bytes: None,
                 open_files: None,
