@@ -2,7 +2,7 @@
 
 use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::procfs::{read_kernel, read_listen_drops, running, KernelMem};
+use super::procfs::{read_cpu_ticks, read_kernel, read_listen_drops, running, KernelMem};
 
 /// CPU and memory of two groups of processes and of the host, at one moment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -12,8 +12,8 @@ pub struct Reading {
     pub loadgen_cpu_pct: f64,
     pub loadgen_rss_bytes: u64,
     /// CPU of the whole machine (every process and the kernel's own work, softirqs among
-    /// it), in % of one core.
-    pub host_cpu_pct: f64,
+    /// it), in % of one core, since the last reading; `None` where unreadable.
+    pub host_cpu_pct: Option<f64>,
     pub host_mem_used_bytes: u64,
     pub host_mem_total_bytes: u64,
     /// Every broker process is still running.
@@ -33,6 +33,10 @@ pub struct Sampler {
     sys: System,
     broker: Vec<Pid>,
     loadgen: Vec<Pid>,
+    /// The machine's CPU ticks at the last reading: (all, idle). Read from /proc/stat here
+    /// rather than through sysinfo, whose process refresh reads the same counters for its
+    /// own use and left its machine-wide figure covering only part of the second.
+    ticks: Option<(u64, u64)>,
 }
 
 impl Sampler {
@@ -41,9 +45,9 @@ impl Sampler {
             sys: System::new(),
             broker: broker.iter().map(|&p| Pid::from_u32(p)).collect(),
             loadgen: loadgen.iter().map(|&p| Pid::from_u32(p)).collect(),
+            ticks: None,
         };
         // CPU use is a difference between two refreshes: take the first now.
-        sampler.sys.refresh_cpu_usage();
         sampler.read();
         sampler
     }
@@ -56,9 +60,16 @@ impl Sampler {
             .refresh_processes_specifics(ProcessesToUpdate::Some(&all), true, kind);
         self.sys
             .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-        self.sys.refresh_cpu_usage();
-        let host_cpu_pct =
-            f64::from(self.sys.global_cpu_usage()) * self.sys.cpus().len().max(1) as f64;
+        let ticks = read_cpu_ticks();
+        let cores = super::threads::online_cores().max(1) as f64;
+        let host_cpu_pct = match (self.ticks, ticks) {
+            (Some((all0, idle0)), Some((all1, idle1))) if all1 > all0 => {
+                let idle = idle1.saturating_sub(idle0) as f64 / (all1 - all0) as f64;
+                Some(100.0 * cores * (1.0 - idle).clamp(0.0, 1.0))
+            }
+            _ => None,
+        };
+        self.ticks = ticks;
         let sum = |pids: &[Pid]| {
             pids.iter()
                 .filter_map(|p| self.sys.process(*p))

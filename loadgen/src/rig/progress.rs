@@ -215,7 +215,7 @@ pub fn spawn(
                 loadgen_cpu_pct: r.loadgen_cpu_pct,
                 loadgen_rss_bytes: r.loadgen_rss_bytes,
                 host_mem_used_bytes: r.host_mem_used_bytes,
-                host_cpu_pct: Some(r.host_cpu_pct),
+                host_cpu_pct: r.host_cpu_pct,
                 host_mem_total_bytes: r.host_mem_total_bytes,
                 conntrack_entries: r.conntrack_entries,
                 kernel_slab_bytes: r.kernel.slab,
