@@ -325,9 +325,10 @@ pub(super) fn resource_lines(
 ) -> Plot {
     for s in series {
         let dot = s.color.mix(0.25).filled();
+        // A sample without the figure (NaN) has no dot.
         chart.draw_series(samples.iter().filter_map(|sa| {
-            let at = x.of_sample(sa)?;
-            Some(Circle::new((at, (s.sample)(sa)), 2, dot))
+            let (at, value) = (x.of_sample(sa)?, (s.sample)(sa));
+            value.is_finite().then(|| Circle::new((at, value), 2, dot))
         }))?;
     }
     let lines: Vec<StepSeries> = series
