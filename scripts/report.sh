@@ -2,7 +2,7 @@
 # Regenerates every measured figure in reports/README.md, each into its folder under reports/.
 #
 #   scripts/report.sh                  all sections, in this order (about two hours)
-#   scripts/report.sh SECTION…         some: one-broker hub memory fanout slow compare limits
+#   scripts/report.sh SECTION…         some: one-broker hub memory fanout slow compare limits million
 #
 # one-broker  loadgen ramp to 50,000 against one broker             reports/ramp-one-broker/
 # hub         the same through a hub of 4 leaves, and 100,000 with 6 reports/ramp-hub-50000/, ramp-hub-100000/
@@ -11,6 +11,8 @@
 # slow        a healthy audience's latency with 0 and 10 stalled subscribers  reports/slow-consumer-{0,10}/
 # compare     hubbub, Redis, NATS, Mosquitto side by side (about 45 min)  reports/compare/, compare-threads-1/
 # limits      what the machine's limits do, each changed once        reports/limits/*/
+# million     a ramp past a million, and the walls on the way (about 20 min, needs root)
+#             reports/ramp-million/, ramp-lean-100000*/, limits/conntrack-262144/, limits/ehash-262144/
 #
 # Runs on loopback only; the limits section changes two sysctls (ip_local_port_range, somaxconn)
 # for one run each and puts them back, so it needs root.
@@ -120,8 +122,43 @@ section_limits() ( # a subshell, so that its EXIT trap puts the sysctls back how
     --brokers 1 --connect-timeout 3s --out $out/limits/conntrack-12000 || [ $? -eq 3 ]
 )
 
+# The million-client ramp and the walls it meets on the way (reports/README.md, section 10).
+# Past the connection-tracking table the runs go into network namespaces with no netfilter
+# rules, and a namespace takes the size of its own table of established TCP connections from
+# net.ipv4.tcp_child_ehash_entries as it is created (0: it shares the machine's, 262,144
+# buckets here), which is the setting measured.
+section_million() ( # a subshell, so that its EXIT trap deletes the namespaces and the sysctl
+  local child
+  child=$(cat /proc/sys/net/ipv4/tcp_child_ehash_entries)
+  restore() {
+    echo "$child" >/proc/sys/net/ipv4/tcp_child_ehash_entries
+    ip netns del hubbub-ehash-shared 2>/dev/null || true
+    ip netns del hubbub-million 2>/dev/null || true
+  }
+  trap restore EXIT
+  namespace() { # NAME EHASH_ENTRIES
+    echo "$2" >/proc/sys/net/ipv4/tcp_child_ehash_entries
+    ip netns add "$1"
+    ip netns exec "$1" ip link set lo up
+  }
+  local shape=(--rate 1000 --channels 10000 --slo-p99 1s --placement by-channel)
+  # In the machine's own namespace: Docker's rules track every connection.
+  lg ramp --max-clients 400000 --step 50000 "${shape[@]}" --out $out/limits/conntrack-262144
+  namespace hubbub-ehash-shared 0
+  ip netns exec hubbub-ehash-shared target/release/loadgen ramp --max-clients 1000000 \
+    "${shape[@]}" --out $out/limits/ehash-262144 || [ $? -eq 3 ]
+  namespace hubbub-million 2097152
+  ip netns exec hubbub-million target/release/loadgen ramp --max-clients 1500000 \
+    "${shape[@]}" --out $out/ramp-million || [ $? -eq 3 ]
+  # Issue 15's target: 100,000 through the hub at 2,000 msg/s over 1,000 channels.
+  for placement in spread by-channel; do
+    ip netns exec hubbub-million target/release/loadgen ramp --max-clients 100000 \
+      --placement $placement --out "$out/ramp-lean-100000-$placement" || [ $? -eq 3 ]
+  done
+)
+
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(one-broker hub memory fanout slow compare limits)
+[ ${#sections[@]} -gt 0 ] || sections=(one-broker hub memory fanout slow compare limits million)
 for s in "${sections[@]}"; do
   echo "== $s"
   "section_${s//-/_}"
