@@ -120,14 +120,16 @@ impl Held {
             .reader
             .feed(early, |p| deliveries.payload(p), &mut conn.owed)?;
         conn.carry.extend_from_slice(&early[used..]);
-        let slot = state.free.pop().unwrap_or_else(|| {
-            state.conns.push(None);
-            state.conns.len() - 1
-        });
         let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
         if !conn.owed.is_empty() && !conn.flush()? {
             flags |= EpollFlags::EPOLLOUT;
         }
+        // Taken only once nothing before the registration can fail, so a slot is either
+        // held or free.
+        let slot = state.free.pop().unwrap_or_else(|| {
+            state.conns.push(None);
+            state.conns.len() - 1
+        });
         if let Err(e) = self
             .epoll
             .get_ref()
@@ -141,9 +143,11 @@ impl Held {
         Ok(())
     }
 
-    /// Serves the set for as long as the caller polls: every ready socket is read once per
-    /// turn, each payload goes to `deliveries`, and each connection that ends goes to `lost`
-    /// with why (end of stream is a [`ProtoError::Closed`]) and is dropped from the set.
+    /// Serves the set for as long as the caller polls: each turn, every ready socket is read
+    /// until a read comes back short (a few reads at most at the rates a broker writes to
+    /// one subscriber, so no other socket waits long), each payload goes to `deliveries`, and
+    /// each connection that ends goes to `lost` with why (end of stream is a
+    /// [`ProtoError::Closed`]) and is dropped from the set.
     pub async fn serve(
         &self,
         deliveries: &mut impl Deliveries,
