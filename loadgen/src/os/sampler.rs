@@ -2,7 +2,7 @@
 
 use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::procfs::{read_cpu_ticks, read_kernel, read_listen_drops, running, KernelMem};
+use super::procfs::{read_kernel, read_listen_drops, read_uptime, running, KernelMem};
 
 /// CPU and memory of two groups of processes and of the host, at one moment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,10 +33,9 @@ pub struct Sampler {
     sys: System,
     broker: Vec<Pid>,
     loadgen: Vec<Pid>,
-    /// The machine's CPU ticks at the last reading: (all, idle). Read from /proc/stat here
-    /// rather than through sysinfo, whose process refresh reads the same counters for its
-    /// own use and left its machine-wide figure covering only part of the second.
-    ticks: Option<(u64, u64)>,
+    /// Seconds since boot and seconds idle (all cores) at the last reading: the machine's
+    /// CPU is the rest ([`parse_uptime`](super::procfs::parse_uptime) says why not ticks).
+    uptime: Option<(f64, f64)>,
 }
 
 impl Sampler {
@@ -45,7 +44,7 @@ impl Sampler {
             sys: System::new(),
             broker: broker.iter().map(|&p| Pid::from_u32(p)).collect(),
             loadgen: loadgen.iter().map(|&p| Pid::from_u32(p)).collect(),
-            ticks: None,
+            uptime: None,
         };
         // CPU use is a difference between two refreshes: take the first now.
         sampler.read();
@@ -60,16 +59,16 @@ impl Sampler {
             .refresh_processes_specifics(ProcessesToUpdate::Some(&all), true, kind);
         self.sys
             .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-        let ticks = read_cpu_ticks();
+        let uptime = read_uptime();
         let cores = super::threads::online_cores().max(1) as f64;
-        let host_cpu_pct = match (self.ticks, ticks) {
-            (Some((all0, idle0)), Some((all1, idle1))) if all1 > all0 => {
-                let idle = idle1.saturating_sub(idle0) as f64 / (all1 - all0) as f64;
-                Some(100.0 * cores * (1.0 - idle).clamp(0.0, 1.0))
+        let host_cpu_pct = match (self.uptime, uptime) {
+            (Some((up0, idle0)), Some((up1, idle1))) if up1 > up0 => {
+                let idle_cores = (idle1 - idle0).max(0.0) / (up1 - up0);
+                Some(100.0 * (cores - idle_cores).clamp(0.0, cores))
             }
             _ => None,
         };
-        self.ticks = ticks;
+        self.uptime = uptime;
         let sum = |pids: &[Pid]| {
             pids.iter()
                 .filter_map(|p| self.sys.process(*p))
