@@ -227,6 +227,19 @@ fn broker_open_files(step: &StepResult, limits: &Limits, at: &str, errs: &str) -
     })
 }
 
+/// The highest of a machine-wide count the step's samples read, and the table's maximum,
+/// when that count reached `full` of the maximum.
+fn at_maximum(
+    samples: &[&Sample],
+    read: fn(&Sample) -> Option<u64>,
+    max: Option<u64>,
+    full: f64,
+) -> Option<(u64, u64)> {
+    let max = max?;
+    let most = samples.iter().filter_map(|s| read(s)).max()?;
+    (most as f64 >= full * max as f64).then_some((most, max))
+}
+
 /// Connects failed while the kernel's connection-tracking table was full (its count, sampled
 /// each second, at its maximum): the kernel dropped their SYNs.
 fn conntrack_full(
@@ -236,10 +249,14 @@ fn conntrack_full(
     at: &str,
     errs: &str,
 ) -> Option<String> {
-    let max = limits.conntrack_max?;
-    let most = samples.iter().filter_map(|s| s.conntrack_entries).max()?;
+    let (most, max) = at_maximum(
+        samples,
+        |s| s.conntrack_entries,
+        limits.conntrack_max,
+        CONNTRACK_FULL,
+    )?;
     let failed = step.errors.timeout + step.errors.refused + step.errors.other;
-    (failed > 0 && most as f64 >= CONNTRACK_FULL * max as f64).then(|| {
+    (failed > 0).then(|| {
         format!(
             "{at} connects failed ({errs}) while the kernel's connection-tracking table held {most} entries of its {max} (net.netfilter.nf_conntrack_max): every TCP connection on this machine takes one, loopback ones too, and a full table drops new connections' SYNs."
         )
@@ -255,9 +272,8 @@ fn file_table_full(
     at: &str,
     errs: &str,
 ) -> Option<String> {
-    let max = limits.file_max?;
-    let most = samples.iter().filter_map(|s| s.open_files).max()?;
-    (step.errors.total() > 0 && most as f64 >= FILE_TABLE_FULL * max as f64).then(|| {
+    let (most, max) = at_maximum(samples, |s| s.open_files, limits.file_max, FILE_TABLE_FULL)?;
+    (step.errors.total() > 0).then(|| {
         format!(
             "{at} connects failed ({errs}) while the machine had {most} files open of its {max} (fs.file-max): each loopback connection is two open files, one at each end, so the machine holds about {} connections.",
             max / 2
