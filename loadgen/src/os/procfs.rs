@@ -164,13 +164,15 @@ pub struct KernelMem {
 }
 
 pub fn read_kernel() -> KernelMem {
-    let slab = fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| parse_meminfo_slab(&m));
     KernelMem {
         tcp: read_kernel_tcp(),
-        slab,
+        slab: read_slab(),
     }
+}
+
+/// The kernel's slab memory, machine-wide, in bytes; `None` where unreadable.
+pub fn read_slab() -> Option<u64> {
+    parse_meminfo_slab(&fs::read_to_string("/proc/meminfo").ok()?)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::procfs::{read_kernel, read_listen_drops, read_uptime, running, KernelMem};
+use super::procfs::{read_listen_drops, read_slab, read_uptime, running};
 
 /// CPU and memory of two groups of processes and of the host, at one moment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,8 +20,8 @@ pub struct Reading {
     pub broker_alive: bool,
     /// Connections in the kernel's connection-tracking table, where it is loaded.
     pub conntrack_entries: Option<u64>,
-    /// The kernel's slab and TCP buffer memory, machine-wide.
-    pub kernel: KernelMem,
+    /// The kernel's slab memory, machine-wide.
+    pub kernel_slab_bytes: Option<u64>,
     /// The listen-queue counters since boot, machine-wide: (overflows, drops).
     pub listen_drops: Option<(u64, u64)>,
     /// Files open in the whole machine.
@@ -88,7 +88,7 @@ impl Sampler {
             host_mem_total_bytes: self.sys.total_memory(),
             broker_alive: self.broker.iter().all(|p| running(p.as_u32())),
             conntrack_entries: super::limits::conntrack_entries(),
-            kernel: read_kernel(),
+            kernel_slab_bytes: read_slab(),
             listen_drops: read_listen_drops(),
             open_files: super::limits::open_files(),
         }

@@ -218,7 +218,7 @@ pub fn spawn(
                 host_cpu_pct: r.host_cpu_pct,
                 host_mem_total_bytes: r.host_mem_total_bytes,
                 conntrack_entries: r.conntrack_entries,
-                kernel_slab_bytes: r.kernel.slab,
+                kernel_slab_bytes: r.kernel_slab_bytes,
                 open_files: r.open_files,
                 listen_overflows: r.listen_drops.map(|d| d.0),
                 listen_drops: r.listen_drops.map(|d| d.1),
