@@ -238,7 +238,7 @@ fn resources(path: &Path, ctx: &Context, steps: &[StepResult], samples: &[Sample
         (
             &top,
             Frame {
-                title: "Memory (resident set size): lines are step peaks, dots per-second samples",
+                title: "Memory: lines are step peaks, dots per-second samples",
                 x,
                 title_px: PANEL_TITLE_PX,
                 y_desc: "MiB",
