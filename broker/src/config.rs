@@ -74,10 +74,18 @@ pub struct Config {
     #[arg(long)]
     pub max_connections: Option<usize>,
 
-    /// Upstream broker to link to (HOST:PORT), making this broker a leaf of a hub topology:
-    /// channels subscribed here are subscribed there, and messages flow both ways.
+    /// Upstream broker to link to (HOST:PORT, the host an address or a name looked up at
+    /// each connect), making this broker a leaf of a hub topology: channels subscribed here
+    /// are subscribed there, and messages flow both ways.
     #[arg(long)]
-    pub upstream: Option<SocketAddr>,
+    pub upstream: Option<crate::address::HostPort>,
+
+    /// How long the link to --upstream may go without a byte from the upstream before it is
+    /// dropped and made again (it sends a PING after a third of this in silence). A hub
+    /// across a network that stops answering, cut off or frozen, otherwise holds the link
+    /// until the kernel gives up on it, a quarter of an hour later. 0: never.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
 
     /// This broker's name, announced to its upstream (default: its listen address).
     #[arg(long)]
@@ -156,6 +164,7 @@ impl Default for Config {
             max_depth: 128,
             max_connections: None,
             upstream: None,
+            upstream_timeout: Duration::from_secs(10),
             name: None,
             users: None,
             upstream_user: None,

@@ -18,6 +18,7 @@
 //! - [`client`]: the async client that the tools and loadgen build on.
 //! - [`tools`]: `client`, `publisher` and `chat`, as library functions the binaries call.
 
+pub mod address;
 mod audience;
 pub mod auth;
 pub mod budget;

@@ -16,6 +16,12 @@
 //! this broker has no user) is logged and retried after `REFUSED_PAUSE`, doubling: a
 //! misconfigured leaf knocks a few times a minute, never storms the hub.
 //!
+//! The upstream is named as given (`--upstream hub:4243`) and looked up at each attempt. A link
+//! that hears nothing from the upstream for `--upstream-timeout` (a PING goes up after a third
+//! of it in silence, and its PONG is enough) is dropped and made again, like one that closed:
+//! across a network, a hub that is cut off or frozen sends no FIN, and without this the link
+//! would wait for the kernel to give up on its unacknowledged bytes, a quarter of an hour.
+//!
 //! With `--upstream-tls-ca` the link is TLS: the handshake runs after each connect, and the
 //! link's own task encrypts and decrypts on the same loop (`crate::transport::Socket`).
 
@@ -122,7 +128,19 @@ async fn connect(
     upstream: &Upstream,
     tls: Option<&LinkTls>,
 ) -> io::Result<Socket> {
-    let stream = TcpStream::connect(upstream.addr).await?;
+    let timeout = shared.config.upstream_timeout;
+    let connecting = TcpStream::connect(upstream.addr.as_pair());
+    let stream = match timeout.is_zero() {
+        true => connecting.await?,
+        false => tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer within {timeout:?}"),
+                )
+            })??,
+    };
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
         return Ok(Socket::Plain(stream));
@@ -192,10 +210,23 @@ async fn serve(
         }
     };
     let mut scratch = vec![0u8; 64 * 1024];
+    let mut heard = Heard::new(shared.config.upstream_timeout);
     loop {
         let want_write = !link.writing.is_empty() || link.stream.unsent();
         tokio::select! {
             _ = shutdown.cancelled() => return io::ErrorKind::Interrupted.into(),
+            _ = heard.tick() => match heard.check() {
+                Quiet::Fine => {}
+                Quiet::Ask => {
+                    let _ = outbox.push(encode::ping_command());
+                }
+                Quiet::Gone(silent) => {
+                    return io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("nothing from the upstream for {silent:?} (--upstream-timeout)"),
+                    );
+                }
+            },
             _ = shared.registry.interest_changed(), if ready => link.sync_interest(shared, outbox),
             _ = outbox.ready(), if !want_write => {
                 if outbox.take(&mut link.writing) == Taken::Overflowed {
@@ -218,6 +249,7 @@ async fn serve(
                 match link.stream.read(&mut scratch) {
                     Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
                     Ok(n) => {
+                        heard.now();
                         // Gathered like a client's read, and flushed when dropped.
                         let mut read = shared.registry.gather(None);
                         let (mut fault, mut accepted) = (None, false);
@@ -256,6 +288,70 @@ async fn serve(
                     Err(e) => return e,
                 }
             }
+        }
+    }
+}
+
+/// When the upstream was last heard from, and what to do about a silence
+/// (`--upstream-timeout`). Pure but for the clock, so the rule is tested without a network.
+struct Heard {
+    timeout: Duration,
+    last: tokio::time::Instant,
+    /// Whether a PING went up since the last byte came down: one per silence is enough.
+    asked: bool,
+    ticks: Option<tokio::time::Interval>,
+}
+
+/// What a silence calls for.
+#[derive(Debug, PartialEq, Eq)]
+enum Quiet {
+    Fine,
+    /// A third of the timeout in silence: send a PING (its PONG will end the silence).
+    Ask,
+    /// The whole timeout in silence: the link is gone.
+    Gone(Duration),
+}
+
+impl Heard {
+    fn new(timeout: Duration) -> Self {
+        let ticks = (!timeout.is_zero()).then(|| {
+            let mut t = tokio::time::interval(timeout / 6);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        Self {
+            timeout,
+            last: tokio::time::Instant::now(),
+            asked: false,
+            ticks,
+        }
+    }
+
+    /// Something came down the link.
+    fn now(&mut self) {
+        self.last = tokio::time::Instant::now();
+        self.asked = false;
+    }
+
+    /// Ready every sixth of the timeout; never when there is none.
+    async fn tick(&mut self) {
+        match &mut self.ticks {
+            Some(t) => {
+                t.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    fn check(&mut self) -> Quiet {
+        let silent = self.last.elapsed();
+        if silent >= self.timeout {
+            Quiet::Gone(silent)
+        } else if silent >= self.timeout / 3 && !self.asked {
+            self.asked = true;
+            Quiet::Ask
+        } else {
+            Quiet::Fine
         }
     }
 }
@@ -373,5 +469,34 @@ impl Link {
         upstream.sent(publishes);
         outbox.written(written?, !self.writing.is_empty());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silence_asks_once_then_gives_up_and_any_byte_ends_it() {
+        let mut heard = Heard::new(Duration::from_secs(3));
+        assert_eq!(heard.check(), Quiet::Fine);
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(heard.check(), Quiet::Fine);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(heard.check(), Quiet::Ask);
+        assert_eq!(heard.check(), Quiet::Fine, "one PING per silence");
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        heard.now();
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        assert_eq!(heard.check(), Quiet::Ask, "a new silence asks again");
+        tokio::time::advance(Duration::from_millis(2000)).await;
+        assert_eq!(heard.check(), Quiet::Gone(Duration::from_secs(3)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_timeout_never_ticks() {
+        let mut heard = Heard::new(Duration::ZERO);
+        let ticked = tokio::time::timeout(Duration::from_secs(3600), heard.tick()).await;
+        assert!(ticked.is_err());
     }
 }

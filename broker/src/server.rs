@@ -122,13 +122,16 @@ impl Broker {
     /// here, once, so that a broker with a bad one refuses to start).
     pub fn new(config: Config) -> io::Result<Self> {
         let tls = crate::tls::acceptor(&config.tls)?;
-        let link_tls = crate::tls::link(&config.tls, config.upstream)?;
+        let link_tls = crate::tls::link(&config.tls, config.upstream.as_ref())?;
         let stats = Arc::new(Stats::default());
         let name = config
             .name
             .clone()
             .unwrap_or_else(|| config.listen.to_string());
-        let upstream = config.upstream.map(|addr| Arc::new(Upstream::new(addr)));
+        let upstream = config
+            .upstream
+            .clone()
+            .map(|addr| Arc::new(Upstream::new(addr)));
         let max_connections = connection_limit(config.max_connections);
         let auth = config
             .users

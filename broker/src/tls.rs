@@ -10,7 +10,6 @@
 //! connection's own task (`transport`), never written through from a publisher's thread.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -161,7 +160,10 @@ pub fn acceptor(config: &TlsConfig) -> Result<Option<TlsAcceptor>, TlsError> {
 }
 
 /// The link's TLS, when `--upstream-tls-ca` is given for an `--upstream` at `upstream`.
-pub fn link(config: &TlsConfig, upstream: Option<SocketAddr>) -> Result<Option<LinkTls>, TlsError> {
+pub fn link(
+    config: &TlsConfig,
+    upstream: Option<&crate::address::HostPort>,
+) -> Result<Option<LinkTls>, TlsError> {
     let (cert, key) = (&config.upstream_tls_cert, &config.upstream_tls_key);
     let ca = &config.upstream_tls_ca;
     let (has_ca, has_cert, has_key) = (ca.is_some(), cert.is_some(), key.is_some());
@@ -200,7 +202,13 @@ pub fn link(config: &TlsConfig, upstream: Option<SocketAddr>) -> Result<Option<L
     let name = match &config.upstream_tls_name {
         Some(name) => ServerName::try_from(name.clone())
             .map_err(|_| TlsError::BadName { name: name.clone() })?,
-        None => ServerName::IpAddress(upstream.ip().into()),
+        // Without --upstream-tls-name, the certificate must name what --upstream names.
+        None => match upstream.ip() {
+            Some(ip) => ServerName::IpAddress(ip.into()),
+            None => ServerName::try_from(upstream.host.clone()).map_err(|_| TlsError::BadName {
+                name: upstream.host.clone(),
+            })?,
+        },
     };
     Ok(Some(LinkTls {
         connector: TlsConnector::from(Arc::new(client)),
@@ -257,9 +265,9 @@ mod tests {
 
     #[test]
     fn nothing_given_is_no_tls_and_a_flag_without_one_it_needs_is_named() {
-        let hub: SocketAddr = "127.0.0.1:4243".parse().unwrap();
+        let hub: crate::address::HostPort = "127.0.0.1:4243".parse().unwrap();
         assert!(acceptor(&TlsConfig::default()).unwrap().is_none());
-        assert!(link(&TlsConfig::default(), Some(hub)).unwrap().is_none());
+        assert!(link(&TlsConfig::default(), Some(&hub)).unwrap().is_none());
         let refusal = |config: TlsConfig, upstream| {
             let server = acceptor(&config).err().map(|e| e.to_string());
             server.or_else(|| link(&config, upstream).err().map(|e| e.to_string()))
@@ -285,7 +293,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            refusal(name, Some(hub)).as_deref(),
+            refusal(name, Some(&hub)).as_deref(),
             Some("--upstream-tls-name needs --upstream-tls-ca")
         );
         let key = TlsConfig {
@@ -293,7 +301,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            refusal(key, Some(hub)).as_deref(),
+            refusal(key, Some(&hub)).as_deref(),
             Some("--upstream-tls-key needs --upstream-tls-cert")
         );
     }

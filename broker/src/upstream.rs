@@ -3,12 +3,12 @@
 //! `link`; this part has no dependency on it, so connections can forward without knowing
 //! how the link runs.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::address::HostPort;
 use crate::outbox::{Outbox, Push, Wakes};
 use crate::protocol::encode;
 use crate::stats::UpstreamSnapshot;
@@ -16,7 +16,8 @@ use crate::stats::UpstreamSnapshot;
 /// The upstream link's state, shared with the connections that forward through it.
 #[derive(Debug)]
 pub struct Upstream {
-    pub addr: SocketAddr,
+    /// Where the upstream is, as given: a name is looked up at each connect.
+    pub addr: HostPort,
     /// Where forwarded frames wait while the link is up; `None` while it is down.
     /// Overflow policy: the link's outbox is bounded like a client's (`--max-pending`); an
     /// upstream that falls that far behind is dropped and reconnected, and what was queued is
@@ -39,7 +40,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: HostPort) -> Self {
         Self {
             addr,
             current: Mutex::new(None),

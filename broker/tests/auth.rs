@@ -271,7 +271,7 @@ async fn channels_outside_a_users_patterns_are_denied_for_publish_and_subscribe_
 
 async fn leaf_as(hub: SocketAddr, user: &str, password: &str) -> RunningBroker {
     broker_with(Config {
-        upstream: Some(hub),
+        upstream: Some(hub.into()),
         name: Some(format!("leaf-of-{user}")),
         upstream_user: Some(user.into()),
         upstream_password: Some(Secret(password.to_owned().into())),
@@ -324,7 +324,7 @@ async fn a_leaf_without_the_link_permission_is_refused_and_one_with_it_links() {
 async fn a_leaf_without_credentials_at_a_hub_with_users_is_refused() {
     let hub = broker_with(with_users()).await;
     let leaf = broker_with(Config {
-        upstream: Some(hub.addr),
+        upstream: Some(hub.addr.into()),
         ..Default::default()
     })
     .await;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 async fn leaf(upstream: SocketAddr, name: &str) -> RunningBroker {
     broker_with(Config {
-        upstream: Some(upstream),
+        upstream: Some(upstream.into()),
         name: Some(name.into()),
         ..Default::default()
     })
@@ -202,7 +202,7 @@ fn free_port() -> SocketAddr {
 async fn linked(listen: SocketAddr, upstream: SocketAddr) -> RunningBroker {
     hubbub::start(Config {
         listen,
-        upstream: Some(upstream),
+        upstream: Some(upstream.into()),
         stats_interval: std::time::Duration::ZERO,
         ..Default::default()
     })
@@ -329,7 +329,7 @@ async fn publishes_lost_with_an_overflowing_link_are_counted_dropped_not_forward
     const N: u64 = 20_000;
     let (upstream, go, received) = stalled_upstream().await;
     let leaf = broker_with(Config {
-        upstream: Some(upstream),
+        upstream: Some(upstream.into()),
         max_pending: 64 << 10,
         ..Default::default()
     })
@@ -362,5 +362,63 @@ async fn publishes_lost_with_an_overflowing_link_are_counted_dropped_not_forward
             })
     })
     .await;
+    leaf.stop().await;
+}
+
+/// `--upstream` takes a name, looked up at each connect: a leaf across hosts names its hub.
+#[tokio::test]
+async fn a_leaf_finds_its_upstream_by_name() {
+    let hub = broker().await;
+    let leaf = broker_with(Config {
+        upstream: Some(format!("localhost:{}", hub.addr.port()).parse().unwrap()),
+        ..Default::default()
+    })
+    .await;
+    wait_linked(leaf.addr).await;
+    let mut sub = Raw::connect(leaf.addr).await;
+    sub.subscribe("x", 1).await;
+    wait_subscriptions(hub.addr, 1).await;
+    let mut publisher = Raw::connect(hub.addr).await;
+    publisher.publish("x", &json!("across")).await;
+    sub.expect(message("x", json!("across"))).await;
+    let s = sub.stats().await;
+    assert_eq!(
+        s["upstream"]["addr"],
+        format!("localhost:{}", hub.addr.port())
+    );
+}
+
+/// An upstream that takes the link and reads it but never answers, as a frozen or cut-off hub
+/// looks from the leaf: after a third of `--upstream-timeout` in silence the link sends one
+/// PING; after the whole of it, it drops the connection and makes a new one.
+#[tokio::test]
+async fn a_silent_upstream_is_pinged_then_dropped_and_linked_again() {
+    use tokio::io::AsyncBufReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let leaf = broker_with(Config {
+        upstream: Some(listener.local_addr().unwrap().into()),
+        upstream_timeout: std::time::Duration::from_millis(900),
+        ..Default::default()
+    })
+    .await;
+    let (first, _) = listener.accept().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut lines = tokio::io::BufReader::new(first).lines();
+    let mut heard = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        heard.push(serde_json::from_str::<Value>(&line).unwrap()["command"].clone());
+    }
+    let closed_after = started.elapsed();
+    assert_eq!(
+        heard,
+        [json!("LINK"), json!("PING")],
+        "then the leaf closed it"
+    );
+    assert!(
+        closed_after >= std::time::Duration::from_millis(900),
+        "closed after {closed_after:?}, before the timeout"
+    );
+    let again = tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept()).await;
+    assert!(again.is_ok(), "the leaf did not link again");
     leaf.stop().await;
 }

@@ -258,7 +258,7 @@ async fn a_leaf_shows_its_link_up_and_down() {
     let hub = broker_with(Config::default()).await;
     let hub_addr = hub.addr;
     let (leaf, metrics) = metrics_broker(Config {
-        upstream: Some(hub_addr),
+        upstream: Some(hub.addr.into()),
         ..Default::default()
     })
     .await;

@@ -426,7 +426,7 @@ async fn a_leaf_linked_to_a_hub_over_tls_carries_messages_both_ways() {
     .await;
     let (cert, key) = pki.files.identity("leaf", &clients.issue(&["leaf"]));
     let leaf = broker_with(Config {
-        upstream: Some(hub.addr),
+        upstream: Some(hub.addr.into()),
         name: Some("leaf".into()),
         tls: TlsConfig {
             upstream_tls_ca: Some(pki.ca_file.clone()),
@@ -474,7 +474,7 @@ async fn a_leaf_that_does_not_trust_its_hub_stays_unlinked_and_counts_why() {
     .await;
     let stranger = pki.files.ca("stranger.crt", &Ca::new("another CA"));
     let leaf = broker_with(Config {
-        upstream: Some(hub.addr),
+        upstream: Some(hub.addr.into()),
         tls: TlsConfig {
             upstream_tls_ca: Some(stranger),
             ..Default::default()

@@ -134,6 +134,11 @@ fn line<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(buf)
 }
 
+/// Extension: PING, as a link sends it to hear from a quiet upstream.
+pub fn ping_command() -> Bytes {
+    Bytes::from_static(b"{\"command\":\"PING\"}\n")
+}
+
 /// Extension: the reply to PING.
 pub fn pong() -> Bytes {
     Bytes::from_static(b"{\"type\":\"PONG\"}\n")
