@@ -87,8 +87,9 @@ pub struct Config {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
 
-    /// This broker's name, announced to its upstream (default: its listen address).
-    #[arg(long)]
+    /// This broker's name, announced to its upstream (default: its listen address, or on
+    /// every interface the host's name and the port).
+    #[arg(long, env = "HUBBUB_NAME")]
     pub name: Option<String>,
 
     /// Users file (TOML: argon2 password hashes and what each user may do; README.md,

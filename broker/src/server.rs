@@ -127,7 +127,7 @@ impl Broker {
         let name = config
             .name
             .clone()
-            .unwrap_or_else(|| config.listen.to_string());
+            .unwrap_or_else(|| default_name(config.listen));
         let upstream = config
             .upstream
             .clone()
@@ -380,4 +380,17 @@ pub async fn start(config: Config) -> io::Result<RunningBroker> {
         shutdown,
         task,
     })
+}
+
+/// A broker's name when not given: its listen address, or where that is every interface
+/// (`0.0.0.0`, as in a container) the host's name with the port, so that the replicas of a
+/// Compose service or the pods of a Deployment tell apart in their hub's log.
+fn default_name(listen: std::net::SocketAddr) -> String {
+    if !listen.ip().is_unspecified() {
+        return listen.to_string();
+    }
+    match nix::sys::utsname::uname() {
+        Ok(u) => format!("{}:{}", u.nodename().to_string_lossy(), listen.port()),
+        Err(_) => listen.to_string(),
+    }
 }

@@ -150,6 +150,17 @@ fn classify(step: &StepResult, samples: &[&Sample], limits: &Limits, slo: u64) -
         (LimitKind::BrokerOpenFiles, evidence)
     } else if let Some(evidence) = memory_full(step, samples, &at) {
         (LimitKind::Memory, evidence)
+    } else if host_saturated && step.broker_rss_bytes == 0 {
+        // A broker that was sampled has a resident set; none means it was not (it runs in
+        // another container or on another host), so its CPU reads 0 and says nothing.
+        (
+            LimitKind::MachineCpu,
+            format!(
+                "{at} the machine's CPU was saturated ({cpu_line}), and the broker's own use was not measured (it runs where loadgen cannot sample it); delivery p99 {} against an objective of {}.",
+                ms(step.latency.p99_us),
+                ms(slo)
+            ),
+        )
     } else if host_saturated && step.loadgen_cpu_pct > step.broker_cpu_pct {
         (
             LimitKind::LoadgenCpu,

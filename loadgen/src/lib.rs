@@ -12,6 +12,7 @@
 //! - [`scenario`]: one module per command (ramp, throughput, latency, fanout, memory,
 //!   compare, soak), each a walk over the rig.
 
+pub mod agent;
 pub mod diagnose;
 pub mod model;
 pub mod os;
@@ -70,6 +71,9 @@ pub enum Command {
     /// garbage; check no loss, whole bursts, flat broker memory and latency.
     #[command(after_help = EXIT_STATUS)]
     Soak(soak::Opts),
+    /// Serve worker processes to a coordinator on another host (its `--agents`): load from
+    /// many machines, in one report.
+    Agent(agent::serve::Opts),
     /// Run the hubbub broker in this process (how loadgen starts its embedded broker).
     #[command(hide = true)]
     Broker(hubbub::tools::broker::Opts),
@@ -116,6 +120,9 @@ pub fn run(opts: Opts) -> anyhow::Result<Outcome> {
             Command::Memory(o) => memory::run(o, &interrupt, out).await,
             Command::Compare(o) => compare::run(o, &interrupt, out).await,
             Command::Soak(o) => soak::run(o, &interrupt, out).await,
+            Command::Agent(o) => agent::serve::run(o, &interrupt)
+                .await
+                .map(|()| Outcome::Passed),
             Command::Broker(_) | Command::Worker { .. } => unreachable!("handled above"),
         }
     })

@@ -468,3 +468,18 @@ fn conntrack_table_from_samples_at_its_maximum() {
     let (_, b) = diagnose(&ramp(s), &samples, &untracked, SLO, 100_000);
     assert_eq!(b.kind, LimitKind::ConnectErrors);
 }
+
+/// A broker in another container or on another host is not sampled (no resident set, CPU
+/// 0): a full machine is then the machine's, not loadgen's, however small the broker's 0 is.
+#[test]
+fn machine_cpu_when_the_broker_was_not_sampled() {
+    let mut s = ok_step(2, 3_000);
+    s.latency.p99_us = 90_000;
+    (s.broker_cpu_pct, s.broker_rss_bytes) = (0.0, 0);
+    s.loadgen_cpu_pct = 40.0;
+    s.host_cpu_pct = Some(196.0);
+    let (_, b) = verdict(&ramp(s));
+    assert_eq!(b.kind, LimitKind::MachineCpu);
+    assert!(b.evidence.contains("the machine 196%"), "{}", b.evidence);
+    assert!(b.evidence.contains("not measured"), "{}", b.evidence);
+}

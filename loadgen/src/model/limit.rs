@@ -22,6 +22,9 @@ pub enum LimitKind {
     FileTable,
     /// The broker's CPU was saturated.
     BrokerCpu,
+    /// The machine's CPU was saturated, and the broker's share of it is not known (it runs
+    /// where loadgen cannot sample it: another container or host, no --broker-pid).
+    MachineCpu,
     /// Host or broker memory ran short.
     Memory,
     /// Deliveries were later than the objective.
@@ -36,6 +39,9 @@ pub enum LimitKind {
     ConnectErrors,
     /// The run was interrupted (Ctrl-C or SIGTERM) before it found a limit.
     Interrupted,
+    /// A worker stopped answering (its process exited, or its agent's host went silent), so
+    /// the step it was in could not be counted.
+    WorkerLost,
 }
 
 /// The verdict, with the numbers behind it.
@@ -86,7 +92,7 @@ impl Outcome {
 
 impl LimitKind {
     /// Every kind.
-    pub const ALL: [LimitKind; 14] = [
+    pub const ALL: [LimitKind; 16] = [
         LimitKind::MaxClients,
         LimitKind::BrokerOpenFiles,
         LimitKind::LoadgenOpenFiles,
@@ -94,6 +100,7 @@ impl LimitKind {
         LimitKind::ConnTrack,
         LimitKind::FileTable,
         LimitKind::BrokerCpu,
+        LimitKind::MachineCpu,
         LimitKind::Memory,
         LimitKind::LatencyObjective,
         LimitKind::MessageLoss,
@@ -101,6 +108,7 @@ impl LimitKind {
         LimitKind::LoadgenCpu,
         LimitKind::ConnectErrors,
         LimitKind::Interrupted,
+        LimitKind::WorkerLost,
     ];
 
     /// A short human description of a limit, worded to follow "the ramp stopped because".
@@ -113,6 +121,7 @@ impl LimitKind {
             LimitKind::ConnTrack => "the kernel's connection-tracking table was full",
             LimitKind::FileTable => "the machine's file table (fs.file-max) was full",
             LimitKind::BrokerCpu => "the broker ran out of CPU",
+            LimitKind::MachineCpu => "the machine ran out of CPU (the broker's share not measured: it runs where loadgen cannot sample it)",
             LimitKind::Memory => "memory ran short",
             LimitKind::LatencyObjective => "deliveries missed the latency objective",
             LimitKind::MessageLoss => "deliveries were lost",
@@ -120,6 +129,7 @@ impl LimitKind {
             LimitKind::LoadgenCpu => "loadgen ran out of CPU (a limit of the test, not the broker)",
             LimitKind::ConnectErrors => "connections failed",
             LimitKind::Interrupted => "it was interrupted (Ctrl-C or SIGTERM)",
+            LimitKind::WorkerLost => "a load generator worker was lost (its process exited or its agent's host went silent)",
         }
     }
 
@@ -133,6 +143,7 @@ impl LimitKind {
             LimitKind::FileTable => "Every open socket is an open file, and a loopback connection is two (one at each end), so fs.file-max bounds the connections of the whole machine at about half its value. Raise it as root: `sysctl -w fs.file-max=4194304` (each open file costs the kernel a few hundred bytes of slab until it is used). A process with CAP_SYS_ADMIN (root, usually) is not held to it.",
             LimitKind::EphemeralPorts => "Give loadgen more loopback source addresses (--sources; each of 127.0.0.2, 127.0.0.3, … adds a full port range), or widen the range: `sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`.",
             LimitKind::BrokerCpu => "Give the broker more cores (or a machine of its own, so loadgen does not share them), or spread clients over more brokers in a hub; a profile (`perf record -e cpu-clock`) at this load shows where the CPU goes.",
+            LimitKind::MachineCpu => "Brokers and load generators shared a machine whose CPU was full, and the broker's own use could not be read (no --broker-pid: in another container or on another host). Run the brokers and the agents on machines of their own, or give --broker-pid where the broker's process is visible, to tell which of them set the limit.",
             LimitKind::Memory => "Add memory or use less per client: divide broker RSS by clients to see the cost of one, look at per-connection buffers, and run loadgen on another machine so the two do not share memory.",
             LimitKind::LatencyObjective => "The broker keeps every client but delivers late: look at broker CPU and slow consumers, give it more cores, lower the publish rate, or loosen the objective (--slo-p99) if it is stricter than users need.",
             LimitKind::MessageLoss => "Deliveries went missing: check the broker's slow-consumer disconnects (raise its pending-bytes limit, or have subscribers read faster) and its log.",
@@ -140,6 +151,7 @@ impl LimitKind {
             LimitKind::LoadgenCpu => "The load generator was the bottleneck: give loadgen its own cores (`taskset`) or its own machine, then rerun; until then the result says nothing about the broker.",
             LimitKind::ConnectErrors => "Read the errors by kind: refused means a full listen backlog (raise net.core.somaxconn and the broker's backlog), timeouts a full accept queue or a stalled broker; check the broker's log.",
             LimitKind::Interrupted => "The steps above were measured in full; run the command again and let it finish to find the limit.",
+            LimitKind::WorkerLost => "The steps before it were measured in full. Read the evidence for which worker and agent, and that agent's log (`docker logs`, `kubectl logs`): a host that was cut off or frozen, or a worker that crashed. Its subscribers were not counted in the step it was lost in, so that step is left out.",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod bottleneck;
 pub mod compare;
 pub mod fanout;
 pub mod histogram;
+pub mod hosts;
 pub mod limit;
 pub mod memory;
 pub mod provenance;
@@ -289,6 +290,9 @@ pub struct Summary {
     /// Where the figures came from: commit, versions, machine.
     #[serde(default)]
     pub provenance: Option<provenance::Provenance>,
+    /// The agents whose workers held the subscribers (`--agents`); empty when they ran here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<hosts::AgentReport>,
 }
 
 /// `summary.json` of a fixed-size run (`loadgen throughput` or `loadgen latency`).

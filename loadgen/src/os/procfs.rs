@@ -99,6 +99,15 @@ pub fn read_uptime() -> Option<(f64, f64)> {
     parse_uptime(&fs::read_to_string("/proc/uptime").ok()?)
 }
 
+/// This process's CPU time (user and system, in nanoseconds) and resident set (bytes), from
+/// `/proc/self`; `None` where unreadable.
+pub fn read_self_usage() -> Option<(u64, u64)> {
+    let (_, ticks) = super::threads::parse_stat(&fs::read_to_string("/proc/self/stat").ok()?)?;
+    let cpu_ns = (ticks as f64 * 1e9 / super::threads::ticks_per_sec()) as u64;
+    let mem = parse_status(&fs::read_to_string("/proc/self/status").ok()?)?;
+    Some((cpu_ns, mem.rss))
+}
+
 /// TCP's listen-queue counters, machine-wide since boot, out of `/proc/net/netstat`:
 /// (`ListenOverflows`, `ListenDrops`). An overflow is a connection a listener's accept queue
 /// had no room for (its SYN or its final ACK dropped, the client retrying after a second);

@@ -36,7 +36,7 @@ pub fn parse_stat(stat: &str) -> Option<(String, u64)> {
 }
 
 /// Ticks per second of the stat files' times (`CLK_TCK`).
-fn ticks_per_sec() -> f64 {
+pub fn ticks_per_sec() -> f64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()

@@ -120,6 +120,14 @@ pub fn write_samples_csv(path: &Path, samples: &[Sample]) -> Result<(), ReportEr
     write_rows(path, samples.iter())
 }
 
+/// `hosts.csv`: each host's workers, second by second (a distributed run's).
+pub fn write_hosts_csv(
+    path: &Path,
+    hosts: &[crate::model::hosts::HostSample],
+) -> Result<(), ReportError> {
+    write_rows(path, hosts.iter())
+}
+
 fn round_to(v: f64, per_unit: f64) -> f64 {
     (v * per_unit).round() / per_unit
 }

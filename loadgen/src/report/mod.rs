@@ -25,7 +25,7 @@ pub mod run;
 pub mod soak;
 pub mod summary;
 
-pub use self::csv::{write_samples_csv, write_steps_csv, StepRow};
+pub use self::csv::{write_hosts_csv, write_samples_csv, write_steps_csv, StepRow};
 pub use self::plots::{plot_all, plot_spectrum, XAxis};
 pub use self::run::{headline, run_markdown, write_run};
 pub use self::summary::{steps_table_markdown, summary_markdown, write_summary};

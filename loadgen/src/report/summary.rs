@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::files::{write_json, write_text, ReportError};
 use super::plots::Verdict;
-use crate::model::units::{grouped, ms, ms_number, to_mib};
+use crate::model::units::{grouped, mib, ms, ms_number, to_mib};
 use crate::model::{LimitKind, Limits, StepResult, Summary};
 
 /// Writes `summary.json` (pretty) and `summary.md` into `dir`.
@@ -113,11 +113,64 @@ pub fn summary_markdown(s: &Summary) -> String {
     md.push_str(&steps_table_markdown(&s.steps));
     md.push_str("\n## Connecting, the accept queue, and memory per client\n\n");
     md.push_str(&scale_table_markdown(&s.steps));
+    if !s.agents.is_empty() {
+        md.push_str("\n## Agents\n\n");
+        md.push_str(&agents_table_markdown(&s.agents));
+    }
     if !s.command_line.is_empty() {
         let _ = writeln!(md, "\n## Command\n\n```\n{}\n```", s.command_line);
     }
     if let Some(p) = &s.provenance {
         let _ = writeln!(md, "\nMeasured on {}.", p.line());
+    }
+    md
+}
+
+/// Per agent: where it ran, its clock against the coordinator's at the start and the end,
+/// and what its workers used. Latencies are measured on the coordinator's clock: a stamp
+/// made here and read there is corrected by the offset, so each latency may be off by up to
+/// the uncertainty, plus the drift between start and end for a delivery late in the run.
+pub fn agents_table_markdown(agents: &[crate::model::hosts::AgentReport]) -> String {
+    let mut md = String::from(
+        "Each agent's clock was measured against the coordinator's (16 round trips, the \
+         shortest taken) before its first worker started and again at the end; its workers \
+         read their clock corrected by the first offset. A latency is true to within the \
+         uncertainty, plus the drift (end less start) for deliveries late in the run.\n\n\
+         | agent | host | cores | open files | workers | clients | clock offset (µs) | ± (µs) | offset at end (µs) | drift (µs) | workers' CPU mean / max (%) | RSS max | machine CPU max (%) | lost |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    let us = |ns: i64| format!("{:.1}", ns as f64 / 1e3);
+    for a in agents {
+        let end = a.clock_offset_end_ns.map_or("–".into(), |e| {
+            format!(
+                "{} ± {}",
+                us(e),
+                us(a.clock_uncertainty_end_ns.unwrap_or(0) as i64)
+            )
+        });
+        let drift = a
+            .clock_offset_end_ns
+            .map_or("–".into(), |e| us(e - a.clock_offset_ns));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} | {} | {} | {} |",
+            a.address,
+            a.host,
+            a.cores,
+            grouped(a.nofile_hard),
+            a.workers,
+            grouped(a.clients),
+            us(a.clock_offset_ns),
+            us(a.clock_uncertainty_ns as i64),
+            end,
+            drift,
+            a.cpu_pct_mean,
+            a.cpu_pct_max,
+            mib(a.rss_max_bytes),
+            a.machine_cpu_pct_max
+                .map_or("–".into(), |c| format!("{c:.0}")),
+            a.lost.as_deref().unwrap_or("no"),
+        );
     }
     md
 }
@@ -293,6 +346,7 @@ mod tests {
                            was 72.5 ms against an objective of 50.0 ms."
                     .into(),
             },
+            agents: Vec::new(),
             limits: Limits {
                 loadgen_nofile_soft: 1_048_576,
                 loadgen_nofile_hard: 1_048_576,

@@ -120,7 +120,8 @@ impl UnderTest {
         extra: &[String],
     ) -> anyhow::Result<Self> {
         if !common.target.is_empty() || brokers <= 1 {
-            return Self::resolve(&common.target, &common.broker_pid, common.proto, extra);
+            let targets = common.targets().await?;
+            return Self::resolve(&targets, &common.broker_pid, common.proto, extra);
         }
         if common.proto != Proto::Hubbub {
             return Self::resolve(&[], &[], common.proto, extra);

@@ -51,6 +51,9 @@ pub enum ToWorker {
     Measure { from_ns: u64, to_ns: u64 },
     /// Report deliveries and lost connections since the last report, and start afresh.
     Report,
+    /// This worker's machine's monotonic clock less the coordinator's: from now on every
+    /// time the worker reads is corrected by it. Sent first, to a worker on an agent's host.
+    Clock { offset_ns: i64 },
     /// Close everything and exit.
     Exit,
 }
@@ -72,6 +75,20 @@ pub struct Progress {
     /// Of the `Connect` in progress (0 when none): subscribers connected and failed so far.
     pub connected: u64,
     pub connect_failed: u64,
+    /// The worker's own CPU time (user and system) since it started, and its resident set:
+    /// the coordinator cannot read another host's /proc.
+    #[serde(default)]
+    pub cpu_ns: u64,
+    #[serde(default)]
+    pub rss_bytes: u64,
+    /// Its machine's /proc/uptime (seconds since boot, and idle seconds summed over the
+    /// cores), in nanoseconds, and its cores: the machine's CPU, the kernel's work included.
+    #[serde(default)]
+    pub machine_up_ns: u64,
+    #[serde(default)]
+    pub machine_idle_ns: u64,
+    #[serde(default)]
+    pub machine_cores: u32,
 }
 
 /// How often a worker reports its progress: often enough that a report read at any moment is

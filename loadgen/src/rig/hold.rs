@@ -6,6 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::control::{FromWorker, ToWorker};
+use super::pool::Worker;
 use super::publish::Schedule;
 use super::{stamp, Interrupted, Rig};
 use crate::model::bottleneck::{classify, Pacing};
@@ -51,7 +52,12 @@ impl Rig {
         // Messages go to every channel in turn, so each reaches the average audience.
         self.position
             .holding(rate, rate * subscribers as f64 / self.channels as f64);
-        let pids: Vec<u32> = self.workers.iter().map(|w| w.pid).collect();
+        let pids: Vec<u32> = self
+            .workers
+            .iter()
+            .map(|w| w.pid)
+            .filter(|&p| p > 0)
+            .collect();
         let loadgen: Vec<u32> = [std::process::id()].into_iter().chain(pids).collect();
         let brokers = self.brokers.pids.clone();
         let timed = async {
@@ -69,6 +75,7 @@ impl Rig {
         let (published, (broker_cpu, loadgen_cpu)) = tokio::select! {
             both = async { tokio::join!(publish, timed) } => both,
             _ = self.interrupt.cancelled() => return Err(Interrupted.into()),
+            lost = Worker::first_lost(&self.workers) => return Err(lost),
         };
         let published = published?;
         self.check_interrupt()?;
@@ -147,7 +154,7 @@ impl Rig {
                 clients: c,
             } = w.reply().await?
             else {
-                anyhow::bail!("worker {} answered Report with something else", w.pid);
+                anyhow::bail!("{} answered Report with something else", w.label);
             };
             delivered += d;
             late += l;

@@ -27,6 +27,7 @@ pub mod probe;
 pub mod progress;
 pub mod provenance;
 pub mod publish;
+pub mod remote;
 pub mod stalled;
 pub mod stamp;
 pub mod worker;
@@ -49,6 +50,7 @@ use self::probe::StatsProbe;
 use self::progress::{say, Position};
 use self::publish::Publishers;
 use crate::model::histogram::new_histogram;
+use crate::model::hosts::{AgentReport, HostSample};
 use crate::model::units::counted;
 use crate::model::{Limits, Sample, StepResult};
 use crate::os::{read_limits, Sampler};
@@ -78,6 +80,8 @@ pub struct Rig {
     interrupt: CancellationToken,
     sources: Vec<IpAddr>,
     workers: Vec<Worker>,
+    /// The agents the workers run on (`--agents`), if not here.
+    agents: Option<remote::Agents>,
     /// Subscribers asked of each worker so far.
     held: Vec<u64>,
     per_process: u64,
@@ -89,7 +93,7 @@ pub struct Rig {
     probe: StatsProbe,
     position: Arc<Position>,
     stop_sampling: CancellationToken,
-    sampler: JoinHandle<Vec<Sample>>,
+    sampler: JoinHandle<(Vec<Sample>, Vec<HostSample>)>,
     /// When the run started, on the stamps' clock and on the wall clock.
     started: (u64, std::time::SystemTime),
     /// Every hold's per-second histograms, tagged with its step, for the interval log.
@@ -118,6 +122,10 @@ impl Finished {
 /// What a finished measurement leaves behind.
 pub struct Finished {
     pub samples: Vec<Sample>,
+    /// Each host's workers, second by second ("here", or an agent's address).
+    pub hosts: Vec<HostSample>,
+    /// The agents the workers ran on, with their clocks (`--agents`); empty when here.
+    pub agents: Vec<AgentReport>,
     /// When the run started (stamps' clock, wall clock) and every hold's per-second
     /// histograms: [`Finished::write_interval_log`].
     started: (u64, std::time::SystemTime),
@@ -185,24 +193,36 @@ impl Rig {
             .map(|k| k as usize)
             .unwrap_or_else(|| plan::brokers_for(clients, per_process_limit));
         let brokers = UnderTest::resolve_hub(common, broker_count, &[]).await?;
-        let source_count = common.sources.map(usize::from).unwrap_or_else(|| {
-            let per_source = plan::per_source(limits_here.ephemeral_ports);
-            plan::sources_for(max_clients, brokers.addrs.len(), per_source).min(254)
-        });
-        let sources: Vec<IpAddr> = (1..=source_count as u8)
-            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
-            .collect();
+        let (workers, agents, per_process, sources) = if common.agents.enabled() {
+            // On an agent's host the kernel picks the source address (its own) and its ports.
+            let (workers, agents, per_process) =
+                remote::start(&common.agents, max_clients, common.per_process, FD_MARGIN).await?;
+            let any = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
+            (workers, Some(agents), per_process, any)
+        } else {
+            let source_count = common.sources.map(usize::from).unwrap_or_else(|| {
+                let per_source = plan::per_source(limits_here.ephemeral_ports);
+                plan::sources_for(max_clients, brokers.addrs.len(), per_source).min(254)
+            });
+            let sources: Vec<IpAddr> = (1..=source_count as u8)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+                .collect();
+            let mut workers = Vec::new();
+            for _ in 0..worker_count {
+                workers.push(Worker::spawn(per_process + FD_MARGIN)?);
+            }
+            (workers, None, per_process, sources)
+        };
         let limits = read_limits(brokers.pids.first().copied(), sources.len());
-        let mut workers = Vec::new();
-        for _ in 0..worker_count {
-            workers.push(Worker::spawn(per_process + FD_MARGIN)?);
-        }
+        let whereabouts = match &agents {
+            Some(a) => format!("on {} agent(s)", a.reports.len()),
+            None => format!("here, from {} source address(es)", sources.len()),
+        };
         say(&format!(
-            "{kind}: against {}; {} worker process(es) of up to {per_process} clients, {} \
-             source address(es); report in {}",
+            "{kind}: against {}; {} worker process(es) of up to {per_process} clients {whereabouts}; \
+             report in {}",
             brokers.describe(),
             workers.len(),
-            sources.len(),
             out.display(),
         ));
         let publishers = Publishers::connect(
@@ -219,9 +239,19 @@ impl Rig {
         };
         let position = Arc::new(Position::default());
         position.cores.store(limits.cores, Relaxed);
-        position.watch_workers(workers.iter().map(|w| w.progress.clone()).collect());
+        position.watch_workers(
+            workers
+                .iter()
+                .map(|w| (w.host, w.progress.clone()))
+                .collect(),
+        );
+        let mut hosts = vec!["here".to_string()];
+        if let Some(agents) = &agents {
+            hosts.extend((0..agents.reports.len()).map(|i| agents.host_name(i)));
+        }
+        position.name_hosts(hosts);
         let mut loadgen_pids = vec![std::process::id()];
-        loadgen_pids.extend(workers.iter().map(|w| w.pid));
+        loadgen_pids.extend(workers.iter().map(|w| w.pid).filter(|&pid| pid > 0));
         let stop_sampling = CancellationToken::new();
         let sampler = progress::spawn(
             Sampler::new(&brokers.pids, &loadgen_pids),
@@ -240,6 +270,7 @@ impl Rig {
             sources,
             held: vec![0; workers.len()],
             workers,
+            agents,
             per_process,
             subscribers_per_channel: vec![0; channels as usize],
             next_index: 0,
@@ -344,7 +375,7 @@ impl Rig {
         let replies = async {
             let mut replies = Vec::new();
             for w in self.workers.iter_mut() {
-                replies.push((w.pid, w.reply().await?));
+                replies.push((w.label.clone(), w.reply().await?));
             }
             anyhow::Ok(replies)
         };
@@ -356,7 +387,7 @@ impl Rig {
         let mut slowest_ms: u64 = 1;
         let mut connected = 0;
         self.connect_failure = None;
-        for (i, (pid, reply)) in replies.into_iter().enumerate() {
+        for (i, (label, reply)) in replies.into_iter().enumerate() {
             let FromWorker::Connected {
                 ok,
                 per_channel,
@@ -366,7 +397,7 @@ impl Rig {
                 first_error,
             } = reply
             else {
-                bail!("worker {pid} answered Connect with something else");
+                bail!("{label} answered Connect with something else");
             };
             self.held[i] += shares[i];
             connected += ok;
@@ -396,8 +427,17 @@ impl Rig {
     /// loadgen started outlives it.
     pub async fn finish(self, steps: &mut [StepResult]) -> anyhow::Result<Finished> {
         self.stop_sampling.cancel();
-        let samples = self.sampler.await?;
+        let (samples, hosts) = self.sampler.await?;
         crate::model::fill_step_resources(steps, &samples);
+        let mut agents = Vec::new();
+        if let Some(mut set) = self.agents {
+            set.finish(&self.workers).await;
+            for r in &mut set.reports {
+                let name = r.address.clone();
+                r.fill_usage(&name, &hosts);
+            }
+            agents = set.reports;
+        }
         for w in self.workers {
             w.exit().await;
         }
@@ -414,6 +454,8 @@ impl Rig {
         self.brokers.stop().await.context("stopping the broker")?;
         Ok(Finished {
             samples,
+            hosts,
+            agents,
             started: self.started,
             intervals: self.intervals,
             limits: self.limits,

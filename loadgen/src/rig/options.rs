@@ -9,17 +9,24 @@ use std::time::Duration;
 use clap::builder::{RangedU64ValueParser, TypedValueParser};
 use clap::{Args, Parser};
 
+use hubbub::address::HostPort;
+
 use super::plan::Placement;
+use crate::agent::dial::AgentOpts;
 use crate::proto::credentials::AuthOpts;
 use crate::proto::tls::TlsOpts;
 use crate::proto::Proto;
 
+/// How long a `--target` name may take to appear.
+const RESOLVE_WAIT: Duration = Duration::from_secs(30);
+
 /// Options every measurement shares.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Broker(s) to load, HOST:PORT[,HOST:PORT…]; without it loadgen starts its own (hubbub).
+    /// Broker(s) to load, HOST:PORT[,HOST:PORT…], a name standing for every address it
+    /// resolves to (a Compose service's replicas); without it loadgen starts its own (hubbub).
     #[arg(long, value_delimiter = ',')]
-    pub target: Vec<SocketAddr>,
+    pub target: Vec<HostPort>,
     /// The protocol the target speaks (`scripts/peers.sh start` runs the others on loopback).
     #[arg(long, value_enum, default_value_t = Proto::Hubbub)]
     pub proto: Proto,
@@ -67,9 +74,36 @@ pub struct Common {
     pub tls: TlsOpts,
     #[command(flatten)]
     pub auth: AuthOpts,
+    #[command(flatten)]
+    pub agents: AgentOpts,
 }
 
 impl Common {
+    /// `--target`'s addresses, each name looked up (every address it gives, in order),
+    /// retrying for up to [`RESOLVE_WAIT`]: in a container network a name appears once its
+    /// container has started.
+    pub async fn targets(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        let mut addrs = Vec::new();
+        for name in &self.target {
+            let deadline = tokio::time::Instant::now() + RESOLVE_WAIT;
+            let found = loop {
+                match tokio::net::lookup_host(name.as_pair()).await {
+                    Ok(found) => break found.collect::<Vec<_>>(),
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        anyhow::bail!("--target {name}: {e}")
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            };
+            let mut found: Vec<SocketAddr> =
+                found.into_iter().filter(|a| !addrs.contains(a)).collect();
+            found.sort();
+            found.dedup();
+            addrs.extend(found);
+        }
+        Ok(addrs)
+    }
+
     /// The latency objective in microseconds, the unit every histogram here counts in.
     pub fn slo_us(&self) -> u64 {
         self.slo_p99.as_micros() as u64

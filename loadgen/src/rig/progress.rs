@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::control::Progress;
 use super::stamp;
+use crate::model::hosts::HostSample;
 use crate::model::units::{grouped, mib, short, Style};
 use crate::model::{Phase, Sample};
 use crate::os::Sampler;
@@ -25,8 +26,10 @@ pub struct Position {
     doing: Mutex<Doing>,
     /// The last hold: when it started and ended, and the deliveries it called for.
     hold: Mutex<Option<Hold>>,
-    /// Each worker's latest progress line.
-    workers: Mutex<Vec<Arc<Mutex<Progress>>>>,
+    /// Each worker's host (an index into `hosts`) and latest progress line.
+    workers: Mutex<Vec<(usize, Arc<Mutex<Progress>>)>>,
+    /// The hosts' names: "here", then each agent's.
+    hosts: Mutex<Vec<String>>,
     /// The machine's cores, for "of 200%".
     pub cores: AtomicUsize,
 }
@@ -66,8 +69,12 @@ enum Doing {
 }
 
 impl Position {
-    pub fn watch_workers(&self, workers: Vec<Arc<Mutex<Progress>>>) {
+    pub fn watch_workers(&self, workers: Vec<(usize, Arc<Mutex<Progress>>)>) {
         *self.workers.lock().expect("position lock") = workers;
+    }
+
+    pub fn name_hosts(&self, hosts: Vec<String>) {
+        *self.hosts.lock().expect("position lock") = hosts;
     }
 
     /// Connecting `new` subscribers, each given `timeout`.
@@ -98,9 +105,59 @@ impl Position {
         let workers = self.workers.lock().expect("position lock");
         workers
             .iter()
-            .map(|w| *w.lock().expect("progress lock"))
+            .map(|(_, w)| *w.lock().expect("progress lock"))
             .collect()
     }
+
+    /// Each worker's host.
+    fn worker_hosts(&self) -> Vec<usize> {
+        let workers = self.workers.lock().expect("position lock");
+        workers.iter().map(|(h, _)| *h).collect()
+    }
+}
+
+/// Per host, what its workers used between two readings of their progress: their CPU from
+/// the CPU time each reported (over the time between its own two reports), their resident
+/// sets, and the machine's CPU from the /proc/uptime one of them read.
+fn host_usage(
+    now: &[Progress],
+    before: &[Progress],
+    worker_hosts: &[usize],
+    names: &[String],
+    t_secs: f64,
+) -> Vec<HostSample> {
+    let mut out: Vec<HostSample> = Vec::new();
+    for (h, name) in names.iter().enumerate() {
+        let mine: Vec<usize> = (0..now.len())
+            .filter(|&i| worker_hosts.get(i) == Some(&h))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut sample = HostSample {
+            t_secs,
+            host: name.clone(),
+            workers_cpu_pct: 0.0,
+            workers_rss_bytes: 0,
+            machine_cpu_pct: None,
+        };
+        for &i in &mine {
+            let (p, b) = (&now[i], before.get(i).copied().unwrap_or_default());
+            sample.workers_rss_bytes += p.rss_bytes;
+            let secs = p.at_ns.saturating_sub(b.at_ns) as f64 / 1e9;
+            if b.at_ns > 0 && secs > 0.0 {
+                sample.workers_cpu_pct += p.cpu_ns.saturating_sub(b.cpu_ns) as f64 / 1e7 / secs;
+            }
+            let up = p.machine_up_ns.saturating_sub(b.machine_up_ns) as f64;
+            if sample.machine_cpu_pct.is_none() && b.machine_up_ns > 0 && up > 0.0 {
+                let idle = p.machine_idle_ns.saturating_sub(b.machine_idle_ns) as f64;
+                let busy = (up * f64::from(p.machine_cores) - idle).max(0.0);
+                sample.machine_cpu_pct = Some(busy / up * 100.0);
+            }
+        }
+        out.push(sample);
+    }
+    out
 }
 
 /// The workers' progress summed, with their delivery rate: each worker's deliveries since the
@@ -173,11 +230,12 @@ pub fn spawn(
     mut sampler: Sampler,
     position: Arc<Position>,
     stop: CancellationToken,
-) -> JoinHandle<Vec<Sample>> {
+) -> JoinHandle<(Vec<Sample>, Vec<HostSample>)> {
     tokio::spawn(async move {
         let started = Instant::now();
         let live = std::io::stderr().is_terminal();
         let mut samples: Vec<Sample> = Vec::new();
+        let mut hosts: Vec<HostSample> = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.tick().await;
         let (mut before, mut before_ns) = (position.progress(), stamp::now_ns());
@@ -189,6 +247,15 @@ pub fn spawn(
             let r = sampler.read();
             let (now, now_ns) = (position.progress(), stamp::now_ns());
             let p = sum(&now, &before);
+            let names = position.hosts.lock().expect("position lock").clone();
+            let t_secs = started.elapsed().as_secs_f64();
+            hosts.extend(host_usage(
+                &now,
+                &before,
+                &position.worker_hosts(),
+                &names,
+                t_secs,
+            ));
             let hold = *position.hold.lock().expect("position lock");
             // Nothing is compared until every worker's rate is known (its second report).
             let expected = match p.delivered_per_sec {
@@ -204,7 +271,7 @@ pub fn spawn(
                 Doing::Draining => Phase::Draining,
             };
             let sample = Sample {
-                t_secs: started.elapsed().as_secs_f64(),
+                t_secs,
                 step: position.step.load(Relaxed),
                 phase,
                 clients: p.clients,
@@ -236,7 +303,7 @@ pub fn spawn(
         if live {
             eprint!("\r\x1b[K");
         }
-        samples
+        (samples, hosts)
     })
 }
 

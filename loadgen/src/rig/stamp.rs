@@ -2,15 +2,37 @@
 //!
 //! Publishers put the message's *intended* send time in its payload; subscribers, possibly in
 //! another process, subtract it from the time of arrival. Both read CLOCK_MONOTONIC, which on
-//! Linux is one clock for every process on the machine. Measuring from the intended time
+//! Linux is one clock for every process on the machine. A worker on another host (an agent's)
+//! reads its own machine's clock corrected by the offset the coordinator measured, so that
+//! its stamps and windows are on the coordinator's clock too (`crate::agent::clock`). Measuring from the intended time
 //! rather than the actual write means a stalled broker (or a publisher that fell behind its
 //! schedule) shows up as latency instead of hiding as fewer samples: no coordinated omission.
 
-/// Nanoseconds on the machine-wide monotonic clock.
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+
+/// This host's monotonic clock less the coordinator's, in nanoseconds: 0 on the coordinator's
+/// own machine; on an agent's worker, what the coordinator measured ([`set_offset`]).
+/// Set once, before the worker's first subscriber connects, and read on every delivery: an
+/// atomic, not a parameter, because every stamp in the process must be on the one clock.
+static OFFSET_NS: AtomicI64 = AtomicI64::new(0);
+
+/// Nanoseconds on the coordinator's monotonic clock: this machine's, corrected by the
+/// offset an agent's worker was given. Every stamp and every window is on this clock.
 pub fn now_ns() -> u64 {
+    raw_ns().saturating_add_signed(-OFFSET_NS.load(Relaxed))
+}
+
+/// Nanoseconds on this machine's monotonic clock, uncorrected: what an agent answers when
+/// the coordinator measures the offset.
+pub fn raw_ns() -> u64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .expect("CLOCK_MONOTONIC is always available");
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// From now on [`now_ns`] reads this machine's clock less `offset_ns`.
+pub fn set_offset(offset_ns: i64) {
+    OFFSET_NS.store(offset_ns, Relaxed);
 }
 
 /// A message payload of exactly `size` bytes (or the timestamp's width, if larger):

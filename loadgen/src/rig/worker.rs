@@ -24,6 +24,7 @@ use super::plan::{self, channel_name};
 use super::stamp;
 use crate::model::histogram::{new_histogram, HistData};
 use crate::model::ErrorCounts;
+use crate::os::procfs;
 use crate::proto::dial::Dial;
 use crate::proto::inbound::{Deliveries, Inbound};
 use crate::proto::stream::Stream;
@@ -102,6 +103,7 @@ async fn serve() -> anyhow::Result<()> {
     let mut held: Option<Rc<Held>> = None;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let mut connecting: Option<JoinHandle<FromWorker>> = None;
     loop {
         tokio::select! {
@@ -110,6 +112,7 @@ async fn serve() -> anyhow::Result<()> {
                 match serde_json::from_str::<ToWorker>(&line)? {
                     ToWorker::Exit => return Ok(()),
                     ToWorker::Report => send(&report(&tally))?,
+                    ToWorker::Clock { offset_ns } => stamp::set_offset(offset_ns),
                     ToWorker::Measure { from_ns, to_ns } => {
                         report(&tally);
                         tally.window.set((from_ns, to_ns));
@@ -136,12 +139,19 @@ async fn serve() -> anyhow::Result<()> {
                 send(&done?)?;
             }
             _ = tick.tick() => {
+                let (own, machine) = (procfs::read_self_usage(), procfs::read_uptime());
+                let (up, idle) = machine.unwrap_or_default();
                 send(&FromWorker::Progress(Progress {
                     at_ns: stamp::now_ns(),
                     delivered_total: tally.delivered_total.get(),
                     clients: tally.clients.get(),
                     connected: tally.connected.get(),
                     connect_failed: tally.connect_failed.get(),
+                    cpu_ns: own.map_or(0, |u| u.0),
+                    rss_bytes: own.map_or(0, |u| u.1),
+                    machine_up_ns: (up * 1e9) as u64,
+                    machine_idle_ns: (idle * 1e9) as u64,
+                    machine_cores: cores,
                 }))?;
             }
         }

@@ -11,6 +11,7 @@ use crate::model::{BindingLimit, LimitKind, Outcome, StepResult, Summary};
 use crate::report::plots::Verdict;
 use crate::report::summary::step_line;
 use crate::rig::options::{positive_duration, positive_rate};
+use crate::rig::pool::WorkerLost;
 use crate::rig::progress::{say, Out};
 use crate::rig::{plan, Common, Interrupted, Rig};
 use crate::{diagnose, report};
@@ -74,11 +75,14 @@ pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Resu
     .await?;
     let mut results: Vec<StepResult> = Vec::new();
     let walked = walk(&mut rig, opts, &steps, &mut results).await;
-    let done = rig.finish(&mut results).await?;
-    let interrupted = match walked {
-        Ok(()) => false,
-        Err(e) if e.is::<Interrupted>() => true,
-        Err(e) => return Err(e),
+    let mut done = rig.finish(&mut results).await?;
+    let (interrupted, lost) = match walked {
+        Ok(()) => (false, None),
+        Err(e) if e.is::<Interrupted>() => (true, None),
+        Err(e) => match e.downcast::<WorkerLost>() {
+            Ok(lost) => (false, Some(lost)),
+            Err(e) => return Err(e),
+        },
     };
     let (clients_held, mut binding_limit) = diagnose::diagnose(
         &results,
@@ -99,6 +103,27 @@ pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Resu
             step: None,
         };
     }
+    if let Some(lost) = &lost {
+        if let Some(agent) = lost
+            .host
+            .checked_sub(1)
+            .and_then(|a| done.agents.get_mut(a))
+        {
+            agent.lost = Some(format!("during step {}: {}", results.len() + 1, lost.why));
+        }
+        binding_limit = BindingLimit {
+            kind: LimitKind::WorkerLost,
+            evidence: format!(
+                "During step {} of {}, {lost}; the step was not counted (its subscribers' \
+                 deliveries cannot be told apart from its losses). The {} step(s) before it \
+                 were measured in full.",
+                results.len() + 1,
+                steps.len(),
+                results.len()
+            ),
+            step: Some(results.len() + 1),
+        };
+    }
     let summary = Summary {
         clients_held,
         interrupted,
@@ -108,6 +133,7 @@ pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Resu
         provenance: Some(done.provenance.clone()),
         slo_p99_us: slo_us,
         steps: results,
+        agents: done.agents.clone(),
     };
     let out = &done.out;
     let setup = format!(
@@ -119,6 +145,9 @@ pub async fn execute(opts: &Opts, interrupt: &CancellationToken) -> anyhow::Resu
     );
     report::write_steps_csv(&out.join("steps.csv"), &summary.steps)?;
     report::write_samples_csv(&out.join("samples.csv"), &done.samples)?;
+    if !done.agents.is_empty() {
+        report::write_hosts_csv(&out.join("hosts.csv"), &done.hosts)?;
+    }
     report::write_summary(out, &summary)?;
     done.write_interval_log()?;
     let verdict = Verdict::of(&summary);

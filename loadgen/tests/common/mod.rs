@@ -189,11 +189,16 @@ impl Background {
 
     /// Waits for a stderr line containing `text`.
     pub fn wait_for_line(&self, text: &str, limit: Duration) {
+        self.line_with(text, limit);
+    }
+
+    /// Waits for a stderr line containing `text`, and returns it.
+    pub fn line_with(&self, text: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return,
+                Ok(line) if line.contains(text) => return line,
                 Ok(_) => {}
                 Err(_) => panic!(
                     "loadgen never printed {text:?}; stderr:\n{}",

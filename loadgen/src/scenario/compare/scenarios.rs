@@ -34,7 +34,7 @@ pub(super) struct At<'a> {
 /// The options that point a rig-based command at `b`, writing its report into `out`.
 fn aimed_at(b: &Running, out: &Path, warmup: Duration) -> Common {
     Common {
-        target: vec![b.addr],
+        target: vec![b.addr.into()],
         proto: b.broker.proto(),
         broker_pid: vec![b.pid],
         out: Some(out.to_path_buf()),
