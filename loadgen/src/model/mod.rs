@@ -108,6 +108,10 @@ pub struct Percentiles {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepResult {
     pub step: usize,
+    /// The counted window's start (intended send time, on the coordinator's monotonic clock,
+    /// in ns): what each worker names its own measurement of the step by, in its log.
+    #[serde(default)]
+    pub window_from_ns: Option<u64>,
     /// Clients the plan asked for at this step (subscribers, cumulative).
     pub target_clients: u64,
     /// Subscribers actually connected and acknowledged at the end of the step.

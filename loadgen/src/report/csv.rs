@@ -140,6 +140,7 @@ mod tests {
     fn step(i: usize) -> StepResult {
         StepResult {
             step: i,
+            window_from_ns: None,
             target_clients: 1_000 * (i as u64 + 1),
             clients: 990 * (i as u64 + 1),
             connect_rate: 1234.56,

@@ -91,6 +91,7 @@ impl Rig {
         result.errors.add(&lost);
         result.clients = clients;
         result.offered_rate = rate;
+        result.window_from_ns = Some(from_ns);
         result.warmup_secs = warmup.as_secs_f64();
         result.hold_secs = hold.as_secs_f64();
         result.published = published.total();

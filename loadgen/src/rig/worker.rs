@@ -43,6 +43,8 @@ struct Tally {
     window: Cell<(u64, u64)>,
     /// One histogram per second of the window.
     intervals: RefCell<Vec<Histogram<u64>>>,
+    /// Whether the report closing the current window was sent (and logged).
+    window_reported: Cell<bool>,
     /// Connections lost after they were established.
     lost: RefCell<ErrorCounts>,
     clients: Cell<u64>,
@@ -93,6 +95,7 @@ async fn serve() -> anyhow::Result<()> {
         latency: RefCell::new(new_histogram()),
         window: Cell::new((0, u64::MAX)),
         intervals: RefCell::new(Vec::new()),
+        window_reported: Cell::new(true),
         lost: RefCell::new(ErrorCounts::default()),
         clients: Cell::new(0),
         connected: Cell::new(0),
@@ -116,6 +119,7 @@ async fn serve() -> anyhow::Result<()> {
                     ToWorker::Measure { from_ns, to_ns } => {
                         report(&tally);
                         tally.window.set((from_ns, to_ns));
+                        tally.window_reported.set(false);
                         let seconds = to_ns.saturating_sub(from_ns).div_ceil(1_000_000_000);
                         *tally.intervals.borrow_mut() =
                             (0..seconds).map(|_| new_histogram()).collect();
@@ -170,6 +174,23 @@ fn report(tally: &Tally) -> FromWorker {
         errors: std::mem::take(&mut *tally.lost.borrow_mut()),
         clients: tally.clients.get(),
     };
+    if !tally.window_reported.replace(true) {
+        // What this worker measured of the window, in its own words on stderr (an agent's
+        // log): what a distributed run's merged report must add up to.
+        let (from_ns, _) = tally.window.get();
+        if let FromWorker::Report {
+            delivered, late, ..
+        } = &report
+        {
+            eprintln!(
+                "loadgen worker {}: measured window {from_ns}: delivered {delivered} late {late} \
+                 latency_count {} latency_max_us {}",
+                std::process::id(),
+                hist.len(),
+                hist.max()
+            );
+        }
+    }
     hist.reset();
     intervals.iter_mut().for_each(Histogram::reset);
     report
