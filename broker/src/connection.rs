@@ -314,12 +314,29 @@ impl<T: Transport> Connection<T> {
                 // Flushed when it goes out of scope, before the next read: no lock is held
                 // across a system call.
                 let mut read = shared.registry.gather(session.link.then_some(session.id));
+                // A link's read is delivered only while it is its broker's newest link
+                // (`crate::epochs`): one lookup per read of a link; plain clients skip it.
+                if let Some((slot, mine)) = session
+                    .link
+                    .then(|| shared.link_epochs.slot(session.id))
+                    .flatten()
+                {
+                    read.guard(slot, mine);
+                }
                 let (held, mut spoke) = (self.lines.held(), false);
                 let fed = self.lines.feed(&scratch[..n], |line| {
                     spoke = true;
                     session.handle(line, &mut read)
                 });
+                read.flush();
+                let superseded = read.superseded();
                 drop(read);
+                if superseded {
+                    let why = crate::protocol::ProtocolError::LinkSuperseded;
+                    tracing::info!(conn = session.id, "{why}");
+                    let _ = session.outbox.push(encode::error(&why.to_string()));
+                    return Ok(Some(Close::BadFrame));
+                }
                 let budget = &shared.pending.budget;
                 let grew = budget.change(held, self.lines.held());
                 let refusal = match fed {
@@ -453,6 +470,7 @@ mod tests {
             live: Default::default(),
             id: crate::shared::random_id(),
             links: Default::default(),
+            link_epochs: Default::default(),
             loop_logged: Default::default(),
             auth: None,
         });

@@ -26,6 +26,7 @@ pub mod client;
 pub mod config;
 mod connection;
 pub mod deadline;
+mod epochs;
 pub mod frame;
 pub mod launch;
 pub mod link;

@@ -69,6 +69,9 @@ pub(crate) async fn run(
 ) {
     let mut backoff = BACKOFF.0;
     let mut refused_pause = REFUSED_PAUSE.0;
+    // Which connection this is, sent with LINK: an upstream that still holds an older one
+    // (frozen while this broker gave up on it) takes nothing more from it once this is up.
+    let mut epoch = 0u64;
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -81,7 +84,8 @@ pub(crate) async fn run(
                 if credentials(&shared).is_none() {
                     up(&upstream, &outbox);
                 }
-                let why = serve(&shared, &upstream, stream, &outbox, &shutdown).await;
+                epoch += 1;
+                let why = serve(&shared, &upstream, stream, &outbox, epoch, &shutdown).await;
                 upstream.connected.store(false, Relaxed);
                 *upstream.current.lock().expect("upstream lock") = None;
                 outbox.close();
@@ -189,10 +193,12 @@ async fn serve(
     upstream: &Upstream,
     stream: Socket,
     outbox: &Arc<Outbox>,
+    epoch: u64,
     shutdown: &CancellationToken,
 ) -> io::Error {
     let mut primed = matches!(stream, Socket::Tls(_));
     let mut link = Link {
+        epoch,
         stream,
         writing: VecDeque::new(),
         subscribed: HashSet::new(),
@@ -408,6 +414,8 @@ fn other_frame(shared: &Shared, upstream: &Upstream, line: &[u8]) -> Option<io::
 }
 
 struct Link {
+    /// Which of this broker's connections to the upstream this is (LINK's `epoch`).
+    epoch: u64,
     /// Plain, or TLS (`--upstream-tls-ca`).
     stream: Socket,
     writing: VecDeque<Bytes>,
@@ -419,7 +427,7 @@ struct Link {
 impl Link {
     /// Announces the link (LINK) and subscribes upstream to every channel of interest.
     fn announce(&mut self, shared: &Shared, outbox: &Arc<Outbox>) {
-        let _ = outbox.push(encode::link_command(&shared.name, &shared.id));
+        let _ = outbox.push(encode::link_command(&shared.name, &shared.id, self.epoch));
         self.subscribe_all(shared, outbox);
     }
 

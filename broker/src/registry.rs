@@ -150,6 +150,8 @@ impl Registry {
             channels: None,
             pending: Vec::new(),
             wakes: Wakes::default(),
+            epoch: None,
+            superseded: false,
         }
     }
 
@@ -196,6 +198,11 @@ pub struct Gather<'r> {
     pending: Vec<Pending>,
     /// The subscribers to write to or wake once the lock is released.
     wakes: Wakes,
+    /// A link's read: its broker's epoch slot and this link's epoch. Each flush delivers
+    /// under the slot's lock, and only while the link is its broker's newest
+    /// (`crate::epochs`); a superseded link's publishes are discarded.
+    epoch: Option<(Arc<crate::epochs::Slot>, u64)>,
+    superseded: bool,
 }
 
 struct Pending {
@@ -251,10 +258,30 @@ impl Gather<'_> {
         &mut self.wakes
     }
 
+    /// From now on, deliver only while link epoch `mine` is current in `slot` (a link's
+    /// read: `crate::epochs`). Flushes first: what was gathered before is not a link's.
+    pub(crate) fn guard(&mut self, slot: Arc<crate::epochs::Slot>, mine: u64) {
+        self.flush();
+        self.epoch = Some((slot, mine));
+    }
+
+    /// Whether a flush found the link superseded (and discarded what it had gathered).
+    pub fn superseded(&self) -> bool {
+        self.superseded
+    }
+
     /// Queues everything gathered for the subscribers, counts it, releases the registry, and
     /// then writes to or wakes the subscribers it reached.
     pub fn flush(&mut self) -> Published {
         let mut out = Published::default();
+        // Held until every push is queued: an older link's deliveries all precede a newer
+        // link's admission, which precedes any of the newer link's (`crate::epochs`).
+        let current = self.epoch.as_ref().map(|(slot, mine)| slot.lock(*mine));
+        if current.as_ref().is_some_and(|c| !c.is_current()) {
+            let discarded: usize = self.pending.drain(..).map(|p| p.messages).sum();
+            stats::add(&self.registry.stats.link_superseded, discarded as u64);
+            self.superseded = true;
+        }
         if let Some(channels) = self.channels.take() {
             for pending in self.pending.drain(..) {
                 let audience = channels
@@ -274,6 +301,7 @@ impl Gather<'_> {
                 }
             }
         }
+        drop(current);
         // No lock held from here on: writing through makes system calls.
         self.wakes.finish();
         if out.deliveries > 0 {

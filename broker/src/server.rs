@@ -153,6 +153,7 @@ impl Broker {
                 live: Default::default(),
                 id: crate::shared::random_id(),
                 links: Default::default(),
+                link_epochs: Default::default(),
                 loop_logged: Default::default(),
                 auth,
             }),

@@ -108,13 +108,29 @@ impl Session {
             }
             Ok(Command::Ping) => self.reply(encode::pong(), read),
             Ok(Command::Stats) => self.reply(encode::stats(&shared.snapshot()), read),
-            Ok(Command::Link { name, id }) => {
-                if let Some(id) = id.filter(|id| shared.path().iter().any(|p| p == id)) {
+            Ok(Command::Link { name, id, epoch }) => {
+                if let Some(id) = id
+                    .as_ref()
+                    .filter(|id| shared.path().iter().any(|p| p == *id))
+                {
                     // The broker asking is this one or one above it: linked, it would close
                     // a loop and every message would go round it for ever.
                     shared.log_loop("LINK refused: it would close a loop", &name);
-                    self.refuse(ProtocolError::LinkLoop(Quoted(&id).to_string()), read);
+                    self.refuse(ProtocolError::LinkLoop(Quoted(id).to_string()), read);
                     return;
+                }
+                if let (Some(id), Some(epoch), false) = (&id, epoch, self.link) {
+                    let current = shared.link_epochs.admit(id, epoch, self.id);
+                    if let Some((slot, mine)) = shared.link_epochs.slot(self.id) {
+                        // The rest of this read is the link's already.
+                        read.guard(slot, mine);
+                    }
+                    if !current {
+                        // Its reads are discarded from here on, and it is closed at the end
+                        // of this one (`crate::epochs`).
+                        tracing::info!(conn = self.id, name = %Quoted(&name), epoch,
+                            "link from a broker below that has linked again since: superseded");
+                    }
                 }
                 if !self.link {
                     self.link = true;
@@ -220,6 +236,7 @@ impl Drop for Session {
             .remove(&shared.registry, self.id, subscriptions);
         stats::sub(&self.shared.stats.connections_current, 1);
         if self.link {
+            self.shared.link_epochs.forget(self.id);
             self.shared
                 .links
                 .lock()

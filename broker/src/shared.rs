@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     /// The connections that are links from brokers below, told this broker's path whenever it
     /// changes. A few per broker.
     pub(crate) links: Mutex<HashMap<ConnId, Arc<Outbox>>>,
+    /// Which link of each broker below is its newest (LINK's epoch): `crate::epochs`.
+    pub(crate) link_epochs: crate::epochs::LinkEpochs,
     /// A refused loop was logged at warning level; later ones are logged at debug level, as
     /// the broker below keeps trying every few seconds.
     pub(crate) loop_logged: AtomicBool,

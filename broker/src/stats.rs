@@ -33,6 +33,9 @@ pub struct Stats {
     pub accept_errors: AtomicU64,
     /// Connections that announced themselves as links from brokers below.
     pub links: AtomicU64,
+    /// PUBLISHes discarded from a link superseded by a newer link of the same broker below
+    /// (`crate::epochs`).
+    pub link_superseded: AtomicU64,
     /// PUBLISHes and growing frames refused because the memory budget was spent.
     pub budget_refusals: AtomicU64,
     /// Connections closed for a first command or a frame that came too late.
@@ -63,6 +66,7 @@ impl Default for Stats {
             protocol_errors: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
             links: AtomicU64::new(0),
+            link_superseded: AtomicU64::new(0),
             budget_refusals: AtomicU64::new(0),
             deadlines_missed: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
@@ -92,6 +96,9 @@ pub struct StatsSnapshot {
     pub protocol_errors: u64,
     pub accept_errors: u64,
     pub links: u64,
+    /// PUBLISHes discarded from links superseded by a newer link of the same broker below.
+    #[serde(default)]
+    pub link_superseded: u64,
     /// PUBLISHes and growing frames refused because `--memory-budget` was spent.
     #[serde(default)]
     pub budget_refusals: u64,
@@ -134,6 +141,7 @@ impl Stats {
             protocol_errors: self.protocol_errors.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             links: self.links.load(Relaxed),
+            link_superseded: self.link_superseded.load(Relaxed),
             budget_refusals: self.budget_refusals.load(Relaxed),
             deadlines_missed: self.deadlines_missed.load(Relaxed),
             memory_held: 0,

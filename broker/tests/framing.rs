@@ -152,6 +152,7 @@ async fn extension_stats_fields_and_counts() {
         "protocol_errors",
         "accept_errors",
         "links",
+        "link_superseded",
         "budget_refusals",
         "deadlines_missed",
         "memory_held",

@@ -422,3 +422,52 @@ async fn a_silent_upstream_is_pinged_then_dropped_and_linked_again() {
     assert!(again.is_ok(), "the leaf did not link again");
     leaf.stop().await;
 }
+
+/// A frozen hub thawing with a leaf's old links and its new one all open (`crate::epochs`):
+/// the newest LINK of a broker below supersedes its older links, whose publishes from then on
+/// are discarded (and counted) and which are closed, so that none of them can be delivered
+/// after the newer link's; a LINK older than the current one is closed at once.
+#[tokio::test]
+async fn a_newer_link_of_the_same_broker_supersedes_the_older_ones() {
+    let hub = broker().await;
+    let mut sub = Raw::connect(hub.addr).await;
+    sub.subscribe("x", 1).await;
+    let link = |epoch: u64| {
+        format!(
+            r#"{{"command":"LINK","args":{{"name":"leaf","id":"00000000000000aa","epoch":{epoch}}}}}"#
+        )
+    };
+    let mut old = Raw::connect(hub.addr).await;
+    old.send_line(&link(1)).await;
+    assert_eq!(old.value().await["type"], "LINK");
+    old.publish("x", &json!("from the old link")).await;
+    sub.expect(message("x", json!("from the old link"))).await;
+
+    let mut new = Raw::connect(hub.addr).await;
+    new.send_line(&link(3)).await;
+    assert_eq!(new.value().await["type"], "LINK");
+    old.publish("x", &json!("stale")).await;
+    old.expect(common::error(
+        "LINK: superseded, the broker of this link has linked again since; closing this one",
+    ))
+    .await;
+    old.expect_closed().await;
+
+    let mut late = Raw::connect(hub.addr).await;
+    late.send_line(&link(2)).await;
+    assert_eq!(late.value().await["type"], "LINK");
+    // Superseded from the start: closed at the end of the read that brought its LINK.
+    late.expect(common::error(
+        "LINK: superseded, the broker of this link has linked again since; closing this one",
+    ))
+    .await;
+    late.expect_closed().await;
+
+    new.publish("x", &json!("from the new link")).await;
+    sub.expect(message("x", json!("from the new link"))).await;
+    sub.expect_silence().await;
+    // The superseded links are closed (as the broker sees it, once their linger ends).
+    let s = wait_for_stats(hub.addr, |s| s["links"] == 1).await;
+    assert_eq!(s["link_superseded"], 1, "the stale one: {s}");
+    assert_eq!(s["messages_in"], 3, "{s}");
+}

@@ -188,6 +188,7 @@ async fn a_scrape_counts_exactly_the_work_done() {
             ("hubbub_deadlines_missed_total", 0.0),
             ("hubbub_tls_handshake_failures_total", 0.0),
             ("hubbub_links", 0.0),
+            ("hubbub_link_superseded_total", 0.0),
             ("hubbub_memory_held_bytes", 0.0),
             ("hubbub_memory_budget_bytes", (64 << 20) as f64),
         ])

@@ -160,6 +160,12 @@ impl Collector for Scrape {
             "Connections from brokers below that sent LINK",
             s.links,
         )?;
+        counter(
+            &mut out,
+            "hubbub_link_superseded",
+            "PUBLISHes discarded from a link superseded by a newer link of the same broker below",
+            s.link_superseded,
+        )?;
         gauge(
             &mut out,
             "hubbub_memory_held_bytes",
@@ -267,6 +273,7 @@ mod tests {
                 protocol_errors: 11,
                 accept_errors: 12,
                 links: 13,
+                link_superseded: 21,
                 budget_refusals: 14,
                 deadlines_missed: 15,
                 memory_held: 16,
@@ -309,6 +316,7 @@ mod tests {
                 "hubbub_deadlines_missed_total 15",
                 "hubbub_tls_handshake_failures_total 20",
                 "hubbub_links 13",
+                "hubbub_link_superseded_total 21",
                 "hubbub_memory_held_bytes 16",
                 "hubbub_memory_budget_bytes 17",
             ]
@@ -343,7 +351,7 @@ mod tests {
             refused: 25,
         });
         let text = render(&scrape);
-        let tail: Vec<&str> = samples(&text).into_iter().skip(22).collect();
+        let tail: Vec<&str> = samples(&text).into_iter().skip(23).collect();
         assert_eq!(
             tail,
             [

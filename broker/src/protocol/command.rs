@@ -32,6 +32,9 @@ pub enum Command<'a> {
         name: Cow<'a, str>,
         /// The linking broker's id (`args.id`), for the upstream to refuse a loop; optional.
         id: Option<Cow<'a, str>>,
+        /// Which of that broker's connections this is (`args.epoch`, growing with each it
+        /// makes): a newer link supersedes an older one still open; optional.
+        epoch: Option<u64>,
     },
     /// Extension: authenticates the connection as `user` (with `--users`); replies
     /// `{"type":"AUTH","user":...}` or an ERROR.
@@ -68,7 +71,18 @@ impl PartialEq for Command<'_> {
                 },
             ) => a == b && m.get() == n.get(),
             (Ping, Ping) | (Stats, Stats) => true,
-            (Link { name: a, id: i }, Link { name: b, id: j }) => a == b && i == j,
+            (
+                Link {
+                    name: a,
+                    id: i,
+                    epoch: e,
+                },
+                Link {
+                    name: b,
+                    id: j,
+                    epoch: f,
+                },
+            ) => a == b && i == j && e == f,
             (
                 Auth {
                     user: a,
@@ -115,6 +129,10 @@ pub enum ProtocolError {
     LinkNameNotString,
     #[error("LINK: \"args.id\" must be a string")]
     LinkIdNotString,
+    #[error("LINK: \"args.epoch\" must be a whole number")]
+    LinkEpochNotNumber,
+    #[error("LINK: superseded, the broker of this link has linked again since; closing this one")]
+    LinkSuperseded,
     /// The id, quoted ([`Quoted`]).
     #[error(
         "LINK: refused, broker {0} is this broker or above it, so the link would close a loop"
@@ -319,6 +337,8 @@ fn parse_link(args: Option<&RawValue>) -> Result<Command<'_>, ProtocolError> {
         name: Option<&'a RawValue>,
         #[serde(borrow, default, deserialize_with = "present")]
         id: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "present")]
+        epoch: Option<&'a RawValue>,
     }
     let a = match args {
         Some(args) if is_object(args.get()) => {
@@ -328,6 +348,7 @@ fn parse_link(args: Option<&RawValue>) -> Result<Command<'_>, ProtocolError> {
         None => LinkArgs {
             name: None,
             id: None,
+            epoch: None,
         },
     };
     let name = match a.name {
@@ -338,7 +359,15 @@ fn parse_link(args: Option<&RawValue>) -> Result<Command<'_>, ProtocolError> {
         Some(raw) => Some(as_str(raw).ok_or(ProtocolError::LinkIdNotString)?),
         None => None,
     };
-    Ok(Command::Link { name, id })
+    let epoch = match a.epoch {
+        Some(raw) => Some(
+            raw.get()
+                .parse::<u64>()
+                .map_err(|_| ProtocolError::LinkEpochNotNumber)?,
+        ),
+        None => None,
+    };
+    Ok(Command::Link { name, id, epoch })
 }
 
 #[cfg(test)]
@@ -390,22 +419,41 @@ mod tests {
             ok(r#"{"command":"LINK","args":{"name":"leaf-1"}}"#),
             Command::Link {
                 name: "leaf-1".into(),
-                id: None
+                id: None,
+                epoch: None
             }
         );
         assert_eq!(
             ok(r#"{"command":"LINK","args":{"name":"leaf-1","id":"a1"}}"#),
             Command::Link {
                 name: "leaf-1".into(),
-                id: Some("a1".into())
+                id: Some("a1".into()),
+                epoch: None
             }
         );
         assert_eq!(
             ok(r#"{"command":"link"}"#),
             Command::Link {
                 name: "".into(),
-                id: None
+                id: None,
+                epoch: None
             }
+        );
+        assert_eq!(
+            ok(r#"{"command":"LINK","args":{"name":"l","id":"a1","epoch":7}}"#),
+            Command::Link {
+                name: "l".into(),
+                id: Some("a1".into()),
+                epoch: Some(7)
+            }
+        );
+        assert_eq!(
+            err(br#"{"command":"LINK","args":{"epoch":"7"}}"#),
+            "LINK: \"args.epoch\" must be a whole number"
+        );
+        assert_eq!(
+            err(br#"{"command":"LINK","args":{"epoch":-1}}"#),
+            "LINK: \"args.epoch\" must be a whole number"
         );
         assert_eq!(
             err(br#"{"command":"LINK","args":{"id":3}}"#),

@@ -90,14 +90,16 @@ pub fn link_reply(name: &str, path: &[String]) -> Bytes {
     })
 }
 
-/// Client side (a downstream broker): announces a link, with this broker's id.
-pub fn link_command(name: &str, id: &str) -> Bytes {
+/// Client side (a downstream broker): announces a link, with this broker's id and which of
+/// its connections this is.
+pub fn link_command(name: &str, id: &str, epoch: u64) -> Bytes {
     #[derive(Serialize)]
     struct Args<'a> {
         name: &'a str,
         id: &'a str,
+        epoch: u64,
     }
-    command("LINK", Args { name, id })
+    command("LINK", Args { name, id, epoch })
 }
 
 /// Extension: the reply to an AUTH that succeeded, `{"type":"AUTH","user":"alice"}`.
