@@ -2,7 +2,7 @@
 # Regenerates every measured figure in reports/README.md, each into its folder under reports/.
 #
 #   scripts/report.sh                  all sections, in this order (about two hours)
-#   scripts/report.sh SECTION…         some: one-broker hub memory fanout slow compare limits million
+#   scripts/report.sh SECTION…         some: one-broker hub memory fanout slow compare limits containers million
 #
 # one-broker  loadgen ramp to 50,000 against one broker             reports/ramp-one-broker/
 # hub         the same through a hub of 4 leaves, and 100,000 with 6 reports/ramp-hub-50000/, ramp-hub-100000/
@@ -11,6 +11,9 @@
 # slow        a healthy audience's latency with 0 and 10 stalled subscribers  reports/slow-consumer-{0,10}/
 # compare     hubbub, Redis, NATS, Mosquitto side by side (about 45 min)  reports/compare/, compare-threads-1/
 # limits      what the machine's limits do, each changed once        reports/limits/*/
+# containers  the same ramp with a hub, two leaves and two agents each in a container
+#             (deploy/docker-compose.yml) and on loopback, three of each interleaved (about 6 min,
+#             needs Docker)                                            reports/containers/
 # million     a ramp past a million, and the walls on the way (about 20 min, needs root)
 #             reports/ramp-million/, ramp-lean-100000*/, limits/conntrack-262144/, limits/ehash-262144/
 #
@@ -157,8 +160,23 @@ section_million() ( # a subshell, so that its EXIT trap deletes the namespaces a
   done
 )
 
+# Issue 16: a distributed ramp, every broker and agent in a container of its own (its own
+# address, its own descriptor limit), beside the same ramp on loopback, interleaved.
+section_containers() {
+  bash scripts/images.sh
+  local shape=(--max-clients 30000 --step 5000)
+  rm -rf "$out/containers" && mkdir -p "$out/containers"
+  for i in 1 2 3; do
+    HUBBUB_MAX_CLIENTS=30000 HUBBUB_STEP=5000 HUBBUB_REPORT="containers-$i" timeout 900 \
+      docker-compose -f deploy/docker-compose.yml up --exit-code-from loadgen || [ $? -eq 3 ]
+    docker-compose -f deploy/docker-compose.yml down -v
+    cp -r "reports/runs/containers-$i" "$out/containers/compose-$i"
+    lg ramp "${shape[@]}" --brokers 2 --out "$out/containers/loopback-$i"
+  done
+}
+
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(one-broker hub memory fanout slow compare limits million)
+[ ${#sections[@]} -gt 0 ] || sections=(one-broker hub memory fanout slow compare limits containers million)
 for s in "${sections[@]}"; do
   echo "== $s"
   "section_${s//-/_}"

@@ -345,12 +345,18 @@ fn live_line(position: &Position, doing: Doing, p: &Summed, s: &Sample) -> Strin
         ),
     };
     let ceiling = 100 * position.cores.load(Relaxed).max(1);
+    // A broker elsewhere (another container or host, no --broker-pid) has no figures here.
+    let broker = match s.broker_rss_bytes {
+        0 => "broker not sampled".to_string(),
+        rss => format!(
+            "broker cpu {:.0}%/{ceiling}% rss {}",
+            s.broker_cpu_pct,
+            mib(rss)
+        ),
+    };
     format!(
-        "[{:>5.0}s] {step}  {what}  broker cpu {:.0}%/{ceiling}% rss {}  loadgen cpu {:.0}%/{ceiling}%",
-        s.t_secs,
-        s.broker_cpu_pct,
-        mib(s.broker_rss_bytes),
-        s.loadgen_cpu_pct,
+        "[{:>5.0}s] {step}  {what}  {broker}  loadgen cpu {:.0}%/{ceiling}%",
+        s.t_secs, s.loadgen_cpu_pct,
     )
 }
 
