@@ -6,7 +6,8 @@
 //! a worker: the agent starts `loadgen worker` and from then on relays the connection to the
 //! worker's stdin and the worker's stdout to the connection, byte for byte. The coordinator
 //! speaks to it exactly as to a local worker ([`crate::rig::control`]), so a distributed run
-//! is the same run with its workers elsewhere, and its report has the same form.
+//! is the same run with its workers elsewhere, and its report has the same form. The
+//! publishers run in those workers too, each with its block of the one schedule.
 //!
 //! - [`wire`]: what the coordinator and an agent say before the relay starts, and the token.
 //! - [`clock`]: the offset between two hosts' monotonic clocks, from round trips (pure).

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use super::plan::Placement;
+use super::publish::Schedule;
 use crate::model::histogram::HistData;
 use crate::model::ErrorCounts;
 use crate::proto::credentials::Credentials;
@@ -51,6 +52,21 @@ pub enum ToWorker {
     Measure { from_ns: u64, to_ns: u64 },
     /// Report deliveries and lost connections since the last report, and start afresh.
     Report,
+    /// Connect `count` publishers to `targets` (`--agents`: the publishers run on the agents'
+    /// hosts too); replied to with `PublishersReady`.
+    Publishers {
+        count: usize,
+        targets: Vec<SocketAddr>,
+        proto: Proto,
+        #[serde(default)]
+        tls: TlsOpts,
+        #[serde(default)]
+        auth: Box<Credentials>,
+        timeout_ms: u64,
+    },
+    /// Publish this worker's publishers' share of `schedule` (their place in it is
+    /// `schedule.publishers`); replied to with `Published` when the schedule is over.
+    Publish { schedule: Schedule },
     /// This worker's machine's monotonic clock less the coordinator's: from now on every
     /// time the worker reads is corrected by it. Sent first, to a worker on an agent's host.
     Clock { offset_ns: i64 },
@@ -126,6 +142,15 @@ pub enum FromWorker {
     },
     /// Sent unasked every [`PROGRESS_EVERY`].
     Progress(Progress),
+    /// The reply to `Publishers`: how many connected, or why not.
+    PublishersReady {
+        connected: usize,
+        #[serde(default)]
+        error: Option<String>,
+    },
+    /// The reply to `Publish`: what this worker's publishers sent in the counted window, per
+    /// channel.
+    Published { per_channel: Vec<u64> },
 }
 
 #[cfg(test)]

@@ -70,12 +70,24 @@ impl Rig {
                 threads::usage(&at_start.1, &threads::snapshot(&loadgen)),
             )
         };
-        let publish = self.publishers.publish(schedule, &self.interrupt);
+        let watches = Worker::watches(&self.workers);
+        let (workers, publishers, shares) = (
+            &mut self.workers,
+            &mut self.publishers,
+            &self.publisher_shares,
+        );
+        let interrupt = &self.interrupt;
+        let publish = async move {
+            match shares.is_empty() {
+                true => publishers.publish(schedule, interrupt).await,
+                false => publish_on_agents(workers, shares, schedule).await,
+            }
+        };
         // The publishers stop on an interrupt by themselves; the timing must not outlast them.
         let (published, (broker_cpu, loadgen_cpu)) = tokio::select! {
             both = async { tokio::join!(publish, timed) } => both,
             _ = self.interrupt.cancelled() => return Err(Interrupted.into()),
-            lost = Worker::first_lost(&self.workers) => return Err(lost),
+            lost = Worker::first_lost(watches) => return Err(lost),
         };
         let published = published?;
         self.check_interrupt()?;
@@ -170,6 +182,33 @@ impl Rig {
         }
         Ok((delivered, errors, late, hist, seconds, clients))
     }
+}
+
+/// Has each worker publish its publishers' share of `schedule` (`shares`: each worker's
+/// first publisher's global index and its count), and merges what they published.
+async fn publish_on_agents(
+    workers: &mut [Worker],
+    shares: &[(u64, u64)],
+    schedule: super::publish::Schedule,
+) -> anyhow::Result<super::publish::Published> {
+    let all: u64 = shares.iter().map(|&(_, n)| n).sum();
+    for (w, &(first, _)) in workers.iter_mut().zip(shares) {
+        let mut mine = schedule;
+        mine.publishers = Some((first, all));
+        w.send(&ToWorker::Publish { schedule: mine }).await?;
+    }
+    let mut published = super::publish::Published {
+        per_channel: vec![0; schedule.channels as usize],
+    };
+    for w in workers.iter_mut() {
+        let FromWorker::Published { per_channel } = w.reply().await? else {
+            anyhow::bail!("{} answered Publish with something else", w.label);
+        };
+        for (sum, n) in published.per_channel.iter_mut().zip(per_channel) {
+            *sum += n;
+        }
+    }
+    Ok(published)
 }
 
 /// Sleeps until `at_ns` on the monotonic clock the payloads are stamped with.

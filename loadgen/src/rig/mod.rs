@@ -90,6 +90,9 @@ pub struct Rig {
     /// The first reason a subscriber of the last [`Rig::connect`] could not connect.
     connect_failure: Option<String>,
     publishers: Publishers,
+    /// With `--agents`: each worker's first publisher's global index and how many it runs
+    /// (the publishers run there); empty when they run here.
+    publisher_shares: Vec<(u64, u64)>,
     probe: StatsProbe,
     position: Arc<Position>,
     stop_sampling: CancellationToken,
@@ -193,7 +196,7 @@ impl Rig {
             .map(|k| k as usize)
             .unwrap_or_else(|| plan::brokers_for(clients, per_process_limit));
         let brokers = UnderTest::resolve_hub(common, broker_count, &[]).await?;
-        let (workers, agents, per_process, sources) = if common.agents.enabled() {
+        let (mut workers, agents, per_process, sources) = if common.agents.enabled() {
             // On an agent's host the kernel picks the source address (its own) and its ports.
             let (workers, agents, per_process) =
                 remote::start(&common.agents, max_clients, common.per_process, FD_MARGIN).await?;
@@ -215,7 +218,7 @@ impl Rig {
         };
         let limits = read_limits(brokers.pids.first().copied(), sources.len());
         let whereabouts = match &agents {
-            Some(a) => format!("on {} agent(s)", a.reports.len()),
+            Some(a) => format!("on {} agent(s), the publishers too", a.reports.len()),
             None => format!("here, from {} source address(es)", sources.len()),
         };
         say(&format!(
@@ -225,13 +228,24 @@ impl Rig {
             workers.len(),
             out.display(),
         ));
-        let publishers = Publishers::connect(
-            &brokers.addrs,
-            common.publishers,
-            dial.clone(),
-            common.connect_timeout,
-        )
-        .await?;
+        let (publishers, publisher_shares) = match &agents {
+            // On the agents too: the coordinator's host need make no load of its own.
+            Some(_) => {
+                let shares =
+                    remote::start_publishers(&mut workers, common, &brokers.addrs, &dial).await?;
+                (Publishers::none(common.proto), shares)
+            }
+            None => {
+                let here = Publishers::connect(
+                    &brokers.addrs,
+                    common.publishers,
+                    dial.clone(),
+                    common.connect_timeout,
+                )
+                .await?;
+                (here, Vec::new())
+            }
+        };
         // Only hubbub answers STATS, and the probe speaks plain TCP.
         let probe = match (common.proto, &dial.tls) {
             (Proto::Hubbub, None) => StatsProbe::connect(&brokers.addrs, &dial.auth).await,
@@ -276,6 +290,7 @@ impl Rig {
             next_index: 0,
             connect_failure: None,
             publishers,
+            publisher_shares,
             probe,
             position,
             stop_sampling,

@@ -143,9 +143,31 @@ pub fn sources_for(clients: u64, targets: usize, per_source: u64) -> usize {
         .max(1) as usize
 }
 
+/// `publishers` spread over `workers` as evenly as they go, in blocks: each worker's first
+/// publisher's global index and how many it runs (some may run none).
+pub fn publisher_shares(publishers: u64, workers: usize) -> Vec<(u64, u64)> {
+    let workers = workers.max(1) as u64;
+    let mut first = 0;
+    (0..workers)
+        .map(|w| {
+            let count = publishers / workers + u64::from(w < publishers % workers);
+            let share = (first, count);
+            first += count;
+            share
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publishers_are_spread_in_blocks_that_cover_every_index_once() {
+        assert_eq!(publisher_shares(4, 2), [(0, 2), (2, 2)]);
+        assert_eq!(publisher_shares(4, 3), [(0, 2), (2, 1), (3, 1)]);
+        assert_eq!(publisher_shares(1, 3), [(0, 1), (1, 0), (1, 0)]);
+    }
 
     #[test]
     fn one_broker_until_its_descriptors_are_spent() {

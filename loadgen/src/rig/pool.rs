@@ -34,6 +34,13 @@ pub struct WorkerLost {
     pub host: usize,
 }
 
+/// A worker's label, host and last word, for [`Worker::first_lost`].
+pub struct Watch {
+    label: String,
+    host: usize,
+    heard: Arc<Mutex<Instant>>,
+}
+
 /// One worker; killed (here) or disconnected (on an agent, which then ends it) when dropped.
 pub struct Worker {
     /// Its process id when it runs here; 0 on an agent.
@@ -137,15 +144,35 @@ impl Worker {
         self.heard.lock().expect("heard lock").elapsed()
     }
 
-    /// Ends, with [`WorkerLost`], once any of `workers` has been silent for [`LOST_AFTER`]
+    /// What [`Worker::first_lost`] watches of each worker: owned, so that the workers stay
+    /// free to be sent requests meanwhile.
+    pub fn watches(workers: &[Worker]) -> Vec<Watch> {
+        workers
+            .iter()
+            .map(|w| Watch {
+                label: w.label.clone(),
+                host: w.host,
+                heard: w.heard.clone(),
+            })
+            .collect()
+    }
+
+    /// Ends, with [`WorkerLost`], once any watched worker has been silent for [`LOST_AFTER`]
     /// (for waits that are not for a reply: a hold's publishing).
-    pub async fn first_lost(workers: &[Worker]) -> anyhow::Error {
+    pub async fn first_lost(watches: Vec<Watch>) -> anyhow::Error {
         let mut check = tokio::time::interval(LOST_AFTER / 10);
         loop {
             check.tick().await;
-            if let Some(w) = workers.iter().find(|w| w.silent_for() >= LOST_AFTER) {
-                let silent = w.silent_for().as_secs_f64();
-                return w.lost(format!("not a word for {silent:.1} s"));
+            for w in &watches {
+                let silent = w.heard.lock().expect("heard lock").elapsed();
+                if silent >= LOST_AFTER {
+                    return WorkerLost {
+                        label: w.label.clone(),
+                        why: format!("not a word for {:.1} s", silent.as_secs_f64()),
+                        host: w.host,
+                    }
+                    .into();
+                }
             }
         }
     }

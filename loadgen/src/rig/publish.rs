@@ -1,7 +1,8 @@
 //! Open-loop publishers: messages go out on a fixed schedule, whatever the broker does.
 //!
 //! Message `n` (counting over all publishers) is due at `start + n / rate` and goes to channel
-//! `n % channels` from publisher `n % publishers`. A publisher wakes, writes every message that
+//! `n % channels` from publisher `n % publishers`. Publishers may be split over several
+//! processes (agents' workers, `--agents`): each set knows its publishers' global indices. A publisher wakes, writes every message that
 //! is due in one write, and sleeps until the next is due; if the broker pushes back, messages
 //! go out late, and their latency is still measured from when they were due.
 //!
@@ -52,6 +53,23 @@ impl Published {
 }
 
 impl Publishers {
+    /// No publishers (a coordinator whose publishers run on its agents).
+    pub fn none(proto: Proto) -> Self {
+        Self {
+            proto,
+            conns: Vec::new(),
+        }
+    }
+
+    /// How many are connected.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
     /// Connects `count` publishers speaking `dial`'s protocol (over TLS when it has it),
     /// spread over `targets`; connecting and each step of the session's setup may take
     /// `limit` (`--connect-timeout`).
@@ -101,6 +119,15 @@ impl Publishers {
         schedule: Schedule,
         stop: &CancellationToken,
     ) -> anyhow::Result<Published> {
+        if self.conns.is_empty() {
+            // None here: nothing to send, but the hold still lasts the schedule.
+            let end = schedule.due(schedule.total);
+            let now = stamp::now_ns();
+            tokio::time::sleep(Duration::from_nanos(end.saturating_sub(now))).await;
+            return Ok(Published {
+                per_channel: vec![0; schedule.channels as usize],
+            });
+        }
         let conns = std::mem::take(&mut self.conns);
         let (proto, stop) = (self.proto, stop.clone());
         let (conns, published) =
@@ -154,7 +181,7 @@ fn read_replies(
 /// When and what to publish: message `n` is due at `start_ns + n / rate` until `total`
 /// messages, on channel `n % channels`, `size` bytes. Messages due in `counted` are the ones
 /// a hold measures (what [`Published`] counts); those before it are the warm-up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     pub rate: f64,
     pub start_ns: u64,
@@ -162,6 +189,11 @@ pub struct Schedule {
     pub counted: (u64, u64),
     pub channels: u64,
     pub size: usize,
+    /// These publishers' place among all of them: the first one's global index and how many
+    /// there are in all (`None`: these are all of them). Publisher `g` sends messages
+    /// `g, g + all, g + 2 × all, …`.
+    #[serde(default)]
+    pub publishers: Option<(u64, u64)>,
 }
 
 impl Schedule {
@@ -175,6 +207,7 @@ impl Schedule {
             counted: (from, from + hold.as_nanos() as u64),
             channels: 1,
             size: 64,
+            publishers: None,
         }
     }
 
@@ -191,7 +224,7 @@ fn publish_blocking(
     schedule: &Schedule,
     stop: &CancellationToken,
 ) -> (Vec<Conn>, Published) {
-    let count = conns.len() as u64;
+    let (first, count) = schedule.publishers.unwrap_or((0, conns.len() as u64));
     let &Schedule {
         total,
         counted: (from, to),
@@ -209,7 +242,7 @@ fn publish_blocking(
             .map(|(p, mut conn)| {
                 scope.spawn(move || {
                     let mut per_channel = vec![0u64; channels as usize];
-                    let mut n = p as u64;
+                    let mut n = first + p as u64;
                     let mut batch = Vec::new();
                     let mut batch_channels = Vec::new();
                     while n < total && !stop.is_cancelled() {

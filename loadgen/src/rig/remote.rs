@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use super::control::ToWorker;
+use super::control::{FromWorker, ToWorker};
 use super::plan;
 use super::pool::Worker;
 use crate::agent::dial::{self, AgentOpts, Session};
@@ -93,6 +93,41 @@ pub async fn start(
         },
         per_process,
     ))
+}
+
+/// Spreads `--publishers` over the workers (worker `i` gets every `workers`-th one), has each
+/// connect its own to `targets`, and returns each worker's first publisher's global index and
+/// count. A worker whose publishers cannot connect fails the run, naming it.
+pub async fn start_publishers(
+    workers: &mut [Worker],
+    common: &super::Common,
+    targets: &[SocketAddr],
+    dial: &crate::proto::dial::Dial,
+) -> anyhow::Result<Vec<(u64, u64)>> {
+    let shares = plan::publisher_shares(common.publishers as u64, workers.len());
+    for (w, &(_, count)) in workers.iter_mut().zip(&shares) {
+        w.send(&ToWorker::Publishers {
+            count: count as usize,
+            targets: targets.to_vec(),
+            proto: common.proto,
+            tls: common.tls.clone(),
+            auth: Box::new(dial.auth.clone()),
+            timeout_ms: common.connect_timeout.as_millis() as u64,
+        })
+        .await?;
+    }
+    for (w, &(_, count)) in workers.iter_mut().zip(&shares) {
+        match w.reply().await? {
+            FromWorker::PublishersReady {
+                error: Some(why), ..
+            } => {
+                anyhow::bail!("{}'s publishers could not connect: {why}", w.label)
+            }
+            FromWorker::PublishersReady { connected, .. } if connected as u64 == count => {}
+            other => anyhow::bail!("{} answered Publishers with {other:?}", w.label),
+        }
+    }
+    Ok(shares)
 }
 
 impl Agents {

@@ -21,6 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::control::{FromWorker, Progress, ToWorker, PROGRESS_EVERY};
 use super::held::Held;
 use super::plan::{self, channel_name};
+use super::publish::Publishers;
 use super::stamp;
 use crate::model::histogram::{new_histogram, HistData};
 use crate::model::ErrorCounts;
@@ -108,6 +109,10 @@ async fn serve() -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let mut connecting: Option<JoinHandle<FromWorker>> = None;
+    // This worker's publishers (`--agents`), and the task connecting or running them: they
+    // are handed to it and back, one request at a time.
+    let mut publishers: Option<Publishers> = None;
+    let mut publishing: Option<JoinHandle<(Option<Publishers>, FromWorker)>> = None;
     loop {
         tokio::select! {
             line = lines.next_line() => {
@@ -124,6 +129,44 @@ async fn serve() -> anyhow::Result<()> {
                         *tally.intervals.borrow_mut() =
                             (0..seconds).map(|_| new_histogram()).collect();
                     }
+                    ToWorker::Publishers { count, targets, proto, tls, auth, timeout_ms } => {
+                        publishing = Some(tokio::task::spawn_local(async move {
+                            let limit = Duration::from_millis(timeout_ms);
+                            let connected = match tls.client() {
+                                Ok(tls) => {
+                                    let dial = Dial::new(proto, tls).with_auth(*auth);
+                                    Publishers::connect(&targets, count, dial, limit).await
+                                }
+                                Err(e) => Err(anyhow::anyhow!("{e}")),
+                            };
+                            match connected {
+                                Ok(p) => {
+                                    let connected = p.len();
+                                    (Some(p), FromWorker::PublishersReady { connected, error: None })
+                                }
+                                Err(e) => (None, FromWorker::PublishersReady {
+                                    connected: 0,
+                                    error: Some(format!("{e:#}")),
+                                }),
+                            }
+                        }));
+                    }
+                    ToWorker::Publish { schedule } => {
+                        let mut set = publishers.take().unwrap_or_else(|| Publishers::none(Proto::Hubbub));
+                        publishing = Some(tokio::task::spawn_local(async move {
+                            // Stopped only by the worker's exit: the coordinator ends a hold
+                            // early only when the whole run ends.
+                            let never = tokio_util::sync::CancellationToken::new();
+                            let per_channel = match set.publish(schedule, &never).await {
+                                Ok(p) => p.per_channel,
+                                Err(e) => {
+                                    eprintln!("loadgen worker: publishing failed: {e:#}");
+                                    vec![0; schedule.channels as usize]
+                                }
+                            };
+                            (Some(set), FromWorker::Published { per_channel })
+                        }));
+                    }
                     connect @ ToWorker::Connect { proto, .. } => {
                         tally.connected.set(0);
                         tally.connect_failed.set(0);
@@ -135,6 +178,12 @@ async fn serve() -> anyhow::Result<()> {
                         connecting = Some(tokio::task::spawn_local(task));
                     }
                 }
+            }
+            done = async { publishing.as_mut().expect("checked").await }, if publishing.is_some() => {
+                publishing = None;
+                let (set, reply) = done?;
+                publishers = set;
+                send(&reply)?;
             }
             done = async { connecting.as_mut().expect("checked").await }, if connecting.is_some() => {
                 connecting = None;
