@@ -17,6 +17,9 @@
 //!   connection's bytes, plain or inside TLS.
 //! - [`client`]: the async client that the tools and loadgen build on.
 //! - [`tools`]: `client`, `publisher` and `chat`, as library functions the binaries call.
+//! - [`link`] and [`upstream`]: this broker as a leaf of another; `silence`: when a quiet
+//!   upstream's link is dropped; `epochs`: a broker below's newest link supersedes its older
+//!   ones; [`address`]: `HOST:PORT`, a name looked up at each connect.
 
 pub mod address;
 mod audience;
@@ -40,6 +43,7 @@ pub mod registry;
 pub mod server;
 mod session;
 mod shared;
+mod silence;
 pub mod stats;
 mod subscriptions;
 pub mod tls;

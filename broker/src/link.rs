@@ -42,6 +42,7 @@ use crate::protocol::encode::{self, Ack};
 use crate::protocol::event::{parse_event, parse_link_path, parse_message, Event};
 use crate::protocol::Quoted;
 use crate::shared::{random_u64, Shared};
+use crate::silence::{Heard, Quiet};
 use crate::stats;
 use crate::tls::LinkTls;
 use crate::transport::{Socket, TlsSocket};
@@ -298,70 +299,6 @@ async fn serve(
     }
 }
 
-/// When the upstream was last heard from, and what to do about a silence
-/// (`--upstream-timeout`). Pure but for the clock, so the rule is tested without a network.
-struct Heard {
-    timeout: Duration,
-    last: tokio::time::Instant,
-    /// Whether a PING went up since the last byte came down: one per silence is enough.
-    asked: bool,
-    ticks: Option<tokio::time::Interval>,
-}
-
-/// What a silence calls for.
-#[derive(Debug, PartialEq, Eq)]
-enum Quiet {
-    Fine,
-    /// A third of the timeout in silence: send a PING (its PONG will end the silence).
-    Ask,
-    /// The whole timeout in silence: the link is gone.
-    Gone(Duration),
-}
-
-impl Heard {
-    fn new(timeout: Duration) -> Self {
-        let ticks = (!timeout.is_zero()).then(|| {
-            let mut t = tokio::time::interval(timeout / 6);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
-        });
-        Self {
-            timeout,
-            last: tokio::time::Instant::now(),
-            asked: false,
-            ticks,
-        }
-    }
-
-    /// Something came down the link.
-    fn now(&mut self) {
-        self.last = tokio::time::Instant::now();
-        self.asked = false;
-    }
-
-    /// Ready every sixth of the timeout; never when there is none.
-    async fn tick(&mut self) {
-        match &mut self.ticks {
-            Some(t) => {
-                t.tick().await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-
-    fn check(&mut self) -> Quiet {
-        let silent = self.last.elapsed();
-        if silent >= self.timeout {
-            Quiet::Gone(silent)
-        } else if silent >= self.timeout / 3 && !self.asked {
-            self.asked = true;
-            Quiet::Ask
-        } else {
-            Quiet::Fine
-        }
-    }
-}
-
 /// The link closes a loop: the brokers above this one include itself.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -477,34 +414,5 @@ impl Link {
         upstream.sent(publishes);
         outbox.written(written?, !self.writing.is_empty());
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_silence_asks_once_then_gives_up_and_any_byte_ends_it() {
-        let mut heard = Heard::new(Duration::from_secs(3));
-        assert_eq!(heard.check(), Quiet::Fine);
-        tokio::time::advance(Duration::from_millis(999)).await;
-        assert_eq!(heard.check(), Quiet::Fine);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(heard.check(), Quiet::Ask);
-        assert_eq!(heard.check(), Quiet::Fine, "one PING per silence");
-        tokio::time::advance(Duration::from_millis(1500)).await;
-        heard.now();
-        tokio::time::advance(Duration::from_millis(1000)).await;
-        assert_eq!(heard.check(), Quiet::Ask, "a new silence asks again");
-        tokio::time::advance(Duration::from_millis(2000)).await;
-        assert_eq!(heard.check(), Quiet::Gone(Duration::from_secs(3)));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn no_timeout_never_ticks() {
-        let mut heard = Heard::new(Duration::ZERO);
-        let ticked = tokio::time::timeout(Duration::from_secs(3600), heard.tick()).await;
-        assert!(ticked.is_err());
     }
 }

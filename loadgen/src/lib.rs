@@ -10,9 +10,9 @@
 //! - [`rig`]: orchestration: the broker under test, worker processes and their messages,
 //!   publishers, sampling; the two moves every measurement is made of (connect, hold).
 //! - [`scenario`]: one module per command (ramp, throughput, latency, fanout, memory,
-//!   compare, soak), each a walk over the rig.
+//!   compare, soak), each a walk over the rig; and `agent`, which serves the rig's workers to
+//!   a coordinator on another host.
 
-pub mod agent;
 pub mod diagnose;
 pub mod model;
 pub mod os;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::model::Outcome;
 use crate::rig::progress::{say, Out};
 use crate::rig::worker;
-use crate::scenario::{compare, fanout, latency, memory, ramp, soak, throughput};
+use crate::scenario::{agent, compare, fanout, latency, memory, ramp, soak, throughput};
 
 /// What the exit status means, for `--help`.
 const EXIT_STATUS: &str = "Exit status: 0 the run finished and met its objective; 1 an error \
@@ -73,7 +73,7 @@ pub enum Command {
     Soak(soak::Opts),
     /// Serve worker processes to a coordinator on another host (its `--agents`): load from
     /// many machines, in one report.
-    Agent(agent::serve::Opts),
+    Agent(agent::Opts),
     /// Run the hubbub broker in this process (how loadgen starts its embedded broker).
     #[command(hide = true)]
     Broker(hubbub::tools::broker::Opts),
@@ -120,9 +120,7 @@ pub fn run(opts: Opts) -> anyhow::Result<Outcome> {
             Command::Memory(o) => memory::run(o, &interrupt, out).await,
             Command::Compare(o) => compare::run(o, &interrupt, out).await,
             Command::Soak(o) => soak::run(o, &interrupt, out).await,
-            Command::Agent(o) => agent::serve::run(o, &interrupt)
-                .await
-                .map(|()| Outcome::Passed),
+            Command::Agent(o) => agent::run(o, &interrupt).await.map(|()| Outcome::Passed),
             Command::Broker(_) | Command::Worker { .. } => unreachable!("handled above"),
         }
     })

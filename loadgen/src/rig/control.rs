@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use super::plan::Placement;
-use super::publish::Schedule;
+use super::schedule::Schedule;
 use crate::model::histogram::HistData;
 use crate::model::ErrorCounts;
 use crate::proto::credentials::Credentials;

@@ -15,9 +15,12 @@
 //! - [`publish`]: open-loop publishers; [`stamp`]: the send time in each payload.
 //! - [`probe`]: the broker's own counters; [`progress`]: the samples and the live line.
 //! - [`stalled`]: subscribers that never read; [`provenance`]: what a report was measured on.
+//! - [`agents`], [`remote`]: workers on other hosts (`--agents`); [`schedule`], [`finished`].
 
+pub mod agents;
 pub mod broker;
 pub mod control;
+pub mod finished;
 pub mod held;
 pub mod hold;
 pub mod options;
@@ -28,6 +31,7 @@ pub mod progress;
 pub mod provenance;
 pub mod publish;
 pub mod remote;
+pub mod schedule;
 pub mod stalled;
 pub mod stamp;
 pub mod worker;
@@ -44,13 +48,14 @@ use tokio_util::sync::CancellationToken;
 
 use self::broker::UnderTest;
 use self::control::{FromWorker, ToWorker};
+pub use self::finished::Finished;
 pub use self::options::{Audience, Common};
 use self::pool::Worker;
 use self::probe::StatsProbe;
 use self::progress::{say, Position};
 use self::publish::Publishers;
 use crate::model::histogram::new_histogram;
-use crate::model::hosts::{AgentReport, HostSample};
+use crate::model::hosts::HostSample;
 use crate::model::units::counted;
 use crate::model::{Limits, Sample, StepResult};
 use crate::os::{read_limits, Sampler};
@@ -101,44 +106,6 @@ pub struct Rig {
     started: (u64, std::time::SystemTime),
     /// Every hold's per-second histograms, tagged with its step, for the interval log.
     intervals: Vec<(String, u64, Vec<Histogram<u64>>)>,
-}
-
-impl Finished {
-    /// Writes `latency.hlog` into the report folder: every hold's latencies, a histogram per
-    /// second (merged across the workers), as an HdrHistogram interval log.
-    pub fn write_interval_log(&self) -> Result<(), crate::report::ReportError> {
-        let intervals = self.intervals.iter().flat_map(|(tag, from_ns, seconds)| {
-            seconds
-                .iter()
-                .enumerate()
-                .map(move |(i, h)| crate::report::hlog::Interval {
-                    tag: tag.clone(),
-                    start_ns: from_ns + i as u64 * 1_000_000_000,
-                    histogram: h,
-                })
-        });
-        let (base_ns, base) = self.started;
-        crate::report::hlog::write_hlog(&self.out.join("latency.hlog"), base, base_ns, intervals)
-    }
-}
-
-/// What a finished measurement leaves behind.
-pub struct Finished {
-    pub samples: Vec<Sample>,
-    /// Each host's workers, second by second ("here", or an agent's address).
-    pub hosts: Vec<HostSample>,
-    /// The agents the workers ran on, with their clocks (`--agents`); empty when here.
-    pub agents: Vec<AgentReport>,
-    /// When the run started (stamps' clock, wall clock) and every hold's per-second
-    /// histograms: [`Finished::write_interval_log`].
-    started: (u64, std::time::SystemTime),
-    intervals: Vec<(String, u64, Vec<Histogram<u64>>)>,
-    pub limits: Limits,
-    pub out: PathBuf,
-    pub command_line: String,
-    /// What was measured, in a line: the broker and the rig's shape.
-    pub setup: String,
-    pub provenance: crate::model::provenance::Provenance,
 }
 
 impl Rig {
@@ -259,11 +226,10 @@ impl Rig {
                 .map(|w| (w.host, w.progress.clone()))
                 .collect(),
         );
-        let mut hosts = vec!["here".to_string()];
-        if let Some(agents) = &agents {
-            hosts.extend((0..agents.reports.len()).map(|i| agents.host_name(i)));
-        }
-        position.name_hosts(hosts);
+        let remote = agents
+            .iter()
+            .flat_map(|a| (0..a.reports.len()).map(|i| a.host_name(i)));
+        position.name_hosts(std::iter::once("here".to_string()).chain(remote).collect());
         let mut loadgen_pids = vec![std::process::id()];
         loadgen_pids.extend(workers.iter().map(|w| w.pid).filter(|&pid| pid > 0));
         let stop_sampling = CancellationToken::new();

@@ -11,8 +11,8 @@ use clap::{Args, Parser};
 
 use hubbub::address::HostPort;
 
+use super::agents::dial::AgentOpts;
 use super::plan::Placement;
-use crate::agent::dial::AgentOpts;
 use crate::proto::credentials::AuthOpts;
 use crate::proto::tls::TlsOpts;
 use crate::proto::Proto;

@@ -19,8 +19,10 @@ use anyhow::Context;
 
 use tokio_util::sync::CancellationToken;
 
+use super::control::{FromWorker, ToWorker};
 use super::plan::channel_name;
 use super::progress::say;
+pub use super::schedule::Schedule;
 use crate::proto::blocking::Blocking;
 use crate::proto::dial::Dial;
 use crate::proto::inbound::Inbound;
@@ -138,6 +140,64 @@ impl Publishers {
     }
 }
 
+/// A worker's `Publishers` request (`--agents`): connects them, and says how many did, or
+/// why not.
+pub async fn connect_for(op: ToWorker) -> (Option<Publishers>, FromWorker) {
+    let ToWorker::Publishers {
+        count,
+        targets,
+        proto,
+        tls,
+        auth,
+        timeout_ms,
+    } = op
+    else {
+        unreachable!("called with Publishers")
+    };
+    let limit = Duration::from_millis(timeout_ms);
+    let connected = match tls.client() {
+        Ok(tls) => {
+            let dial = Dial::new(proto, tls).with_auth(*auth);
+            Publishers::connect(&targets, count, dial, limit).await
+        }
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    };
+    match connected {
+        Ok(p) => {
+            let connected = p.len();
+            (
+                Some(p),
+                FromWorker::PublishersReady {
+                    connected,
+                    error: None,
+                },
+            )
+        }
+        Err(e) => (
+            None,
+            FromWorker::PublishersReady {
+                connected: 0,
+                error: Some(format!("{e:#}")),
+            },
+        ),
+    }
+}
+
+/// A worker's `Publish` request: its publishers' share of `schedule`, then what they sent in
+/// the counted window. Stopped only by the worker's exit: the coordinator ends a hold early
+/// only when the whole run ends.
+pub async fn run_for(mut set: Publishers, schedule: Schedule) -> (Option<Publishers>, FromWorker) {
+    let never = CancellationToken::new();
+    let per_channel = match set.publish(schedule, &never).await {
+        Ok(p) => p.per_channel,
+        Err(e) => {
+            eprintln!("loadgen worker: publishing failed: {e:#}");
+            vec![0; schedule.channels as usize]
+        }
+    };
+    (Some(set), FromWorker::Published { per_channel })
+}
+
 /// A publisher's reader thread: reads what the server sends and answers what the protocol
 /// requires, until the connection ends. What cannot be parsed past (bytes that are not the
 /// protocol, an error reply) ends the reading, and is said: a publisher whose server
@@ -175,44 +235,6 @@ fn read_replies(
         if !matches!(inbound.read_blocking(&mut reader), Ok(true)) {
             return;
         }
-    }
-}
-
-/// When and what to publish: message `n` is due at `start_ns + n / rate` until `total`
-/// messages, on channel `n % channels`, `size` bytes. Messages due in `counted` are the ones
-/// a hold measures (what [`Published`] counts); those before it are the warm-up.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct Schedule {
-    pub rate: f64,
-    pub start_ns: u64,
-    pub total: u64,
-    pub counted: (u64, u64),
-    pub channels: u64,
-    pub size: usize,
-    /// These publishers' place among all of them: the first one's global index and how many
-    /// there are in all (`None`: these are all of them). Publisher `g` sends messages
-    /// `g, g + all, g + 2 × all, …`.
-    #[serde(default)]
-    pub publishers: Option<(u64, u64)>,
-}
-
-impl Schedule {
-    /// `rate` from `start_ns`: `warmup`, then `hold` counted.
-    pub fn new(rate: f64, start_ns: u64, warmup: Duration, hold: Duration) -> Self {
-        let from = start_ns + warmup.as_nanos() as u64;
-        Schedule {
-            rate,
-            start_ns,
-            total: ((warmup + hold).as_secs_f64() * rate).round() as u64,
-            counted: (from, from + hold.as_nanos() as u64),
-            channels: 1,
-            size: 64,
-            publishers: None,
-        }
-    }
-
-    fn due(&self, n: u64) -> u64 {
-        self.start_ns + (n as f64 * 1e9 / self.rate) as u64
     }
 }
 

@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
+use super::agents::dial::{self, AgentOpts, Session};
+use super::agents::wire::read_token;
 use super::control::{FromWorker, ToWorker};
 use super::plan;
 use super::pool::Worker;
-use crate::agent::dial::{self, AgentOpts, Session};
-use crate::agent::wire::read_token;
 use crate::model::hosts::AgentReport;
 
 /// The agents of a run, and what the report says of each.
@@ -100,7 +100,7 @@ pub async fn start(
 /// count. A worker whose publishers cannot connect fails the run, naming it.
 pub async fn start_publishers(
     workers: &mut [Worker],
-    common: &super::Common,
+    common: &super::options::Common,
     targets: &[SocketAddr],
     dial: &crate::proto::dial::Dial,
 ) -> anyhow::Result<Vec<(u64, u64)>> {

@@ -4,7 +4,7 @@
 //! another process, subtract it from the time of arrival. Both read CLOCK_MONOTONIC, which on
 //! Linux is one clock for every process on the machine. A worker on another host (an agent's)
 //! reads its own machine's clock corrected by the offset the coordinator measured, so that
-//! its stamps and windows are on the coordinator's clock too (`crate::agent::clock`). Measuring from the intended time
+//! its stamps and windows are on the coordinator's clock too (`crate::rig::agents::clock`). Measuring from the intended time
 //! rather than the actual write means a stalled broker (or a publisher that fell behind its
 //! schedule) shows up as latency instead of hiding as fewer samples: no coordinated omission.
 

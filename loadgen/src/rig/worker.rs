@@ -21,7 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::control::{FromWorker, Progress, ToWorker, PROGRESS_EVERY};
 use super::held::Held;
 use super::plan::{self, channel_name};
-use super::publish::Publishers;
+use super::publish::{self, Publishers};
 use super::stamp;
 use crate::model::histogram::{new_histogram, HistData};
 use crate::model::ErrorCounts;
@@ -129,43 +129,12 @@ async fn serve() -> anyhow::Result<()> {
                         *tally.intervals.borrow_mut() =
                             (0..seconds).map(|_| new_histogram()).collect();
                     }
-                    ToWorker::Publishers { count, targets, proto, tls, auth, timeout_ms } => {
-                        publishing = Some(tokio::task::spawn_local(async move {
-                            let limit = Duration::from_millis(timeout_ms);
-                            let connected = match tls.client() {
-                                Ok(tls) => {
-                                    let dial = Dial::new(proto, tls).with_auth(*auth);
-                                    Publishers::connect(&targets, count, dial, limit).await
-                                }
-                                Err(e) => Err(anyhow::anyhow!("{e}")),
-                            };
-                            match connected {
-                                Ok(p) => {
-                                    let connected = p.len();
-                                    (Some(p), FromWorker::PublishersReady { connected, error: None })
-                                }
-                                Err(e) => (None, FromWorker::PublishersReady {
-                                    connected: 0,
-                                    error: Some(format!("{e:#}")),
-                                }),
-                            }
-                        }));
+                    op @ ToWorker::Publishers { .. } => {
+                        publishing = Some(tokio::task::spawn_local(publish::connect_for(op)));
                     }
                     ToWorker::Publish { schedule } => {
-                        let mut set = publishers.take().unwrap_or_else(|| Publishers::none(Proto::Hubbub));
-                        publishing = Some(tokio::task::spawn_local(async move {
-                            // Stopped only by the worker's exit: the coordinator ends a hold
-                            // early only when the whole run ends.
-                            let never = tokio_util::sync::CancellationToken::new();
-                            let per_channel = match set.publish(schedule, &never).await {
-                                Ok(p) => p.per_channel,
-                                Err(e) => {
-                                    eprintln!("loadgen worker: publishing failed: {e:#}");
-                                    vec![0; schedule.channels as usize]
-                                }
-                            };
-                            (Some(set), FromWorker::Published { per_channel })
-                        }));
+                        let set = publishers.take().unwrap_or_else(|| Publishers::none(Proto::Hubbub));
+                        publishing = Some(tokio::task::spawn_local(publish::run_for(set, schedule)));
                     }
                     connect @ ToWorker::Connect { proto, .. } => {
                         tally.connected.set(0);

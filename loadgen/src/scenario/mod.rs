@@ -2,6 +2,7 @@
 //! burst and memory measurements, its own drivers), writing its report through
 //! [`report`](crate::report).
 
+pub mod agent;
 pub mod compare;
 pub mod connect;
 pub mod counted;

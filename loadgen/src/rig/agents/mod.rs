@@ -1,4 +1,5 @@
-//! Load from many hosts: `loadgen agent` serves worker processes to a coordinator over TCP.
+//! Load from many hosts: `loadgen agent` (`crate::scenario::agent`) serves worker processes
+//! to a coordinator over TCP; this is what both sides say, and the coordinator's side.
 //!
 //! A coordinator given `--agents` opens one connection per worker it wants on an agent. Each
 //! connection says hello with the shared token (refused and closed otherwise: an agent starts
@@ -11,10 +12,8 @@
 //!
 //! - [`wire`]: what the coordinator and an agent say before the relay starts, and the token.
 //! - [`clock`]: the offset between two hosts' monotonic clocks, from round trips (pure).
-//! - [`serve`]: the agent.
 //! - [`dial`]: the coordinator's side: finding the agents, the hello, the clock, the worker.
 
 pub mod clock;
 pub mod dial;
-pub mod serve;
 pub mod wire;

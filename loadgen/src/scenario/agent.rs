@@ -19,8 +19,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, FromAgent, HostInfo, ToAgent};
 use crate::os::read_limits;
+use crate::rig::agents::wire::{self, FromAgent, HostInfo, ToAgent};
 use crate::rig::pool::spawn_worker;
 use crate::rig::progress::say;
 use crate::rig::stamp;
