@@ -27,9 +27,9 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// The flags of a run whose subscribers are held by agents on other hosts.
 #[derive(Debug, Clone, Default, Args)]
 pub struct AgentOpts {
-    /// Agents to run the subscribers on, HOST:PORT[,HOST:PORT…] (`loadgen agent`); a name
-    /// stands for every address it resolves to (a Compose service's replicas, a headless
-    /// Service's pods). Without it the subscribers run in worker processes here.
+    /// Agents to run the subscribers and publishers on, HOST:PORT[,HOST:PORT…] (`loadgen
+    /// agent`); a name stands for every address it resolves to (a Compose service's replicas,
+    /// a headless Service's pods). Without it they run here.
     #[arg(long, value_delimiter = ',')]
     pub agents: Vec<HostPort>,
     /// How many agent addresses to wait for before starting [default: as many as first
