@@ -97,6 +97,14 @@ const SLOW: Duration = Duration::from_secs(2);
 /// leaf-b is cut from the backbone for longer than the timeout: its link goes silent, is
 /// dropped after the timeout, and is made again once the network is back. The hub's own
 /// subscriber and leaf-a's link see nothing of it.
+/// Freezes `container` (`docker pause`: its processes stop, its kernel's network goes on)
+/// for `frozen`.
+fn pause(container: &str, frozen: Duration) {
+    docker(&["pause", container]);
+    std::thread::sleep(frozen);
+    docker(&["unpause", container]);
+}
+
 #[ignore = "needs Docker and scripts/images.sh's images: scripts/faults.sh runs them"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaf_cut_from_the_network_relinks_and_loses_only_the_cut() {
@@ -183,9 +191,7 @@ async fn hub_frozen_briefly_delays_but_loses_nothing() {
     let hub = run.tree.hub.clone();
     let fault = run
         .fault("hub paused for 0.5 s", || {
-            docker(&["pause", &hub]);
-            std::thread::sleep(Duration::from_millis(500));
-            docker(&["unpause", &hub]);
+            pause(&hub, Duration::from_millis(500))
         })
         .await;
     let expect = Expect {
@@ -227,11 +233,7 @@ async fn hub_frozen_past_the_timeout_is_relinked() {
     let run = Run::start("pause-long").await;
     let hub = run.tree.hub.clone();
     let fault = run
-        .fault("hub paused for 5 s", || {
-            docker(&["pause", &hub]);
-            std::thread::sleep(Duration::from_secs(5));
-            docker(&["unpause", &hub]);
-        })
+        .fault("hub paused for 5 s", || pause(&hub, Duration::from_secs(5)))
         .await;
     let expect = Expect {
         relinks: [true, true],

@@ -150,9 +150,7 @@ fn classify(step: &StepResult, samples: &[&Sample], limits: &Limits, slo: u64) -
         (LimitKind::BrokerOpenFiles, evidence)
     } else if let Some(evidence) = memory_full(step, samples, &at) {
         (LimitKind::Memory, evidence)
-    } else if host_saturated && step.broker_rss_bytes == 0 {
-        // A broker that was sampled has a resident set; none means it was not (it runs in
-        // another container or on another host), so its CPU reads 0 and says nothing.
+    } else if host_saturated && !crate::model::broker_sampled(step.broker_rss_bytes) {
         (
             LimitKind::MachineCpu,
             format!(

@@ -233,6 +233,13 @@ pub fn fill_step_resources(steps: &mut [StepResult], samples: &[Sample]) {
     }
 }
 
+/// Whether the broker's process was sampled, from its resident set: a sampled process always
+/// has one, so 0 means loadgen could not read it (in another container or on another host,
+/// no --broker-pid), and its CPU's 0 then says nothing.
+pub fn broker_sampled(rss_bytes: u64) -> bool {
+    rss_bytes > 0
+}
+
 /// One once-a-second sample.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {

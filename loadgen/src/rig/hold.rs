@@ -204,9 +204,7 @@ async fn publish_on_agents(
         let FromWorker::Published { per_channel } = w.reply().await? else {
             anyhow::bail!("{} answered Publish with something else", w.label);
         };
-        for (sum, n) in published.per_channel.iter_mut().zip(per_channel) {
-            *sum += n;
-        }
+        published.add(&per_channel);
     }
     Ok(published)
 }

@@ -31,6 +31,7 @@ pub mod progress;
 pub mod provenance;
 pub mod publish;
 pub mod remote;
+pub mod resolve;
 pub mod schedule;
 pub mod stalled;
 pub mod stamp;

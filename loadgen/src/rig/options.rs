@@ -79,29 +79,10 @@ pub struct Common {
 }
 
 impl Common {
-    /// `--target`'s addresses, each name looked up (every address it gives, in order),
-    /// retrying for up to [`RESOLVE_WAIT`]: in a container network a name appears once its
-    /// container has started.
+    /// `--target`'s addresses: every address each name resolves to ([`super::resolve`]),
+    /// waiting up to [`RESOLVE_WAIT`] for names to appear.
     pub async fn targets(&self) -> anyhow::Result<Vec<SocketAddr>> {
-        let mut addrs = Vec::new();
-        for name in &self.target {
-            let deadline = tokio::time::Instant::now() + RESOLVE_WAIT;
-            let found = loop {
-                match tokio::net::lookup_host(name.as_pair()).await {
-                    Ok(found) => break found.collect::<Vec<_>>(),
-                    Err(e) if tokio::time::Instant::now() >= deadline => {
-                        anyhow::bail!("--target {name}: {e}")
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                }
-            };
-            let mut found: Vec<SocketAddr> =
-                found.into_iter().filter(|a| !addrs.contains(a)).collect();
-            found.sort();
-            found.dedup();
-            addrs.extend(found);
-        }
-        Ok(addrs)
+        super::resolve::resolve("--target", &self.target, None, RESOLVE_WAIT).await
     }
 
     /// The latency objective in microseconds, the unit every histogram here counts in.

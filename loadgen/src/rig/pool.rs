@@ -200,20 +200,13 @@ impl Worker {
 
     /// The reply to the last request.
     pub async fn reply(&mut self) -> anyhow::Result<FromWorker> {
-        let mut check = tokio::time::interval(LOST_AFTER / 10);
-        loop {
-            tokio::select! {
-                reply = self.replies.recv() => return match reply {
-                    Some(reply) => Ok(reply),
-                    None => Err(self.lost("its connection closed (the process exited)")),
-                },
-                _ = check.tick() => {
-                    let silent = self.silent_for();
-                    if silent >= LOST_AFTER {
-                        return Err(self.lost(format!("not a word for {:.1} s", silent.as_secs_f64())));
-                    }
-                }
-            }
+        let watch = Self::watches(std::slice::from_ref(self));
+        tokio::select! {
+            reply = self.replies.recv() => match reply {
+                Some(reply) => Ok(reply),
+                None => Err(self.lost("its connection closed (the process exited)")),
+            },
+            lost = Self::first_lost(watch) => Err(lost),
         }
     }
 

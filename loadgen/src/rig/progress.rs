@@ -345,13 +345,12 @@ fn live_line(position: &Position, doing: Doing, p: &Summed, s: &Sample) -> Strin
         ),
     };
     let ceiling = 100 * position.cores.load(Relaxed).max(1);
-    // A broker elsewhere (another container or host, no --broker-pid) has no figures here.
-    let broker = match s.broker_rss_bytes {
-        0 => "broker not sampled".to_string(),
-        rss => format!(
+    let broker = match crate::model::broker_sampled(s.broker_rss_bytes) {
+        false => "broker not sampled".to_string(),
+        true => format!(
             "broker cpu {:.0}%/{ceiling}% rss {}",
             s.broker_cpu_pct,
-            mib(rss)
+            mib(s.broker_rss_bytes)
         ),
     };
     format!(

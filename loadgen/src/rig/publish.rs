@@ -52,6 +52,13 @@ impl Published {
     pub fn total(&self) -> u64 {
         self.per_channel.iter().sum()
     }
+
+    /// Adds another set of publishers' counts, channel by channel.
+    pub fn add(&mut self, per_channel: &[u64]) {
+        for (sum, n) in self.per_channel.iter_mut().zip(per_channel) {
+            *sum += n;
+        }
+    }
 }
 
 impl Publishers {
@@ -314,9 +321,7 @@ fn publish_blocking(
     };
     let mut alive = Vec::new();
     for (conn, per_channel) in results {
-        for (sum, n) in published.per_channel.iter_mut().zip(per_channel) {
-            *sum += n;
-        }
+        published.add(&per_channel);
         alive.extend(conn);
     }
     (alive, published)

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use super::agents::dial::{self, AgentOpts, Session};
+use super::agents::dial::{AgentOpts, Session};
 use super::agents::wire::read_token;
 use super::control::{FromWorker, ToWorker};
 use super::plan;
@@ -41,7 +41,9 @@ pub async fn start(
         .as_ref()
         .context("--agents needs --agent-token-file: agents let in only who holds their token")?;
     let token = read_token(token_file)?;
-    let addrs = dial::resolve(&opts.agents, opts.agent_count, opts.agent_wait).await?;
+    let addrs =
+        super::resolve::resolve("--agents", &opts.agents, opts.agent_count, opts.agent_wait)
+            .await?;
     let mut first = Vec::new();
     let mut reports = Vec::new();
     for &addr in &addrs {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -205,30 +205,14 @@ async fn relay(
     Ok(())
 }
 
-/// The next message, one line of at most [`wire::MAX_LINE`] bytes; `None` when the
-/// coordinator closed the connection between messages (as it does after measuring a clock).
-async fn next(
-    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-) -> anyhow::Result<Option<ToAgent>> {
-    let mut line = Vec::new();
-    let n = (&mut *read)
-        .take(wire::MAX_LINE as u64)
-        .read_until(b'\n', &mut line)
-        .await?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if line.last() != Some(&b'\n') {
-        anyhow::bail!("a line longer than {} bytes, or cut short", wire::MAX_LINE);
-    }
-    serde_json::from_slice(&line)
-        .map(Some)
+/// The next message; `None` when the coordinator closed the connection between messages
+/// (as it does after measuring a clock).
+async fn next(read: &mut BufReader<OwnedReadHalf>) -> anyhow::Result<Option<ToAgent>> {
+    wire::read_message(read)
+        .await
         .context("not a message this agent understands")
 }
 
 async fn reply(write: &mut OwnedWriteHalf, msg: &FromAgent) -> anyhow::Result<()> {
-    let mut line = serde_json::to_vec(msg)?;
-    line.push(b'\n');
-    write.write_all(&line).await?;
-    Ok(())
+    wire::write_message(write, msg).await
 }

@@ -234,9 +234,11 @@ fn resources(path: &Path, ctx: &Context, steps: &[StepResult], samples: &[Sample
             sample: |s| s.host_cpu_pct.unwrap_or(f64::NAN),
         });
     }
-    // A broker loadgen cannot sample (in another container or on another host, no
-    // --broker-pid) reads 0: drawn, it would look like a broker that costs nothing.
-    if !steps.iter().any(|s| s.broker_rss_bytes > 0) {
+    // A broker loadgen cannot sample reads 0: drawn, it would look like one that costs nothing.
+    if !steps
+        .iter()
+        .any(|s| crate::model::broker_sampled(s.broker_rss_bytes))
+    {
         memory.remove(0);
         cpu.remove(0);
     }

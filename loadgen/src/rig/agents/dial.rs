@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use hubbub::address::HostPort;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -47,51 +47,6 @@ pub struct AgentOpts {
 impl AgentOpts {
     pub fn enabled(&self) -> bool {
         !self.agents.is_empty()
-    }
-}
-
-/// Resolves `names` until they give at least `count` addresses (or, without a count, any),
-/// retrying until `wait` has passed: a Compose or Kubernetes name appears once its container
-/// or pod has started.
-pub async fn resolve(
-    names: &[HostPort],
-    count: Option<usize>,
-    wait: Duration,
-) -> anyhow::Result<Vec<SocketAddr>> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let mut found = Vec::new();
-        let mut failure = None;
-        for name in names {
-            match tokio::net::lookup_host(name.as_pair()).await {
-                Ok(addrs) => {
-                    for a in addrs.filter(SocketAddr::is_ipv4) {
-                        if !found.contains(&a) {
-                            found.push(a);
-                        }
-                    }
-                }
-                Err(e) => failure = Some(format!("{name}: {e}")),
-            }
-        }
-        found.sort();
-        let enough = match count {
-            Some(n) => found.len() >= n,
-            None => !found.is_empty() && failure.is_none(),
-        };
-        if enough {
-            return Ok(found);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "found {} agent address(es) of the {} wanted within {}: {}",
-                found.len(),
-                count.map_or("any".into(), |n| n.to_string()),
-                humantime::format_duration(wait),
-                failure.unwrap_or_else(|| format!("{found:?}")),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -156,33 +111,17 @@ impl Session {
         mut self,
         max_files: u64,
     ) -> anyhow::Result<(BufReader<OwnedReadHalf>, OwnedWriteHalf)> {
-        send(&mut self.write, &ToAgent::Worker { max_files }).await?;
+        wire::write_message(&mut self.write, &ToAgent::Worker { max_files }).await?;
         Ok((self.read, self.write))
     }
 
     async fn ask(&mut self, msg: &ToAgent) -> anyhow::Result<FromAgent> {
-        send(&mut self.write, msg).await?;
-        let mut line = Vec::new();
-        let mut limited = (&mut self.read).take(wire::MAX_LINE as u64);
-        let n = tokio::time::timeout(ANSWER_WITHIN, limited.read_until(b'\n', &mut line))
+        wire::write_message(&mut self.write, msg).await?;
+        let addr = self.addr;
+        let answer = tokio::time::timeout(ANSWER_WITHIN, wire::read_message(&mut self.read))
             .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "agent {} did not answer within {ANSWER_WITHIN:?}",
-                    self.addr
-                )
-            })??;
-        if n == 0 {
-            bail!("agent {} closed the connection", self.addr);
-        }
-        serde_json::from_slice(&line)
-            .with_context(|| format!("agent {} sent something unreadable", self.addr))
+            .map_err(|_| anyhow::anyhow!("agent {addr} did not answer within {ANSWER_WITHIN:?}"))?
+            .with_context(|| format!("agent {addr} sent something unreadable"))?;
+        answer.ok_or_else(|| anyhow::anyhow!("agent {addr} closed the connection"))
     }
-}
-
-async fn send(write: &mut OwnedWriteHalf, msg: &ToAgent) -> anyhow::Result<()> {
-    let mut line = serde_json::to_vec(msg)?;
-    line.push(b'\n');
-    write.write_all(&line).await?;
-    Ok(())
 }

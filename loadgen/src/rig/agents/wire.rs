@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bumped when these messages or the worker protocol change: an agent and a coordinator of
 /// different builds refuse each other by name instead of misreading each other.
@@ -45,6 +47,36 @@ pub struct HostInfo {
     pub ephemeral_ports: u64,
     /// loadgen's version there.
     pub version: String,
+}
+
+/// Writes `msg` as one JSON line.
+pub async fn write_message<T: Serialize>(
+    write: &mut (impl AsyncWrite + Unpin),
+    msg: &T,
+) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(msg)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    Ok(())
+}
+
+/// Reads one message, a line of at most [`MAX_LINE`] bytes; `None` when the peer closed the
+/// connection between messages.
+pub async fn read_message<T: DeserializeOwned>(
+    read: &mut (impl AsyncBufRead + Unpin),
+) -> anyhow::Result<Option<T>> {
+    let mut line = Vec::new();
+    let n = (&mut *read)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') {
+        anyhow::bail!("a line longer than {MAX_LINE} bytes, or cut short");
+    }
+    Ok(Some(serde_json::from_slice(&line)?))
 }
 
 /// Why a token file was refused.
