@@ -4,8 +4,7 @@
 //! ramp runs several workers. Each is single-threaded (a current-thread runtime): its
 //! subscribers record into one histogram with no locks, and parallelism comes from running
 //! several workers. It obeys [`ToWorker`] lines on stdin and exits when stdin closes, so a
-//! worker never outlives its coordinator. It reports its [`Progress`] every second, also while
-//! it is connecting, so the coordinator can show a connect phase that waits on timeouts.
+//! worker never outlives its coordinator. Its [`Progress`] goes ten times a second, connecting too.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
@@ -46,6 +45,8 @@ struct Tally {
     intervals: RefCell<Vec<Histogram<u64>>>,
     /// Whether the report closing the current window was sent (and logged).
     window_reported: Cell<bool>,
+    /// On an agent's host (sent the coordinator's clock): each window is logged, for its log.
+    on_agent: Cell<bool>,
     /// Connections lost after they were established.
     lost: RefCell<ErrorCounts>,
     clients: Cell<u64>,
@@ -97,6 +98,7 @@ async fn serve() -> anyhow::Result<()> {
         window: Cell::new((0, u64::MAX)),
         intervals: RefCell::new(Vec::new()),
         window_reported: Cell::new(true),
+        on_agent: Cell::new(false),
         lost: RefCell::new(ErrorCounts::default()),
         clients: Cell::new(0),
         connected: Cell::new(0),
@@ -120,7 +122,10 @@ async fn serve() -> anyhow::Result<()> {
                 match serde_json::from_str::<ToWorker>(&line)? {
                     ToWorker::Exit => return Ok(()),
                     ToWorker::Report => send(&report(&tally))?,
-                    ToWorker::Clock { offset_ns } => stamp::set_offset(offset_ns),
+                    ToWorker::Clock { offset_ns } => {
+                        stamp::set_offset(offset_ns);
+                        tally.on_agent.set(true);
+                    }
                     ToWorker::Measure { from_ns, to_ns } => {
                         report(&tally);
                         tally.window.set((from_ns, to_ns));
@@ -184,31 +189,27 @@ async fn serve() -> anyhow::Result<()> {
 fn report(tally: &Tally) -> FromWorker {
     let mut hist = tally.latency.borrow_mut();
     let mut intervals = tally.intervals.borrow_mut();
+    let (delivered, late) = (tally.delivered.replace(0), tally.late.replace(0));
+    if !tally.window_reported.replace(true) && tally.on_agent.get() {
+        // What this worker measured of the window, in its own words on stderr (an agent's
+        // log): what a distributed run's merged report must add up to.
+        eprintln!(
+            "loadgen worker {}: measured window {}: delivered {delivered} late {late} \
+             latency_count {} latency_max_us {}",
+            std::process::id(),
+            tally.window.get().0,
+            hist.len(),
+            hist.max()
+        );
+    }
     let report = FromWorker::Report {
-        delivered: tally.delivered.replace(0),
-        late: tally.late.replace(0),
+        delivered,
+        late,
         latency_hist: HistData::from_histogram(&hist),
         intervals: intervals.iter().map(HistData::from_histogram).collect(),
         errors: std::mem::take(&mut *tally.lost.borrow_mut()),
         clients: tally.clients.get(),
     };
-    if !tally.window_reported.replace(true) {
-        // What this worker measured of the window, in its own words on stderr (an agent's
-        // log): what a distributed run's merged report must add up to.
-        let (from_ns, _) = tally.window.get();
-        if let FromWorker::Report {
-            delivered, late, ..
-        } = &report
-        {
-            eprintln!(
-                "loadgen worker {}: measured window {from_ns}: delivered {delivered} late {late} \
-                 latency_count {} latency_max_us {}",
-                std::process::id(),
-                hist.len(),
-                hist.max()
-            );
-        }
-    }
     hist.reset();
     intervals.iter_mut().for_each(Histogram::reset);
     report
